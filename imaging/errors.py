@@ -1,0 +1,75 @@
+"""Named errors of the imaging layer.
+
+Every message says what is wrong, where, and what to do about it. Callers (the command line, the batch
+runner, the dashboard) show ``str(error)`` to the user and never need a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdcUnitError",
+    "DicomReadError",
+    "DuplicateSliceError",
+    "GeometryError",
+    "ImagingError",
+    "MissingSliceError",
+    "MixedOrientationError",
+    "MixedSeriesError",
+    "MixedVolumesError",
+    "NiftiLayoutError",
+    "NoImagesFoundError",
+    "TruncatedFileError",
+    "UnevenSpacingError",
+]
+
+
+class ImagingError(Exception):
+    """Base class of every error raised by :mod:`imaging`."""
+
+
+class NoImagesFoundError(ImagingError):
+    """A folder holds no loadable DICOM or NIfTI images."""
+
+
+class DicomReadError(ImagingError):
+    """A file looks like DICOM but cannot be parsed."""
+
+
+class TruncatedFileError(DicomReadError):
+    """A DICOM file ends before its pixel data (or its header) does."""
+
+
+class GeometryError(ImagingError):
+    """The slices of a series do not form one regular grid."""
+
+
+class MissingSliceError(GeometryError):
+    """A gap in the slice positions: at least one slice of the series is absent."""
+
+
+class DuplicateSliceError(GeometryError):
+    """Two different images claim the same slice position in the same volume."""
+
+
+class UnevenSpacingError(GeometryError):
+    """Slice positions are not evenly spaced (and not explained by a missing slice)."""
+
+
+class MixedOrientationError(GeometryError):
+    """The images of one series have different orientations (a localizer, or a mixed folder)."""
+
+
+class MixedSeriesError(ImagingError):
+    """A folder that should hold one series holds several."""
+
+
+class MixedVolumesError(GeometryError):
+    """The images of a multi-volume series cannot be split into consistent volumes."""
+
+
+class AdcUnitError(ImagingError):
+    """The unit of an ADC map cannot be determined from its values."""
+
+
+class NiftiLayoutError(ImagingError):
+    """A NIfTI case folder does not follow the documented BIDS-like layout."""
