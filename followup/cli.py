@@ -1,0 +1,189 @@
+"""The ``leukotrack`` command line. Research use only, not for diagnosis."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from followup.inspect import case_summary, find_cases
+from imaging.errors import ImagingError
+
+__all__ = ["app"]
+
+RESEARCH_USE = (
+    "leukotrack is for research use only; it is not a medical device and not for diagnosis."
+)
+
+app = typer.Typer(
+    name="leukotrack",
+    help="Follow toxic leukoencephalopathy on MRI: DWI, ADC and FLAIR lesions over sessions, beside "
+    "the drug exposure. " + RESEARCH_USE,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _reports_errors(command: F) -> F:
+    """Turn the named errors of the layers into one readable line on stderr and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ImagingError as error:
+            error_console.print(
+                f"[bold red]error:[/] {type(error).__name__}: {error}", soft_wrap=True
+            )
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show debug notes (e.g. skipped files).")
+    ] = False,
+) -> None:
+    """Set up logging for every command."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=error_console, show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+def _fmt_shape(shape: list[int] | None) -> str:
+    return "x".join(str(n) for n in shape) if shape else "-"
+
+
+def _fmt_spacing(spacing: list[float] | None) -> str:
+    return "x".join(f"{v:.3g}" for v in spacing) if spacing else "-"
+
+
+@app.command()
+@_reports_errors
+def inspect(
+    path: Annotated[
+        Path, typer.Argument(help="A case folder, a DICOM export, or a folder of cases.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """List the studies (sessions) and series found under PATH, with class, b-values and geometry."""
+    cases = [case_summary(case) for case in find_cases(path)]
+    if as_json:
+        sys.stdout.write(json.dumps({"path": str(path), "cases": cases}, indent=2) + "\n")
+        return
+    for case in cases:
+        console.print(
+            f"[bold]case {case['case_id']}[/] ({case['layout']}, {len(case['sessions'])} sessions) "
+            f"in {case['root']}"
+        )
+        for session in case["sessions"]:
+            table = Table(
+                title=f"{session['session_id']}  {session['study_date'] or 'undated'}  "
+                f"[dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
+                title_justify="left",
+                show_lines=False,
+            )
+            for column in ("#", "class", "description", "b-values", "shape", "voxel mm", "why"):
+                table.add_column(column, overflow="fold")
+            for row in session["series"]:
+                why = "; ".join(row["reasons"])
+                if row["problem"]:
+                    why = f"[red]cannot stack: {row['problem']}[/]"
+                table.add_row(
+                    str(row["series_number"] if row["series_number"] is not None else "-"),
+                    row["sequence"],
+                    row["description"],
+                    ",".join(f"{b:g}" for b in row["b_values"]) or "-",
+                    _fmt_shape(row["shape"]),
+                    _fmt_spacing(row["voxel_size_mm"]),
+                    why,
+                )
+            console.print(table)
+
+
+@app.command()
+@_reports_errors
+def convert(
+    series_dir: Annotated[
+        Path, typer.Argument(help="A folder (or file) holding one DICOM series.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Output NIfTI, ending in .nii.gz or .nii.")],
+) -> None:
+    """Convert one DICOM series to NIfTI, with a .bval for DWI and a JSON sidecar."""
+    from imaging.dicom import load_series_folder
+    from imaging.nifti import save_nifti
+
+    image = load_series_folder(series_dir)
+    written = save_nifti(image, out)
+    bvals = "" if image.bvals_s_mm2 is None else f", b-values {list(image.bvals_s_mm2)}"
+    console.print(
+        f"{image.sequence.value} {image.shape}{bvals}: {image.acquisition.classification_reasons[0]}"
+    )
+    for path in written:
+        console.print(f"  wrote {path}")
+
+
+def _sample_root() -> Path:
+    for candidate in (
+        Path.cwd() / "sample_scans",
+        Path(__file__).resolve().parents[1] / "sample_scans",
+    ):
+        if candidate.is_dir():
+            return candidate
+    raise ImagingError(
+        "sample_scans/ not found next to the working directory or the installed package; run "
+        "`make samples` in the repository to rebuild it"
+    )
+
+
+@app.command()
+@_reports_errors
+def demo() -> None:
+    """Load the bundled sample case and show what was found (the analysis comes in later releases)."""
+    from rich.progress import track
+
+    root = _sample_root()
+    console.print(f"[bold]leukotrack demo[/] on {root}\n[dim]{RESEARCH_USE}[/]")
+    for case in find_cases(root):
+        console.print(
+            f"\n[bold]case {case.case_id}[/]: {len(case.sessions)} sessions ({case.layout})"
+        )
+        first = case.sessions[0].study_date if case.sessions else None
+        for session in track(case.sessions, description="loading sessions", console=console):
+            day = (session.study_date - first).days if session.study_date and first else None
+            parts = []
+            for sequence in ("DWI", "ADC", "FLAIR"):
+                entry = session.pick(sequence)
+                if entry is None:
+                    parts.append(f"{sequence}: -")
+                    continue
+                image = entry.load()
+                shape, spacing = _fmt_shape(list(image.shape)), _fmt_spacing(list(image.spacing_mm))
+                text = f"{sequence} {shape} @ {spacing} mm"
+                if image.bvals_s_mm2:
+                    text += f" b={','.join(f'{b:g}' for b in image.bvals_s_mm2)}"
+                parts.append(text)
+            console.print(f"  {session.label} (day {day}): " + "; ".join(parts))
+    console.print(
+        "\nLoaded. Lesion segmentation, tracking and the dashboard are built in the next issues; "
+        "see README.md."
+    )

@@ -1,0 +1,139 @@
+"""The BIDS-like NIfTI case layout (DESIGN.md §3.2).
+
+::
+
+    CASE/
+      sessions.tsv                       session_id (ses-<label>), acq_time (ISO date or date-time)
+      ses-<label>/anat/*_FLAIR.nii[.gz]
+      ses-<label>/dwi/*_dwi.nii[.gz]     with *_dwi.bval beside it
+      ses-<label>/dwi/*_ADC.nii[.gz]     optional (computed from the DWI when absent)
+
+A session may hold FLAIR only, or DWI/ADC only.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from datetime import date, datetime, time
+from pathlib import Path
+
+from imaging.case import SeriesEntry, Session
+from imaging.errors import NiftiLayoutError, NoImagesFoundError
+from imaging.nifti import load_nifti, nifti_stem, open_nifti, read_bval
+from imaging.sequence import SequenceClass
+
+__all__ = ["read_sessions_tsv", "scan_bids_case"]
+
+_PATTERNS = (
+    ("anat", "*_FLAIR.nii*", SequenceClass.FLAIR),
+    ("dwi", "*_dwi.nii*", SequenceClass.DWI),
+    ("dwi", "*_ADC.nii*", SequenceClass.ADC),
+)
+
+
+def _parse_when(text: str, where: str) -> datetime:
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0, 0))
+        return datetime.fromisoformat(value)
+    except ValueError as error:
+        raise NiftiLayoutError(
+            f"{where}: acq_time {text!r} is not an ISO date (YYYY-MM-DD) or date-time"
+        ) from error
+
+
+def read_sessions_tsv(path: Path) -> dict[str, datetime]:
+    """``session_id -> acquisition date-time`` from a BIDS ``sessions.tsv``.
+
+    Raises
+    ------
+    NiftiLayoutError
+        When the file lacks the ``session_id`` or ``acq_time`` column, or a row is malformed.
+    """
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = {"session_id", "acq_time"} - set(reader.fieldnames or [])
+        if missing:
+            raise NiftiLayoutError(
+                f"{path}: missing column(s) {', '.join(sorted(missing))}; sessions.tsv needs "
+                "session_id (ses-<label>) and acq_time (ISO date), tab-separated"
+            )
+        sessions: dict[str, datetime] = {}
+        for line, row in enumerate(reader, start=2):
+            session_id = (row.get("session_id") or "").strip()
+            if not session_id.startswith("ses-"):
+                raise NiftiLayoutError(
+                    f"{path}, line {line}: session_id must look like ses-<label>"
+                )
+            sessions[session_id] = _parse_when(row.get("acq_time") or "", f"{path}, line {line}")
+    return sessions
+
+
+def _entry(path: Path, sequence: SequenceClass) -> SeriesEntry:
+    header = open_nifti(path).header
+    shape = tuple(int(n) for n in header.get_data_shape())
+    zooms = header.get_zooms()
+    b_values = []
+    if sequence is SequenceClass.DWI:
+        bval = nifti_stem(path).with_suffix(".bval")
+        b_values = sorted(set(read_bval(bval))) if bval.is_file() else []
+    return SeriesEntry(
+        sequence=sequence,
+        reasons=(f"BIDS suffix in {path.name}",),
+        description=nifti_stem(path).name,
+        number=None,
+        b_values=b_values,
+        shape=shape,
+        spacing_mm=(float(zooms[0]), float(zooms[1]), float(zooms[2])),
+        source=str(path),
+        problem=None,
+        loader=functools.partial(load_nifti, path, sequence=sequence),
+    )
+
+
+def scan_bids_case(root: Path) -> list[Session]:
+    """The sessions of a BIDS-like case in time order (headers only).
+
+    Raises
+    ------
+    NiftiLayoutError
+        When sessions.tsv is missing, or a session folder is not listed in it.
+    NoImagesFoundError
+        When no session holds a FLAIR, DWI or ADC image.
+    """
+    tsv = root / "sessions.tsv"
+    if not tsv.is_file():
+        raise NiftiLayoutError(
+            f"{root}: a NIfTI case needs sessions.tsv at its root (columns session_id, acq_time) "
+            "to date its sessions"
+        )
+    dates = read_sessions_tsv(tsv)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("ses-"))
+    unlisted = [p.name for p in folders if p.name not in dates]
+    if unlisted:
+        raise NiftiLayoutError(
+            f"{tsv}: session folder(s) {', '.join(unlisted)} are not listed; add a row with their "
+            "acq_time"
+        )
+    sessions = []
+    for folder in folders:
+        entries = []
+        for subfolder, pattern, sequence in _PATTERNS:
+            for path in sorted((folder / subfolder).glob(pattern)):
+                if path.name.endswith((".nii", ".nii.gz")):
+                    entries.append(_entry(path, sequence))
+        if not entries:
+            continue
+        when = dates[folder.name]
+        sessions.append(
+            Session(
+                label=folder.name, study_date=when.date(), study_time=when.time(), series=entries
+            )
+        )
+    if not sessions:
+        raise NoImagesFoundError(
+            f"{root}: no ses-*/anat/*_FLAIR.nii[.gz] or ses-*/dwi/*_dwi.nii[.gz] images found"
+        )
+    return sorted(sessions, key=lambda s: (s.study_datetime or datetime.min, s.label))
