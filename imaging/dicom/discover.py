@@ -15,7 +15,7 @@ from imaging.dicom.classify import classify
 from imaging.dicom.files import iter_files
 from imaging.dicom.frames import Frame, frames_from_dataset
 from imaging.dicom.header import parse_da, parse_tm
-from imaging.dicom.series import load_dicom_series, read_images
+from imaging.dicom.series import load_dicom_series, nothing_found, read_images
 from imaging.dicom.stack import Layout, plan_layout
 from imaging.errors import ImagingError, NoImagesFoundError
 from imaging.image import MRImage
@@ -135,13 +135,11 @@ def scan_dicom(root: Path) -> list[DicomStudy]:
     if not root.exists():
         raise NoImagesFoundError(f"{root}: no such file or folder")
     by_series: dict[str, list[Dataset]] = defaultdict(list)
-    for dataset in read_images(iter_files(root), headers_only=True):
+    skipped: list[str] = []
+    for dataset in read_images(iter_files(root), headers_only=True, skipped=skipped):
         by_series[str(dataset.get("SeriesInstanceUID", ""))].append(dataset)
     if not by_series:
-        raise NoImagesFoundError(
-            f"{root}: no DICOM MR images found (non-DICOM files, DICOMDIR and presentation states "
-            "are ignored); point at the folder that holds the exported images"
-        )
+        raise nothing_found(str(root), skipped)
     studies: dict[str, DicomStudy] = {}
     for uid, datasets in by_series.items():
         datasets.sort(key=lambda ds: (int(ds.get("InstanceNumber", 0) or 0), str(ds.filename)))

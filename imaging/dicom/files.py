@@ -47,6 +47,8 @@ NON_DICOM_SUFFIXES = (
 )
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Storage SOP classes live below this root; the non-image ones are listed below.
+_IMAGE_STORAGE_ROOT = "1.2.840.10008.5.1.4.1.1."
 #: Media Storage Directory (DICOMDIR) and non-image SOP classes, by UID prefix, with a name for the log.
 _NON_IMAGE_SOP_PREFIXES = {
     "1.2.840.10008.1.3.10": "DICOMDIR (media storage directory)",
@@ -123,12 +125,9 @@ def read_dataset(path: Path, *, headers_only: bool) -> Dataset | None:
     if raw is None:
         log.debug("skipped %s: not a DICOM file", path)
         return None
+    buffer = io.BytesIO(raw)
     try:
-        dataset: FileDataset = pydicom.dcmread(
-            io.BytesIO(raw), stop_before_pixels=headers_only, force=True
-        )
-        if not headers_only and "PixelData" in dataset:
-            _check_pixel_length(dataset, path)
+        dataset: FileDataset = pydicom.dcmread(buffer, stop_before_pixels=headers_only, force=True)
     except (EOFError, OSError, ValueError, KeyError, InvalidDicomError, OverflowError) as error:
         if _looks_truncated(error):
             raise TruncatedFileError(
@@ -136,8 +135,29 @@ def read_dataset(path: Path, *, headers_only: bool) -> Dataset | None:
                 "copy the series again from PACS"
             ) from error
         raise DicomReadError(f"{path}: not readable as DICOM ({error})") from error
+    # pydicom stops quietly at the end of a cut file; an image object must reach its pixel data.
+    if _is_image_storage(dataset):
+        ended_early = buffer.tell() >= len(raw) if headers_only else "PixelData" not in dataset
+        if ended_early:
+            raise TruncatedFileError(
+                f"{path}: the file ends after {len(raw)} bytes, before its pixel data: it is "
+                "truncated (an interrupted export or copy); copy the series again from PACS"
+            )
+        if not headers_only:
+            _check_pixel_length(dataset, path)
     dataset.filename = str(path)
     return dataset
+
+
+def _is_image_storage(dataset: Dataset) -> bool:
+    """Whether the SOP class (from the data set or, if cut off, the file meta) is an image class."""
+    meta = getattr(dataset, "file_meta", None)
+    sop_class = str(
+        dataset.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else "")
+    )
+    if not sop_class.startswith(_IMAGE_STORAGE_ROOT):
+        return False
+    return not any(sop_class.startswith(prefix) for prefix in _NON_IMAGE_SOP_PREFIXES)
 
 
 def _looks_truncated(error: Exception) -> bool:

@@ -205,10 +205,10 @@ def _enhanced_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
 
 def _mosaic_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Frame]:
     """Split a Siemens mosaic with nibabel's wrapper (it reads the CSA header for the slice normal)."""
-    from nibabel.nicom import dicomwrappers
-
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # nibabel warns that its DICOM readers are experimental
+        from nibabel.nicom import dicomwrappers
+
         wrapper = dicomwrappers.wrapper_from_data(dataset)
         if not getattr(wrapper, "is_mosaic", False):
             raise DicomReadError(

@@ -19,13 +19,25 @@ from imaging.image import MRImage
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT, adc_to_um2s
 
-__all__ = ["image_from_datasets", "load_dicom_series", "load_series_folder", "read_images"]
+__all__ = [
+    "image_from_datasets",
+    "load_dicom_series",
+    "load_series_folder",
+    "nothing_found",
+    "read_images",
+]
 
 log = logging.getLogger(__name__)
 
 
-def read_images(paths: Iterable[Path], *, headers_only: bool) -> list[Dataset]:
-    """Read the MR image objects among ``paths`` (others skipped with a debug note)."""
+def read_images(
+    paths: Iterable[Path], *, headers_only: bool, skipped: list[str] | None = None
+) -> list[Dataset]:
+    """Read the MR image objects among ``paths``; others are skipped with a debug note.
+
+    When ``skipped`` is given, a line ``"<file>: <why>"`` is appended to it for every DICOM object
+    that is not a usable MR image.
+    """
     datasets = []
     for path in paths:
         dataset = read_dataset(path, headers_only=headers_only)
@@ -34,9 +46,24 @@ def read_images(paths: Iterable[Path], *, headers_only: bool) -> list[Dataset]:
         reason = why_not_an_image(dataset)
         if reason is not None:
             log.debug("skipped %s: %s", path, reason)
+            if skipped is not None:
+                skipped.append(f"{path.name}: {reason}")
             continue
         datasets.append(dataset)
     return datasets
+
+
+def nothing_found(where: str, skipped: list[str]) -> NoImagesFoundError:
+    detail = ""
+    if skipped:
+        shown = "; ".join(skipped[:3]) + (
+            f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        )
+        detail = f" (skipped DICOM objects: {shown})"
+    return NoImagesFoundError(
+        f"{where}: no DICOM MR image with patient geometry found{detail}. Point at the folder that "
+        "holds the exported images"
+    )
 
 
 def _deduplicate(datasets: list[Dataset]) -> list[Dataset]:
@@ -139,7 +166,11 @@ def _one_per_series(datasets: Sequence[Dataset]) -> list[Dataset]:
 def load_dicom_series(paths: Sequence[Path], *, where: str | None = None) -> MRImage:
     """Load the DICOM files ``paths`` (one series) as an image. See :func:`image_from_datasets`."""
     label = where or (str(Path(paths[0]).parent) if paths else "?")
-    return image_from_datasets(read_images(paths, headers_only=False), where=label)
+    skipped: list[str] = []
+    datasets = read_images(paths, headers_only=False, skipped=skipped)
+    if not datasets:
+        raise nothing_found(label, skipped)
+    return image_from_datasets(datasets, where=label)
 
 
 def load_series_folder(folder: Path) -> MRImage:
@@ -155,6 +186,8 @@ def load_series_folder(folder: Path) -> MRImage:
     folder = Path(folder)
     if not folder.exists():
         raise NoImagesFoundError(f"{folder}: no such file or folder")
-    return image_from_datasets(
-        read_images(iter_files(folder), headers_only=False), where=str(folder)
-    )
+    skipped: list[str] = []
+    datasets = read_images(iter_files(folder), headers_only=False, skipped=skipped)
+    if not datasets:
+        raise nothing_found(str(folder), skipped)
+    return image_from_datasets(datasets, where=str(folder))

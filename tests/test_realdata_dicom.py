@@ -1,0 +1,115 @@
+"""Real scanner files (../shared/realdata) load exactly as dcm2niix, the field's reference, makes them.
+
+Both sides are reoriented to RAS before comparing: shape, voxel values, affine (within 1e-3 mm) and
+b-values must agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from imaging.dicom import load_series_folder, scan_dicom
+from imaging.dicom.discover import DicomSeries
+from imaging.sequence import SequenceClass
+
+pytestmark = pytest.mark.realdata
+
+CASES = [
+    ("siemens_xa30/classic_adc", SequenceClass.ADC),
+    ("siemens_xa30/classic_tracew", SequenceClass.DWI),
+    ("siemens_xa30/enhanced_adc", SequenceClass.ADC),
+    ("siemens_xa30/enhanced_tracew", SequenceClass.DWI),
+    ("ge_mr29_dwi", SequenceClass.DWI),
+]
+
+
+def _reference(realdata: Path, folder: str) -> tuple[nib.Nifti1Image, list[float] | None]:
+    ref = realdata / f"{folder}.ref"
+    image = nib.as_closest_canonical(nib.load(ref / "dcm2niix.nii.gz"))
+    bval = ref / "dcm2niix.bval"
+    return image, [float(b) for b in bval.read_text().split()] if bval.exists() else None
+
+
+def test_every_realdata_dicom_folder_is_covered(realdata):
+    folders = {p.parent.relative_to(realdata).as_posix() for p in realdata.rglob("dcm2niix.nii.gz")}
+    assert {f.removesuffix(".ref") for f in folders} == {folder for folder, _ in CASES}
+
+
+@pytest.mark.parametrize(("folder", "sequence"), CASES, ids=[c[0] for c in CASES])
+def test_loads_like_dcm2niix(realdata, folder, sequence):
+    image = load_series_folder(realdata / folder)
+    reference, bvals = _reference(realdata, folder)
+    assert image.sequence is sequence, image.acquisition.classification_reasons
+    ras = image.reoriented("RAS")
+    assert ras.shape == reference.shape
+    np.testing.assert_allclose(ras.affine, reference.affine, atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(ras.data, dtype=np.float64), reference.get_fdata())
+    if sequence is SequenceClass.DWI:
+        expected = bvals if bvals is not None else [_bval_from_frames(realdata, folder)]
+        assert list(image.bvals_s_mm2 or ()) == expected
+    else:
+        assert image.bvals_s_mm2 is None
+        assert image.acquisition.unit == "um2/s"
+
+
+def _bval_from_frames(realdata: Path, folder: str) -> float:
+    """dcm2niix writes no .bval for the enhanced trace file: read its per-frame b-values directly."""
+    import pydicom
+
+    (path,) = (realdata / folder).glob("*.dcm")
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    values = {
+        float(item.MRDiffusionSequence[0].DiffusionBValue)
+        for item in dataset.PerFrameFunctionalGroupsSequence
+    }
+    assert len(values) == 1
+    return values.pop()
+
+
+def test_ge_b0_files_without_the_standard_tag_still_get_b0(realdata):
+    import pydicom
+
+    files = sorted((realdata / "ge_mr29_dwi").glob("i*"))
+    lacking = [
+        f for f in files if (0x0018, 0x9087) not in pydicom.dcmread(f, stop_before_pixels=True)
+    ]
+    assert len(lacking) == 2  # the b=0 images of the two slices
+    image = load_series_folder(realdata / "ge_mr29_dwi")
+    assert image.bvals_s_mm2 == (0.0, *([1000.0] * 6))
+    assert any("GE (0043,1039)" in note for note in image.acquisition.notes)
+
+
+def test_the_non_dicom_file_is_ignored_with_a_debug_note(realdata, caplog):
+    assert (realdata / "ge_mr29_dwi" / "LICENSE.txt").is_file()
+    with caplog.at_level(logging.DEBUG, logger="imaging"):
+        studies = scan_dicom(realdata / "ge_mr29_dwi")
+    assert len(studies) == 1 and len(studies[0].series) == 1
+    series: DicomSeries = studies[0].series[0]
+    assert len(series.paths) == 14
+    assert any(
+        "LICENSE.txt" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_siemens_private_b_value_is_read_when_the_standard_tag_is_absent(realdata):
+    image = load_series_folder(realdata / "siemens_xa30" / "classic_tracew")
+    assert image.bvals_s_mm2 == (2500.0,)
+    assert any("Siemens (0019,100C)" in note for note in image.acquisition.notes)
+
+
+def test_the_whole_realdata_tree_groups_into_studies_and_series(realdata):
+    studies = scan_dicom(realdata)
+    per_study = sorted(len(s.series) for s in studies)
+    assert per_study == [1, 2, 2]  # GE DWI; XA30 enhanced ADC+TRACEW; XA30 classic ADC+TRACEW
+    assert [s.study_date.isoformat() for s in studies if s.study_date] == sorted(
+        s.study_date.isoformat() for s in studies if s.study_date
+    )
+    for study in studies:
+        for series in study.series:
+            assert series.problem is None
+            assert series.sequence in (SequenceClass.DWI, SequenceClass.ADC)
