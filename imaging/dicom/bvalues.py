@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
-__all__ = ["b_value_s_mm2"]
+__all__ = ["b_value_s_mm2", "frame_b_value"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,22 @@ def _csa_b_value(dataset: Dataset) -> float | None:
         return None
 
 
+def frame_b_value(
+    frame_groups: Dataset, shared_groups: Sequence[Dataset] | None
+) -> tuple[float | None, str] | None:
+    """The b-value of one enhanced frame from MRDiffusionSequence (per frame, then shared).
+
+    Returns ``None`` when neither holds a DiffusionBValue (the caller then tries the file-level tags).
+    """
+    for groups in (frame_groups, shared_groups[0] if shared_groups else None):
+        if groups is None or "MRDiffusionSequence" not in groups:
+            continue
+        item = groups.MRDiffusionSequence[0]
+        if _STANDARD in item:
+            return _number(item[_STANDARD].value), "MRDiffusionSequence (0018,9087)"
+    return None
+
+
 def b_value_s_mm2(
     dataset: Dataset, frame_groups: Dataset | None = None
 ) -> tuple[float | None, str]:
@@ -129,12 +146,9 @@ def b_value_s_mm2(
     (1000.0, '(0018,9087)')
     """
     if frame_groups is not None:
-        for sequence in (frame_groups, dataset.get("SharedFunctionalGroupsSequence", [None])[0]):
-            if sequence is None or "MRDiffusionSequence" not in sequence:
-                continue
-            item = sequence.MRDiffusionSequence[0]
-            if _STANDARD in item:
-                return _number(item[_STANDARD].value), "MRDiffusionSequence (0018,9087)"
+        found = frame_b_value(frame_groups, dataset.get("SharedFunctionalGroupsSequence"))
+        if found is not None:
+            return found
     if _STANDARD in dataset:
         value = _number(dataset[_STANDARD].value)
         if value is not None:

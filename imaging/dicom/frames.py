@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from imaging.dicom.bvalues import b_value_s_mm2
+from imaging.dicom.bvalues import b_value_s_mm2, frame_b_value
 from imaging.errors import DicomReadError, TruncatedFileError
 
 __all__ = ["Frame", "frames_from_dataset", "is_enhanced", "is_mosaic"]
@@ -152,6 +152,7 @@ def _enhanced_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
     pixels = _pixels(dataset, path) if with_pixels else None
     if pixels is not None and pixels.ndim == 2:
         pixels = pixels[np.newaxis]
+    file_level: tuple[float | None, str] | None = None  # vendor tags, read once per file
     frames = []
     for index, item in enumerate(per_frame):
         position = _group(item, shared, "PlanePositionSequence")
@@ -165,7 +166,12 @@ def _enhanced_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
         transform = _group(item, shared, "PixelValueTransformationSequence")
         echo = _group(item, shared, "MREchoSequence")
         content = _group(item, shared, "FrameContentSequence")
-        b_value, b_source = b_value_s_mm2(dataset, item)
+        found = frame_b_value(item, shared_seq)
+        if found is None:
+            if file_level is None:
+                file_level = b_value_s_mm2(dataset)
+            found = file_level
+        b_value, b_source = found
         spacing = measures.PixelSpacing
         frames.append(
             Frame(
