@@ -187,3 +187,7 @@ def demo() -> None:
         "\nLoaded. Lesion segmentation, tracking and the dashboard are built in the next issues; "
         "see README.md."
     )
+
+
+if __name__ == "__main__":
+    app()
