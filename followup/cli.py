@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)  # piped output: no wrapping at 80
 error_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,8 +106,8 @@ def inspect(
                 table.add_column(column, overflow="fold")
             for row in session["series"]:
                 why = "; ".join(row["reasons"])
-                if row["problem"]:
-                    why = f"[red]cannot stack: {row['problem']}[/]"
+                if row["problem"]:  # the full text is in --json
+                    why = f"[red]not loadable ({row['problem'].split(':')[0]})[/]"
                 table.add_row(
                     str(row["series_number"] if row["series_number"] is not None else "-"),
                     row["sequence"],

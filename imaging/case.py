@@ -158,9 +158,15 @@ def _scan_dicom_case(root: Path) -> list[Session]:
 
 
 def is_bids_case(root: Path) -> bool:
-    """Whether ``root`` looks like a BIDS-like NIfTI case (``sessions.tsv`` or ``ses-*`` folders)."""
-    return (root / "sessions.tsv").is_file() or any(
-        p.is_dir() and p.name.startswith("ses-") for p in root.iterdir()
+    """Whether ``root`` looks like a BIDS-like NIfTI case: a ``sessions.tsv``, or ``ses-*/anat`` or
+    ``ses-*/dwi`` folders (other ``ses-*`` folders, e.g. of ground truth, do not count)."""
+    if (root / "sessions.tsv").is_file():
+        return True
+    return any(
+        (p / sub).is_dir()
+        for p in root.iterdir()
+        if p.is_dir() and p.name.startswith("ses-")
+        for sub in ("anat", "dwi")
     )
 
 

@@ -76,7 +76,9 @@ class DicomSeries:
     @property
     def problem(self) -> str | None:
         """Why the series cannot be stacked, or ``None``."""
-        return str(self._layout) if isinstance(self._layout, ImagingError) else None
+        if not isinstance(self._layout, ImagingError):
+            return None
+        return f"{type(self._layout).__name__}: {str(self._layout).removeprefix(self.label + ': ')}"
 
     @property
     def label(self) -> str:
