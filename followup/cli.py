@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from followup.inspect import case_summary, find_cases
+from followup.inspect import case_folders, case_summary, find_cases
+from imaging.case import scan_case
 from imaging.errors import ImagingError
 
 __all__ = ["app"]
@@ -163,7 +164,8 @@ def demo() -> None:
 
     root = _sample_root()
     console.print(f"[bold]leukotrack demo[/] on {root}\n[dim]{RESEARCH_USE}[/]")
-    for case in find_cases(root):
+    for folder in case_folders(root):
+        case = scan_case(folder)
         console.print(
             f"\n[bold]case {case.case_id}[/]: {len(case.sessions)} sessions ({case.layout})"
         )

@@ -7,7 +7,12 @@ from typing import Any
 
 from imaging.case import CaseIndex, Session, is_bids_case, scan_case
 
-__all__ = ["case_summary", "find_cases", "series_rows"]
+__all__ = ["case_folders", "case_summary", "find_cases", "series_rows"]
+
+
+def case_folders(root: Path) -> list[Path]:
+    """The case folders directly under ``root`` (one patient each), hidden folders excluded."""
+    return [p for p in sorted(Path(root).iterdir()) if p.is_dir() and not p.name.startswith(".")]
 
 
 def find_cases(path: Path) -> list[CaseIndex]:

@@ -92,3 +92,11 @@ def test_convert_refuses_a_folder_with_two_series(tmp_path):
     assert result.exit_code == 1
     assert "MixedSeriesError" in result.output
     assert not list(tmp_path.glob("x*"))
+
+
+def test_demo_loads_every_session_of_the_sample_case():
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "case indexcase: 5 sessions" in result.output
+    assert result.output.count("b=0,1000") == 5
+    assert "research use only" in result.output
