@@ -103,6 +103,10 @@ def _series_folders(realdata: Path, samples: Path) -> list[tuple[str, Path]]:
     if samples.is_dir():
         for study in scan_dicom(samples):
             for series in study.series:
+                if series.problem or series.sequence.value == "OTHER":
+                    continue  # the localizers: not loadable by design
+                if any(p.name.endswith(".gz") for p in series.paths):
+                    continue  # dcm2niix does not read gzip-compressed DICOM
                 folder = series.paths[0].parent
                 if all(p.parent == folder for p in series.paths) and len(
                     list(folder.iterdir())
