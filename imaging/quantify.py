@@ -1,0 +1,82 @@
+"""Lesion measures of one session: volumes (total, by hemisphere, by region), counts and ADC figures.
+
+Volumes are voxel counts times the voxel volume from the affine (pixel area x slice spacing, gaps
+included, as every volumetric tool computes them), converted to mL in :func:`imaging.units.mm3_to_ml`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from imaging.image import MRImage
+from imaging.regions import Hemisphere, Region
+from imaging.units import mm3_to_ml
+
+__all__ = ["adc_in_mask", "lesion_count", "lesion_volumes"]
+
+_FULL = np.ones((3, 3, 3), bool)
+
+
+def lesion_count(mask: MRImage) -> int:
+    """Number of 26-connected lesions."""
+    return int(ndi.label(np.asarray(mask.data) > 0, structure=_FULL)[1])
+
+
+def lesion_volumes(
+    mask: MRImage, hemispheres: MRImage, regions: MRImage, *, prefix: str
+) -> dict[str, float]:
+    """Total, left, right and per-region lesion volumes in mL, keyed ``<prefix>_volume[_<part>]_ml``.
+
+    Parameters
+    ----------
+    mask : MRImage
+        Binary lesion mask.
+    hemispheres, regions : MRImage
+        Label maps (:class:`~imaging.regions.Hemisphere`, :class:`~imaging.regions.Region`) on the
+        same grid (warped from the template). Lesion voxels outside every label count only in the
+        total.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lesion = np.zeros((7, 8, 9), np.uint8); lesion[1:3, 1:3, 1:3] = 1
+    >>> hemi = np.full((7, 8, 9), 1, np.uint8); hemi[2:] = 2
+    >>> region = np.full((7, 8, 9), 2, np.uint8)
+    >>> m = MRImage(lesion, np.diag([1.0, 1.0, 2.0, 1.0]))
+    >>> out = lesion_volumes(m, m.with_data(hemi), m.with_data(region), prefix="flair_lesion")
+    >>> [out[f"flair_lesion_volume_{k}ml"] for k in ("", "left_", "right_", "parietal_")]
+    [0.016, 0.008, 0.008, 0.016]
+    """
+    lesion = np.asarray(mask.data) > 0
+    voxel_ml = mm3_to_ml(mask.voxel_volume_mm3)
+    hemi = np.asarray(hemispheres.data)
+    region = np.asarray(regions.data)
+    out = {f"{prefix}_volume_ml": round(float(lesion.sum()) * voxel_ml, 4)}
+    for side in Hemisphere:
+        count = np.count_nonzero(lesion & (hemi == side))
+        out[f"{prefix}_volume_{side.name.lower()}_ml"] = round(float(count) * voxel_ml, 4)
+    for part in Region:
+        count = np.count_nonzero(lesion & (region == part))
+        out[f"{prefix}_volume_{part.column}_ml"] = round(float(count) * voxel_ml, 4)
+    return out
+
+
+def adc_in_mask(adc_um2s: MRImage, mask: MRImage) -> float:
+    """Mean ADC (um2/s) inside a mask on the same grid; nan for an empty mask."""
+    inside = np.asarray(mask.data) > 0
+    if not inside.any():
+        return math.nan
+    return float(np.mean(np.asarray(adc_um2s.data, dtype=np.float64)[inside]))
+
+
+def as_cell(value: Any) -> Any:
+    """A table cell: nan and None become empty, floats keep 4 decimals."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
