@@ -30,8 +30,8 @@ class N4Params:
         Distance between B-spline control points of the field.
     """
 
-    fit_spacing_mm: float = 6.0
-    iterations: tuple[int, ...] = (50,)
+    fit_spacing_mm: float = 8.0
+    iterations: tuple[int, ...] = (25,)
     convergence_threshold: float = 1e-4
     spline_distance_mm: float = 100.0
 
