@@ -143,6 +143,69 @@ def convert(
         console.print(f"  wrote {path}")
 
 
+@app.command()
+@_reports_errors
+def analyze(
+    case_dir: Annotated[
+        Path, typer.Argument(help="One patient's folder (DICOM or BIDS-like NIfTI).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (BIDS derivatives).")],
+) -> None:
+    """Register, segment, measure and track every session of one case; write OUT/sub-<case>/."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from followup.analyze import analyze_case
+    from imaging.case import scan_case
+
+    index = scan_case(case_dir)
+    steps = 4 * len(index.sessions) + 3
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task(f"case {index.case_id}", total=steps)
+
+        def step(message: str) -> None:
+            bar.update(task, description=f"{index.case_id}: {message}", advance=1)
+
+        result = analyze_case(case_dir, out, progress=step, index=index)
+        bar.update(task, completed=steps, description=f"{index.case_id}: done")
+    _print_sessions(result.sessions)
+    console.print(f"wrote {result.folder}")
+
+
+def _print_sessions(rows: list[dict[str, object]]) -> None:
+    table = Table(title="lesion course", title_justify="left")
+    for column in (
+        "session",
+        "day",
+        "FLAIR mL",
+        "DWI mL",
+        "FLAIR n",
+        "DWI n",
+        "rADC",
+        "FLAIR-lesion rADC",
+    ):
+        table.add_column(column, justify="right")
+
+    def cell(value: object) -> str:
+        if value in (None, "") or (isinstance(value, float) and value != value):
+            return "-"
+        return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    for row in rows:
+        table.add_row(
+            str(row["session_id"]),
+            cell(row["day"]),
+            cell(row.get("flair_lesion_volume_ml")),
+            cell(row.get("dwi_lesion_volume_ml")),
+            cell(row.get("flair_lesion_count")),
+            cell(row.get("dwi_lesion_count")),
+            cell(row.get("radc")),
+            cell(row.get("flair_lesion_radc")),
+        )
+    console.print(table)
+
+
 def _sample_root() -> Path:
     for candidate in (
         Path.cwd() / "sample_scans",
