@@ -120,7 +120,7 @@ def false_lesion_ml(truth: MRImage, prediction: MRImage, wm_prior: MRImage) -> f
     return float(false.sum()) * prediction.voxel_volume_mm3 / 1000.0
 
 
-def fmt(value: float, digits: int = 3) -> str:
+def fmt(value: float | None, digits: int = 3) -> str:
     return (
         "n/a"
         if value is None or (isinstance(value, float) and math.isnan(value))
@@ -234,7 +234,7 @@ def case_table(rows: list[SessionRow], out: list[str]) -> None:
             f"{f.volume_pred_ml:.2f} | {r.false_flair_ml:.2f} | {fmt(d.dice)} | "
             f"{fmt(d.hd95_mm, 1)} | {fmt(d.avd_percent, 1)} | {fmt(d.lesion_f1, 2)} | "
             f"{d.volume_ref_ml:.2f} | {d.volume_pred_ml:.2f} | {r.false_dwi_ml:.2f} | "
-            f"{r.flair_s + r.dwi_s:.2f} |"
+            f"{fmt(r.flair_s + r.dwi_s, 2)} |"
         )
     out.append("")
 
@@ -317,14 +317,21 @@ def pipeline_section(out: list[str]) -> None:
     seconds = time.perf_counter() - start
     scores = score_case(case_dir, processed)
     rows = [
-        SessionRow(s.session_id, s.day, s.flair, s.dwi, s.false_flair_ml, s.false_dwi_ml, 0, 0)
+        SessionRow(
+            s.session_id,
+            s.day,
+            s.flair,
+            s.dwi,
+            s.false_flair_ml,
+            s.false_dwi_ml,
+            math.nan,
+            math.nan,
+        )
         for s in scores
         if s.flair is not None and s.dwi is not None
     ]
     case_table(rows, out)
-    out.append(
-        f"(whole pipeline {seconds:.0f} s for 5 sessions; the seconds column is not measured)\n"
-    )
+    out.append(f"(whole pipeline: {seconds:.0f} s for {len(rows)} sessions)\n")
 
 
 def main(argv: list[str] | None = None) -> int:

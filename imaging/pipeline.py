@@ -61,7 +61,7 @@ DWI_REGISTRATION = RegistrationParams(
     smoothing_sigmas_mm=(2.0, 1.0),
     learning_rate=0.5,
     iterations=100,
-    sampling_fraction=0.15,
+    sampling_fraction=0.1,
 )
 
 
