@@ -222,7 +222,7 @@ def _sample_root() -> Path:
 @app.command()
 @_reports_errors
 def demo() -> None:
-    """Load the bundled sample case and show what was found (the analysis comes in later releases)."""
+    """Load the bundled sample case and show what was found (the dashboard comes later)."""
     from rich.progress import track
 
     root = _sample_root()
@@ -249,8 +249,8 @@ def demo() -> None:
                 parts.append(text)
             console.print(f"  {session.label} (day {day}): " + "; ".join(parts))
     console.print(
-        "\nLoaded. Lesion segmentation, tracking and the dashboard are built in the next issues; "
-        "see README.md."
+        "\nLoaded. Analyse it with `leukotrack analyze sample_scans/indexcase --out out` "
+        "(about a minute); the dashboard comes in a later release. See README.md."
     )
 
 
