@@ -57,8 +57,7 @@ from imaging.segment import (  # noqa: E402
     segment_flair_lesions,
 )
 from imaging.sequence import SequenceClass  # noqa: E402
-
-FALSE_LESION_MARGIN_MM = 3.0
+from synthetic.evaluate import false_lesion_ml, oracle_wm_prior  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -81,43 +80,9 @@ def load_series(session: Session, sequence: SequenceClass) -> MRImage:
     return entry.load()
 
 
-def mni_wm() -> tuple[np.ndarray, np.ndarray]:
-    """The nilearn MNI152 2009a white-matter map (0..1) and its affine."""
-    import nilearn
-
-    path = Path(nilearn.__file__).parent / "datasets" / "data"
-    image = load_nifti(path / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz")
-    return np.asarray(image.dataobj, dtype=np.float32) / 255.0, image.affine
-
-
-def warp_wm_prior(like: MRImage, scan_from_mni: np.ndarray) -> MRImage:
-    """The MNI WM map on ``like``'s grid through scanner_RAS = scan_from_mni @ MNI_RAS (linear)."""
-    wm, wm_affine = mni_wm()
-    ijk = np.indices(like.spatial_shape, dtype=np.float64).reshape(3, -1)
-    scanner = like.affine[:3, :3] @ ijk + like.affine[:3, 3:4]
-    to_template = np.linalg.inv(wm_affine) @ np.linalg.inv(scan_from_mni)
-    source = to_template[:3, :3] @ scanner + to_template[:3, 3:4]
-    values = ndimage.map_coordinates(wm, source, order=1, cval=0.0)
-    return MRImage(values.reshape(like.spatial_shape).astype(np.float32), like.affine)
-
-
 def load_mask(case_dir: Path, relative: str) -> MRImage:
     image = load_nifti(case_dir / relative)
     return MRImage(np.asarray(image.dataobj), image.affine)
-
-
-def false_lesion_ml(truth: MRImage, prediction: MRImage, wm_prior: MRImage) -> float:
-    """Predicted lesion more than 3 mm from any true lesion, where the WM prior > 0.5, in mL."""
-    true = np.asarray(truth.data) > 0
-    if true.any():
-        far = (
-            ndimage.distance_transform_edt(~true, sampling=truth.spacing_mm)
-            > FALSE_LESION_MARGIN_MM
-        )
-    else:
-        far = np.ones(true.shape, bool)
-    false = (np.asarray(prediction.data) > 0) & far & (np.asarray(wm_prior.data) > 0.5)
-    return float(false.sum()) * prediction.voxel_volume_mm3 / 1000.0
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -158,8 +123,8 @@ def segment_case(case_dir: Path) -> list[SessionRow]:
         b1000 = dwi.volume(list(dwi.bvals_s_mm2).index(1000.0))
         brain_flair = load_mask(case_dir, files["brain_mask_flair"])
         brain_dwi = load_mask(case_dir, files["brain_mask_dwi"])
-        prior_flair = warp_wm_prior(flair, np.array(expected["pose_flair"]))
-        prior_dwi = warp_wm_prior(b1000, np.array(expected["pose_dwi"]))
+        prior_flair = oracle_wm_prior(flair, np.array(expected["pose_flair"]))
+        prior_dwi = oracle_wm_prior(b1000, np.array(expected["pose_dwi"]))
         corrected, _ = correct_bias(flair, brain_flair)
         start = time.perf_counter()
         flair_result = segment_flair_lesions(corrected, brain_flair, prior_flair)
@@ -196,7 +161,7 @@ def ms_section(out: list[str]) -> None:
     mask_nifti = load_nifti(folder / "lesion_mask.nii.gz")
     expert = MRImage(np.asarray(mask_nifti.dataobj), mask_nifti.affine)
     brain = flair.with_data(ndimage.binary_fill_holes(flair.data > 0).astype(np.uint8))
-    prior = warp_wm_prior(flair, np.eye(4))
+    prior = oracle_wm_prior(flair, np.eye(4))
     start = time.perf_counter()
     result = segment_flair_lesions(flair, brain, prior)
     seconds = time.perf_counter() - start

@@ -221,8 +221,24 @@ def _flat_dict(params: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- results
+class _LesionResult:
+    """What every lesion result derives from its ``lesion_mask``."""
+
+    lesion_mask: MRImage
+
+    @property
+    def volume_ml(self) -> float:
+        """Total lesion volume, mL."""
+        return _volume_ml(self.lesion_mask)
+
+    @property
+    def n_lesions(self) -> int:
+        """Number of 26-connected lesions."""
+        return int(ndi.label(self.lesion_mask.data > 0, structure=_FULL)[1])
+
+
 @dataclass(frozen=True)
-class FlairLesionResult:
+class FlairLesionResult(_LesionResult):
     """FLAIR lesions of one session, on the FLAIR grid.
 
     Attributes
@@ -252,19 +268,9 @@ class FlairLesionResult:
     seed_z_used: float
     params: FlairLesionParams
 
-    @property
-    def volume_ml(self) -> float:
-        """Total lesion volume, mL."""
-        return _volume_ml(self.lesion_mask)
-
-    @property
-    def n_lesions(self) -> int:
-        """Number of 26-connected lesions."""
-        return int(ndi.label(self.lesion_mask.data > 0, structure=_FULL)[1])
-
 
 @dataclass(frozen=True)
-class DwiLesionResult:
+class DwiLesionResult(_LesionResult):
     """Diffusion-restricted lesions of one session, on the DWI grid.
 
     Attributes
@@ -296,16 +302,6 @@ class DwiLesionResult:
     nawm_adc_um2s: float
     lesion_adc_mean_um2s: float
     params: DwiLesionParams
-
-    @property
-    def volume_ml(self) -> float:
-        """Total lesion volume, mL."""
-        return _volume_ml(self.lesion_mask)
-
-    @property
-    def n_lesions(self) -> int:
-        """Number of 26-connected lesions."""
-        return int(ndi.label(self.lesion_mask.data > 0, structure=_FULL)[1])
 
     @property
     def radc_lesion(self) -> float:

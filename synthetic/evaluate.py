@@ -10,21 +10,22 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage as ndi
 
 from imaging.image import MRImage
 from imaging.metrics import SegmentationMetrics, dice, evaluate_segmentation
-from imaging.morphology import dilate_mm
 from imaging.pipeline import CaseImages
 from imaging.register import displacement_mm
 from imaging.units import mm3_to_ml
 
-__all__ = ["SessionScore", "score_case"]
+__all__ = ["SessionScore", "false_lesion_ml", "oracle_wm_prior", "score_case"]
 
 #: Prediction more than this far (mm) from any true lesion counts as false lesion.
 FALSE_LESION_MARGIN_MM = 3.0
@@ -61,13 +62,42 @@ def _load(case_dir: Path, relative: str) -> MRImage:
     return MRImage(np.asarray(nifti.dataobj), nifti.affine)
 
 
-def _false_ml(truth: MRImage, prediction: MRImage, wm_prior: MRImage | None) -> float:
-    """Predicted lesion volume (mL) farther than the margin from any true lesion, within WM."""
-    near = dilate_mm(np.asarray(truth.data) > 0, truth.spacing_mm, FALSE_LESION_MARGIN_MM)
-    false = (np.asarray(prediction.data) > 0) & ~near
+def false_lesion_ml(truth: MRImage, prediction: MRImage, wm_prior: MRImage | None) -> float:
+    """Predicted lesion (mL) more than :data:`FALSE_LESION_MARGIN_MM` from any true lesion, counted
+    where the white-matter prior is above 0.5 (everywhere when ``wm_prior`` is None)."""
+    true = np.asarray(truth.data) > 0
+    if true.any():
+        far = ndi.distance_transform_edt(~true, sampling=truth.spacing_mm) > FALSE_LESION_MARGIN_MM
+    else:
+        far = np.ones(true.shape, bool)
+    false = (np.asarray(prediction.data) > 0) & far
     if wm_prior is not None:
         false &= np.asarray(wm_prior.data) > 0.5
     return mm3_to_ml(float(false.sum()) * prediction.voxel_volume_mm3)
+
+
+@lru_cache(maxsize=1)
+def _mni_wm_1mm() -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    """The nilearn MNI152 2009a white-matter map at 1 mm (0..1) and its affine."""
+    import nilearn
+
+    path = Path(nilearn.__file__).parent / "datasets" / "data"
+    nifti = nib.load(path / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz")
+    assert isinstance(nifti, nib.Nifti1Image)
+    return np.asarray(nifti.dataobj, dtype=np.float32) / 255.0, np.asarray(nifti.affine)
+
+
+def oracle_wm_prior(like: MRImage, scan_from_mni: NDArray[np.float64]) -> MRImage:
+    """The 1 mm MNI white-matter map on ``like``'s grid through a known (true) pose,
+    ``scanner_RAS = scan_from_mni @ MNI_RAS`` (linear interpolation): the prior a perfect template
+    registration would give, for testing segmentation apart from registration."""
+    wm, wm_affine = _mni_wm_1mm()
+    ijk = np.indices(like.spatial_shape, dtype=np.float64).reshape(3, -1)
+    scanner = like.affine[:3, :3] @ ijk + like.affine[:3, 3:4]
+    to_template = np.linalg.inv(wm_affine) @ np.linalg.inv(scan_from_mni)
+    source = to_template[:3, :3] @ scanner + to_template[:3, 3:4]
+    values = ndi.map_coordinates(wm, source, order=1, cval=0.0)
+    return MRImage(values.reshape(like.spatial_shape).astype(np.float32), like.affine)
 
 
 def _brain_points(mask: MRImage) -> NDArray[np.float64]:
@@ -94,13 +124,15 @@ def score_case(case_dir: Path, result: CaseImages) -> list[SessionScore]:
         if images.flair_result is not None:
             reference = _load(case_dir, files["flair_lesion"])
             flair_metrics = evaluate_segmentation(reference, images.flair_result.lesion_mask)
-            false_flair = _false_ml(
+            false_flair = false_lesion_ml(
                 reference, images.flair_result.lesion_mask, images.flair_wm_prior
             )
         if images.dwi_result is not None:
             reference = _load(case_dir, files["dwi_lesion"])
             dwi_metrics = evaluate_segmentation(reference, images.dwi_result.lesion_mask)
-            false_dwi = _false_ml(reference, images.dwi_result.lesion_mask, images.dwi_wm_prior)
+            false_dwi = false_lesion_ml(
+                reference, images.dwi_result.lesion_mask, images.dwi_wm_prior
+            )
         scores.append(
             SessionScore(
                 session_id=images.label,

@@ -42,6 +42,7 @@ from imaging.segment import (
     segment_flair_lesions,
 )
 from imaging.sequence import SequenceClass
+from synthetic.evaluate import false_lesion_ml, oracle_wm_prior
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -60,43 +61,6 @@ def _mm(shape: tuple[int, int, int], affine: np.ndarray) -> list[np.ndarray]:
 
 def _ellipsoid(xyz: list[np.ndarray], centre, radii) -> np.ndarray:
     return sum(((c - m) / r) ** 2 for c, m, r in zip(xyz, centre, radii, strict=True)) <= 1.0
-
-
-def _mni_wm() -> tuple[np.ndarray, np.ndarray]:
-    """The nilearn MNI152 2009a white-matter map (0..1) and its affine."""
-    import nilearn
-
-    path = (
-        Path(nilearn.__file__).parent
-        / "datasets"
-        / "data"
-        / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"
-    )
-    image = nib.load(path)
-    return np.asarray(image.dataobj, dtype=np.float32) / 255.0, image.affine
-
-
-def _warp_wm_prior(like: MRImage, scan_from_mni: np.ndarray) -> MRImage:
-    """The MNI WM map on ``like``'s grid, through scanner_RAS = scan_from_mni @ MNI_RAS (linear)."""
-    wm, wm_affine = _mni_wm()
-    ijk = np.indices(like.spatial_shape, dtype=np.float64).reshape(3, -1)
-    scanner = like.affine[:3, :3] @ ijk + like.affine[:3, 3:4]
-    to_template = np.linalg.inv(wm_affine) @ np.linalg.inv(scan_from_mni)
-    source = to_template[:3, :3] @ scanner + to_template[:3, 3:4]
-    values = ndimage.map_coordinates(wm, source, order=1, cval=0.0)
-    return like.with_data(values.reshape(like.spatial_shape).astype(np.float32), sequence="OTHER")
-
-
-def _distance_from_mm(mask: np.ndarray, spacing) -> np.ndarray:
-    return ndimage.distance_transform_edt(~mask, sampling=spacing) if mask.any() else np.inf
-
-
-def false_lesion_ml(truth: MRImage, prediction: MRImage, wm_prior: MRImage) -> float:
-    """Predicted lesion more than 3 mm from any true lesion, where the WM prior is > 0.5, in mL."""
-    true = np.asarray(truth.data) > 0
-    far = _distance_from_mm(true, truth.spacing_mm) > 3.0
-    false = (np.asarray(prediction.data) > 0) & far & (np.asarray(wm_prior.data) > 0.5)
-    return float(false.sum()) * prediction.voxel_volume_mm3 / 1000.0
 
 
 # ----------------------------------------------------------------------------- FLAIR phantom
@@ -369,9 +333,9 @@ def segment_case_with_oracle_registration(case_dir: Path) -> list[dict[str, obje
         adc = session.pick(SequenceClass.ADC).load()
         brain_flair = _load_truth(case_dir, files["brain_mask_flair"])
         brain_dwi = _load_truth(case_dir, files["brain_mask_dwi"])
-        prior_flair = _warp_wm_prior(flair, np.array(expected["pose_flair"]))
+        prior_flair = oracle_wm_prior(flair, np.array(expected["pose_flair"]))
         b1000 = dwi.volume(dwi.bvals_s_mm2.index(1000.0))
-        prior_dwi = _warp_wm_prior(b1000, np.array(expected["pose_dwi"]))
+        prior_dwi = oracle_wm_prior(b1000, np.array(expected["pose_dwi"]))
         corrected, _ = correct_bias(flair, brain_flair)
         start = time.perf_counter()
         flair_result = segment_flair_lesions(corrected, brain_flair, prior_flair)
@@ -466,7 +430,7 @@ def _ms_patient(realdata: Path) -> tuple[MRImage, MRImage, MRImage, MRImage]:
     mask_nifti = nib.load(folder / "lesion_mask.nii.gz")
     expert = MRImage(np.asarray(mask_nifti.dataobj), mask_nifti.affine)
     brain = flair.with_data(ndimage.binary_fill_holes(flair.data > 0).astype(np.uint8))
-    prior = _warp_wm_prior(flair, np.eye(4))  # both grids are in MNI coordinates
+    prior = oracle_wm_prior(flair, np.eye(4))  # both grids are in MNI coordinates
     return flair, brain, prior, expert
 
 
