@@ -25,7 +25,21 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from imaging.case import CaseIndex, scan_case
+from clinical.course import ClinicalCourse, IndexDate, choose_index_date, place_in_time
+from clinical.export import EX_COLUMNS, fhir_bundle, sdtm_ex_rows
+from clinical.outputs import (
+    CSF_COLUMNS,
+    PK_COLUMNS,
+    TIMELINE_COLUMNS,
+    csf_rows,
+    exposure_columns,
+    pk_covariates,
+    pk_rows,
+    timeline_rows,
+)
+from clinical.record import load_clinical
+from imaging.case import CaseIndex, case_id_from_folder, scan_case
+from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
 from imaging.pipeline import CaseImages, PipelineParams, SessionImages, process_case
 from imaging.quantify import adc_in_mask, as_cell, lesion_count, lesion_volumes
@@ -164,12 +178,12 @@ def _to_baseline(mask: MRImage, baseline: MRImage, baseline_to_mask_world: np.nd
     return warped.with_data((np.asarray(warped.data) >= 0.5).astype(np.uint8), sequence="OTHER")
 
 
-def _session_row(case: CaseImages, images: SessionImages, index_date: date) -> dict[str, Any]:
+def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate) -> dict[str, Any]:
     row: dict[str, Any] = {
         "case_id": case.case_id,
         "session_id": images.label,
         "study_date": images.study_date.isoformat() if images.study_date else "",
-        "day": (images.study_date - index_date).days if images.study_date else "",
+        "day": index_date.day(images.study_date) if images.study_date else "",
         "has_flair": int(images.flair is not None),
         "has_dwi": int(images.b1000 is not None),
         "adc_source": images.adc_source,
@@ -272,6 +286,43 @@ def _dataset_description(out: Path) -> None:
     Path(name).replace(path)
 
 
+def _session_timeline_row(row: dict[str, Any]) -> dict[str, Any]:
+    sequences = [name for name, flag in (("FLAIR", "has_flair"), ("DWI", "has_dwi")) if row[flag]]
+    volumes = [
+        f"{name} lesions {row[column]:.2f} mL"
+        for name, column in (("FLAIR", "flair_lesion_volume_ml"), ("DWI", "dwi_lesion_volume_ml"))
+        if isinstance(row.get(column), float) and math.isfinite(row[column])
+    ]
+    return {
+        "case_id": row["case_id"],
+        "kind": "session",
+        "item": row["session_id"],
+        "date": row["study_date"],
+        "day": row["day"],
+        "detail": "; ".join(["MRI " + ", ".join(sequences), *volumes]),
+    }
+
+
+_TIMELINE_ORDER = ("event", "session", "lab", "administration", "held", "drug_on", "drug_off")
+
+
+def _timeline(
+    session_rows: list[dict[str, Any]],
+    course: ClinicalCourse | None,
+    index_date: IndexDate,
+    case_id: str,
+) -> list[dict[str, Any]]:
+    rows = [_session_timeline_row(row) for row in session_rows if row["study_date"]]
+    if course is not None:
+        rows += timeline_rows(course, index_date, case_id)
+    rows.sort(key=lambda r: (r["date"], _TIMELINE_ORDER.index(r["kind"]), str(r["item"])))
+    return rows
+
+
+def _write_json(path: Path, content: Any) -> None:
+    path.write_text(json.dumps(content, indent=2, default=str) + "\n")
+
+
 def analyze_case(
     case_dir: Path,
     out_dir: Path,
@@ -280,115 +331,177 @@ def analyze_case(
     progress: Progress | None = None,
     index: CaseIndex | None = None,
     processed: CaseImages | None = None,
+    index_rule: str | None = None,
 ) -> AnalysisResult:
     """Analyse one case folder and write ``out_dir/sub-<case>`` (atomically).
 
-    ``index`` (from :func:`imaging.case.scan_case`) and ``processed`` (from
+    The case may hold images, clinical files (patient.csv, exposures.csv, events.csv, labs.csv) or
+    both. ``index`` (from :func:`imaging.case.scan_case`) and ``processed`` (from
     :func:`imaging.pipeline.process_case`) skip those steps when the caller already has them.
+    ``index_rule`` overrides the index date of patient.csv (``first_mri``, ``first_dose``,
+    ``symptom_onset``, ``admission``, ``drug_stop`` or a date); ``day`` counts from it everywhere.
 
     Raises
     ------
     ImagingError
-        On unreadable or incomplete input; nothing is written then.
+        On unreadable or incomplete images; nothing is written then.
+    ClinicalError
+        On malformed clinical files (every problem with its line); nothing is written then.
     """
     params = params or PipelineParams()
     say = progress or (lambda _message: None)
     case_dir = Path(case_dir)
-    index = index or scan_case(case_dir)
+    record = load_clinical(case_dir)
+    if processed is None and index is None:
+        try:
+            index = scan_case(case_dir)
+        except NoImagesFoundError:
+            if record is None:
+                raise
     started = datetime.now(UTC)
-    case = processed or process_case(index, params=params, progress=say)
+    case = processed or (process_case(index, params=params, progress=say) if index else None)
     say("measuring and tracking")
-    dated = [s.study_date for s in case.sessions if s.study_date is not None]
-    index_date = min(dated) if dated else date(1970, 1, 1)
-    session_rows = [_session_row(case, images, index_date) for images in case.sessions]
+    dated = [s.study_date for s in case.sessions if s.study_date is not None] if case else []
+    first_mri, last_mri = (min(dated), max(dated)) if dated else (None, None)
+    course = (
+        place_in_time(record, first_mri=first_mri, horizon=last_mri, folder=case_dir)
+        if record is not None
+        else None
+    )
+    index_date = choose_index_date(course, first_mri=first_mri, override=index_rule)
+    case_id = case.case_id if case else case_id_from_folder(case_dir)
+    session_rows = (
+        [_session_row(case, images, index_date) for images in case.sessions] if case else []
+    )
+    drug_columns: list[str] = []
+    if course is not None:
+        for row in session_rows:
+            if row["study_date"]:
+                extra = exposure_columns(course, date.fromisoformat(row["study_date"]))
+                row.update(extra)
+                drug_columns += [c for c in extra if c not in drug_columns]
     days = {row["session_id"]: row["day"] for row in session_rows}
-    tracked = _track(case)
+    tracked = _track(case) if case else {"flair": [], "dwi": []}
     lesion_rows = [
-        {"case_id": case.case_id, "day": days[t.session_id], **row}
+        {"case_id": case_id, "day": days[t.session_id], **row}
         for source in ("flair", "dwi")
         for t in tracked[source]
         for row in t.rows
     ]
     lesion_rows.sort(key=lambda r: (r["source"] != "flair", r["lesion_id"], float(r["day"] or 0)))
-    subject = f"sub-{case.case_id}"
+    subject = f"sub-{case_id}"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     say("writing")
     with _atomic_folder(out_dir / subject) as work:
-        _write_tsv(work / "sessions.tsv", session_rows, SESSION_COLUMNS)
+        _write_tsv(work / "sessions.tsv", session_rows, SESSION_COLUMNS + drug_columns)
         _write_tsv(work / "lesions.tsv", lesion_rows, LESION_COLUMNS)
-        labels = {source: {t.session_id: t for t in tracked[source]} for source in ("flair", "dwi")}
-        for images in case.sessions:
-            stem = f"{subject}_ses-{images.label.removeprefix('ses-')}"
-            folder = work / f"ses-{images.label.removeprefix('ses-')}"
-            if images.flair_result is not None:
-                _save_mask(
-                    images.flair_result.lesion_mask,
-                    folder / "anat" / f"{stem}_space-orig_desc-flairlesion_mask.nii.gz",
-                )
-            if images.dwi_result is not None:
-                _save_mask(
-                    images.dwi_result.lesion_mask,
-                    folder / "dwi" / f"{stem}_space-orig_desc-dwilesion_mask.nii.gz",
-                )
-            flair_t = labels["flair"].get(images.label)
-            dwi_t = labels["dwi"].get(images.label)
-            if flair_t is None and dwi_t is None:
-                continue
-            template = (flair_t or dwi_t).labels  # type: ignore[union-attr]
-            dseg = np.zeros(template.spatial_shape, dtype=np.uint16)
-            if dwi_t is not None:
-                dwi_labels = np.asarray(dwi_t.labels.data)
-                dseg[dwi_labels > 0] = dwi_labels[dwi_labels > 0] + _DSEG_DWI_OFFSET
-            if flair_t is not None:  # FLAIR labels take precedence where both overlap
-                flair_labels = np.asarray(flair_t.labels.data)
-                dseg[flair_labels > 0] = flair_labels[flair_labels > 0]
-            _save_mask(
-                template.with_data(dseg), folder / f"{stem}_space-baseline_desc-lesions_dseg.nii.gz"
-            )
-            legend = sorted({int(v) for v in np.unique(dseg) if v > 0})
-            with (folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv").open("w") as handle:
-                handle.write("index\tname\tsource\n")
-                for value in legend:
-                    source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
-                    number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
-                    handle.write(
-                        f"{value}\t{'D' if source == 'dwi' else 'F'}{number:03d}\t{source}\n"
-                    )
-            for source, t in (("flair", flair_t), ("dwi", dwi_t)):
-                if t is not None and t.change_map is not None:
-                    _save_mask(
-                        t.change_map,
-                        folder / f"{stem}_space-baseline_desc-{source}change_mask.nii.gz",
-                    )
-        provenance = {
+        _write_tsv(
+            work / "timeline.tsv",
+            _timeline(session_rows, course, index_date, case_id),
+            TIMELINE_COLUMNS,
+        )
+        pk = pk_rows(course, index_date, case_id, until=last_mri) if course else []
+        _write_tsv(work / "pk.tsv", pk, PK_COLUMNS)
+        _write_tsv(
+            work / "csf.tsv", csf_rows(course, index_date, case_id) if course else [], CSF_COLUMNS
+        )
+        if course is not None and course.administrations:
+            _write_tsv(work / "ex.tsv", sdtm_ex_rows(course, case_id), EX_COLUMNS)
+            _write_json(work / "medication_administrations.fhir.json", fhir_bundle(course, case_id))
+        if case is not None:
+            _write_images(work, subject, case, tracked)
+        provenance: dict[str, Any] = {
             "software": {"name": "leukotrack", "version": software_version()},
             "python": platform.python_version(),
             "started_utc": started.isoformat(timespec="seconds"),
             "finished_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "case_dir": str(case_dir.resolve()),
-            "layout": index.layout,
-            "index_date": index_date.isoformat(),
-            "index_date_rule": "first MRI",
-            "baseline_session": case.baseline.label,
-            "parameters": {"pipeline": params.to_dict(), "tracking": TrackingParams().to_dict()},
-            "sessions": {
-                s.label: {
-                    "sources": s.sources,
-                    "adc_source": s.adc_source,
-                    "registrations": s.registrations,
-                    "to_baseline_ras_mm": np.round(s.to_baseline, 6).tolist(),
-                    "dwi_to_reference_ras_mm": np.round(s.dwi_to_reference, 6).tolist(),
-                    "notes": s.notes,
-                }
-                for s in case.sessions
-            },
-            "change_map_codes": {"persistent": 1, "appeared": 2, "disappeared": 3},
-            "dseg_codes": (
-                f"FLAIR lesion n -> n; DWI lesion n -> {_DSEG_DWI_OFFSET} + n (FLAIR wins where both)"
-            ),
-            "input_sha256": input_hashes(case_dir),
+            "layout": index.layout if index else ("processed" if case else "clinical files only"),
+            "index_date": index_date.on.isoformat(),
+            "index_date_rule": index_date.rule,
         }
-        (work / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        if course is not None and record is not None:
+            covariates = pk_covariates(course)
+            provenance["clinical"] = {
+                "files": list(record.files),
+                "day0_for_day_numbers": course.day0.isoformat() if course.day0 else None,
+                "notes": course.notes,
+                "pk_covariates": covariates.__dict__,
+                "pk_covariates_assumed": covariates.assumed(),
+            }
+        if case is not None:
+            provenance.update(_imaging_provenance(case, params))
+        provenance["input_sha256"] = input_hashes(case_dir)
+        _write_json(work / "provenance.json", provenance)
     _dataset_description(out_dir)
-    return AnalysisResult(case.case_id, out_dir / subject, session_rows, lesion_rows)
+    return AnalysisResult(case_id, out_dir / subject, session_rows, lesion_rows)
+
+
+def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, Any]:
+    return {
+        "baseline_session": case.baseline.label,
+        "parameters": {"pipeline": params.to_dict(), "tracking": TrackingParams().to_dict()},
+        "sessions": {
+            s.label: {
+                "sources": s.sources,
+                "adc_source": s.adc_source,
+                "registrations": s.registrations,
+                "to_baseline_ras_mm": np.round(s.to_baseline, 6).tolist(),
+                "dwi_to_reference_ras_mm": np.round(s.dwi_to_reference, 6).tolist(),
+                "notes": s.notes,
+            }
+            for s in case.sessions
+        },
+        "change_map_codes": {"persistent": 1, "appeared": 2, "disappeared": 3},
+        "dseg_codes": (
+            f"FLAIR lesion n -> n; DWI lesion n -> {_DSEG_DWI_OFFSET} + n (FLAIR wins where both)"
+        ),
+    }
+
+
+def _write_images(
+    work: Path, subject: str, case: CaseImages, tracked: dict[str, list[TrackedSession]]
+) -> None:
+    labels = {source: {t.session_id: t for t in tracked[source]} for source in ("flair", "dwi")}
+    for images in case.sessions:
+        stem = f"{subject}_ses-{images.label.removeprefix('ses-')}"
+        folder = work / f"ses-{images.label.removeprefix('ses-')}"
+        if images.flair_result is not None:
+            _save_mask(
+                images.flair_result.lesion_mask,
+                folder / "anat" / f"{stem}_space-orig_desc-flairlesion_mask.nii.gz",
+            )
+        if images.dwi_result is not None:
+            _save_mask(
+                images.dwi_result.lesion_mask,
+                folder / "dwi" / f"{stem}_space-orig_desc-dwilesion_mask.nii.gz",
+            )
+        flair_t = labels["flair"].get(images.label)
+        dwi_t = labels["dwi"].get(images.label)
+        if flair_t is None and dwi_t is None:
+            continue
+        template = (flair_t or dwi_t).labels  # type: ignore[union-attr]
+        dseg = np.zeros(template.spatial_shape, dtype=np.uint16)
+        if dwi_t is not None:
+            dwi_labels = np.asarray(dwi_t.labels.data)
+            dseg[dwi_labels > 0] = dwi_labels[dwi_labels > 0] + _DSEG_DWI_OFFSET
+        if flair_t is not None:  # FLAIR labels take precedence where both overlap
+            flair_labels = np.asarray(flair_t.labels.data)
+            dseg[flair_labels > 0] = flair_labels[flair_labels > 0]
+        _save_mask(
+            template.with_data(dseg), folder / f"{stem}_space-baseline_desc-lesions_dseg.nii.gz"
+        )
+        legend = sorted({int(v) for v in np.unique(dseg) if v > 0})
+        with (folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv").open("w") as handle:
+            handle.write("index\tname\tsource\n")
+            for value in legend:
+                source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
+                number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
+                handle.write(f"{value}\t{'D' if source == 'dwi' else 'F'}{number:03d}\t{source}\n")
+        for source, t in (("flair", flair_t), ("dwi", dwi_t)):
+            if t is not None and t.change_map is not None:
+                _save_mask(
+                    t.change_map,
+                    folder / f"{stem}_space-baseline_desc-{source}change_mask.nii.gz",
+                )

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -15,9 +16,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from clinical.errors import ClinicalError
 from followup.inspect import case_folders, case_summary, find_cases
 from imaging.case import scan_case
-from imaging.errors import ImagingError
+from imaging.errors import ImagingError, NoImagesFoundError
 
 __all__ = ["app"]
 
@@ -46,7 +48,7 @@ def _reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except ImagingError as error:
+        except (ImagingError, ClinicalError) as error:
             error_console.print(
                 f"[bold red]error:[/] {type(error).__name__}: {error}", soft_wrap=True
             )
@@ -147,29 +149,52 @@ def convert(
 @_reports_errors
 def analyze(
     case_dir: Annotated[
-        Path, typer.Argument(help="One patient's folder (DICOM or BIDS-like NIfTI).")
+        Path,
+        typer.Argument(
+            help="One patient's folder: DICOM or BIDS-like NIfTI, and/or clinical CSVs."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (BIDS derivatives).")],
+    index_date: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            help="Day 0 of every output: first_mri, first_dose, symptom_onset, admission, "
+            "drug_stop or a date (YYYY-MM-DD). Default: index_date of patient.csv, else the "
+            "first MRI.",
+        ),
+    ] = None,
 ) -> None:
-    """Register, segment, measure and track every session of one case; write OUT/sub-<case>/."""
+    """Register, segment, measure and track every session of one case, place it beside the drug
+    exposure; write OUT/sub-<case>/."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from clinical.record import has_clinical_files
     from followup.analyze import analyze_case
-    from imaging.case import scan_case
+    from imaging.case import case_id_from_folder, scan_case
 
-    index = scan_case(case_dir)
-    steps = 4 * len(index.sessions) + 3
+    try:
+        index = scan_case(case_dir)
+    except NoImagesFoundError:
+        if not has_clinical_files(case_dir):
+            raise
+        index = None
+    case_id = index.case_id if index else case_id_from_folder(case_dir)
+    steps = 4 * len(index.sessions) + 3 if index else 2
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as bar:
-        task = bar.add_task(f"case {index.case_id}", total=steps)
+        task = bar.add_task(f"case {case_id}", total=steps)
 
         def step(message: str) -> None:
-            bar.update(task, description=f"{index.case_id}: {message}", advance=1)
+            bar.update(task, description=f"{case_id}: {message}", advance=1)
 
-        result = analyze_case(case_dir, out, progress=step, index=index)
-        bar.update(task, completed=steps, description=f"{index.case_id}: done")
-    _print_sessions(result.sessions)
+        result = analyze_case(case_dir, out, progress=step, index=index, index_rule=index_date)
+        bar.update(task, completed=steps, description=f"{case_id}: done")
+    if result.sessions:
+        _print_sessions(result.sessions)
+    else:
+        console.print(f"{case_id}: no images; clinical files only")
     console.print(f"wrote {result.folder}")
 
 
@@ -219,16 +244,50 @@ def _sample_root() -> Path:
     )
 
 
+def _print_clinical(folder: Path, first_mri: date | None) -> None:
+    """A few lines on the clinical files of a case: drugs, events, CSF indices."""
+    from clinical.course import choose_index_date, place_in_time
+    from clinical.csf import csf_indices
+    from clinical.record import load_clinical
+
+    record = load_clinical(folder)
+    if record is None:
+        return
+    course = place_in_time(record, first_mri=first_mri, folder=folder)
+    index = choose_index_date(course, first_mri=first_mri)
+    console.print(f"  clinical files: {', '.join(record.files)}; day 0 = {index.on} ({index.rule})")
+    for drug in course.drugs:
+        given = course.given(drug)
+        console.print(
+            f"  {drug}: {len(given)} administrations, day {index.day(given[0].at)} to "
+            f"{index.day(given[-1].at)}, {sum(a.dose_mg for a in given) / 1000:.1f} g in all"
+        )
+    for event in course.events:
+        console.print(f"  day {index.day(event.at)}: {event.kind} - {event.label}")
+    for item in csf_indices(course):
+        if item.measure.endswith("index"):
+            console.print(f"  CSF {item.sample_date}: {item.reading}")
+
+
 @app.command()
 @_reports_errors
 def demo() -> None:
     """Load the bundled sample case and show what was found (the dashboard comes later)."""
     from rich.progress import track
 
+    from clinical.record import has_clinical_files
+
     root = _sample_root()
     console.print(f"[bold]leukotrack demo[/] on {root}\n[dim]{RESEARCH_USE}[/]")
     for folder in case_folders(root):
-        case = scan_case(folder)
+        try:
+            case = scan_case(folder)
+        except NoImagesFoundError:
+            if not has_clinical_files(folder):
+                raise
+            console.print(f"\n[bold]case {folder.name}[/]: no images, clinical files only")
+            _print_clinical(folder, None)
+            continue
         console.print(
             f"\n[bold]case {case.case_id}[/]: {len(case.sessions)} sessions ({case.layout})"
         )
@@ -248,6 +307,8 @@ def demo() -> None:
                     text += f" b={','.join(f'{b:g}' for b in image.bvals_s_mm2)}"
                 parts.append(text)
             console.print(f"  {session.label} (day {day}): " + "; ".join(parts))
+        if has_clinical_files(folder):
+            _print_clinical(folder, first)
     console.print(
         "\nLoaded. Analyse it with `leukotrack analyze sample_scans/indexcase --out out` "
         "(about a minute); the dashboard comes in a later release. See README.md."

@@ -1,4 +1,5 @@
-"""Generate the synthetic index case under ``sample_scans/indexcase`` (DICOM export + truth).
+"""Generate the sample cases under ``sample_scans/``: the synthetic index case (DICOM export, truth and
+clinical files) and the clinical-only CNS myeloma case.
 
 Usage::
 
@@ -18,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synthetic import DEFAULT_SEED, make_case
+from synthetic.clinical import CLINICAL_CASES, write_clinical
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         case_id=args.case_id,
         references=args.references or args.png is not None,
     )
+    if args.case_id in CLINICAL_CASES and not args.no_lesions:
+        write_clinical(case_dir, args.case_id)
+    if args.case_id == "indexcase":  # the clinical-only case comes with the default sample
+        for path in write_clinical(args.out / "cnsmyeloma", "cnsmyeloma"):
+            print(f"wrote {path}")
     elapsed = time.perf_counter() - start
     size = sum(p.stat().st_size for p in case_dir.rglob("*") if p.is_file())
     print(f"wrote {case_dir} ({size / 1e6:.1f} MB) in {elapsed:.1f} s")

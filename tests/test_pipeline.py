@@ -84,7 +84,7 @@ def test_analyze_writes_the_contracted_files_and_columns(analyzed: Path, process
         == "derivative"
     )
     sessions = _read(folder / "sessions.tsv")
-    assert list(sessions[0]) == SESSION_COLUMNS
+    assert list(sessions[0])[: len(SESSION_COLUMNS)] == SESSION_COLUMNS
     assert [r["day"] for r in sessions] == ["0", "3", "8", "45", "165"]
     lesions = _read(folder / "lesions.tsv")
     assert list(lesions[0]) == LESION_COLUMNS
@@ -135,6 +135,30 @@ def test_the_story_is_told_by_the_tables(analyzed: Path):
     assert float(day45["flair_lesion_radc"]) > float(
         rows["3"]["flair_lesion_radc"]
     )  # pseudo-normalising
+
+
+def test_the_sample_mris_sit_on_the_drug_timeline(analyzed: Path):
+    """The sample's clinical files: daratumumab last given 2023-03-10 (day -4), stopped on day 9;
+    lenalidomide days 1-21 of 28 from 2023-01-13 (day -60), so cycle 3 runs day -4 to day 16."""
+    folder = analyzed / "sub-indexcase"
+    sessions = {r["day"]: r for r in _read(folder / "sessions.tsv")}
+    assert sessions["0"]["daratumumab_days_since_last_dose"] == "4"
+    assert sessions["165"]["daratumumab_days_since_last_dose"] == "169"
+    assert float(sessions["0"]["daratumumab_cumulative_dose_mg"]) == pytest.approx(9 * 16 * 62)
+    assert sessions["0"]["lenalidomide_on"] == "1"  # C3D5
+    assert sessions["0"]["lenalidomide_days_since_last_dose"] == "0"
+    assert sessions["45"]["daratumumab_on"] == "0"
+    timeline = _read(folder / "timeline.tsv")
+    kinds = {r["kind"] for r in timeline}
+    assert {"session", "administration", "held", "drug_on", "drug_off", "event", "lab"} <= kinds
+    session_days = [r["day"] for r in timeline if r["kind"] == "session"]
+    assert session_days == ["0", "3", "8", "45", "165"]
+    assert [r["day"] for r in timeline if r["item"] == "symptom_onset"] == ["-6"]
+    pk = _read(folder / "pk.tsv")
+    assert pk and all("indicative population curve" in r["label"] for r in pk)
+    provenance = json.loads((folder / "provenance.json").read_text())
+    assert provenance["index_date"] == "2023-03-14"
+    assert provenance["clinical"]["pk_covariates"]["weight_kg"] == 62
 
 
 def test_a_failure_leaves_no_partial_output(sample_case: Path, analyzed: Path, tmp_path: Path):
