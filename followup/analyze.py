@@ -332,6 +332,7 @@ def analyze_case(
     index: CaseIndex | None = None,
     processed: CaseImages | None = None,
     index_rule: str | None = None,
+    provenance_extra: dict[str, Any] | None = None,
 ) -> AnalysisResult:
     """Analyse one case folder and write ``out_dir/sub-<case>`` (atomically).
 
@@ -340,6 +341,7 @@ def analyze_case(
     :func:`imaging.pipeline.process_case`) skip those steps when the caller already has them.
     ``index_rule`` overrides the index date of patient.csv (``first_mri``, ``first_dose``,
     ``symptom_onset``, ``admission``, ``drug_stop`` or a date); ``day`` counts from it everywhere.
+    ``provenance_extra`` is merged into provenance.json (the batch runner's input fingerprint).
 
     Raises
     ------
@@ -432,6 +434,7 @@ def analyze_case(
             }
         if case is not None:
             provenance.update(_imaging_provenance(case, params))
+        provenance.update(provenance_extra or {})
         provenance["input_sha256"] = input_hashes(case_dir)
         _write_json(work / "provenance.json", provenance)
     _dataset_description(out_dir)

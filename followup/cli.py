@@ -198,6 +198,70 @@ def analyze(
     console.print(f"wrote {result.folder}")
 
 
+@app.command()
+@_reports_errors
+def batch(
+    root: Annotated[Path, typer.Argument(help="A folder whose sub-folders are the cases.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (BIDS derivatives + store).")],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Worker processes of the local Dask cluster (default: one per core; 0 = no Dask, "
+            "one case after the other in this process).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler", help="Address of an existing Dask scheduler (tcp://host:8786)."
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="Store URL (default: $LEUKOTRACK_DATABASE_URL, else OUT/leukotrack.sqlite).",
+        ),
+    ] = None,
+) -> None:
+    """Analyse every case folder under ROOT in parallel; resumable (unchanged cases are skipped)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from followup.batch import CaseOutcome, run_batch
+
+    if not root.is_dir():
+        raise NoImagesFoundError(f"{root}: no such folder")
+    total = len(case_folders(root))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("cases", total=total)
+
+        def show(outcome: CaseOutcome, skipped: bool) -> None:
+            state = "skipped (unchanged)" if skipped else outcome.status
+            colour = {"failed": "red", "done": "green"}.get(outcome.status, "dim")
+            line = f"[{colour}]{outcome.case_id}: {state}[/] ({outcome.seconds:.0f} s)"
+            if outcome.error:
+                line += f" - {outcome.error}"
+            bar.console.print(line, soft_wrap=True)
+            bar.update(task, advance=1)
+
+        summary = run_batch(
+            root, out, workers=workers, scheduler=scheduler, database_url=database, on_outcome=show
+        )
+    console.print(
+        f"{total} cases: {summary.n_done} analysed, {summary.n_skipped} unchanged, "
+        f"{summary.n_failed} failed in {summary.seconds:.0f} s; cohort table {out / 'cohort.tsv'}"
+    )
+    if summary.n_failed:
+        raise typer.Exit(code=1)
+
+
 def _print_sessions(rows: list[dict[str, object]]) -> None:
     table = Table(title="lesion course", title_justify="left")
     for column in (

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pgserver import PostgresServer, find_pg_bin
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SCANS = REPO / "sample_scans"
@@ -33,3 +37,35 @@ def sample_case() -> Path:
     if not (case / "DICOM").is_dir():
         pytest.fail("sample_scans/indexcase is missing: run `make samples`")
     return case
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """One throw-away PostgreSQL server for the session (tests/pgserver.py).
+
+    Skipped when no server binaries are installed, unless LEUKOTRACK_REQUIRE_POSTGRES=1
+    (set by CI), in which case the tests fail.
+    """
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        message = (
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
+            "(apt-get install postgresql-15, or set LEUKOTRACK_PG_BIN)"
+        )
+        if os.environ.get("LEUKOTRACK_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"LEUKOTRACK_REQUIRE_POSTGRES=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    with PostgresServer(tmp_path_factory.mktemp("postgres"), bin_dir=bin_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """SQLAlchemy URL of the session server's ``leukotrack_test`` database."""
+    return postgres_server.url
+
+
+@pytest.fixture
+def postgres_db_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database for one test (isolation without dropping)."""
+    return postgres_server.new_database(f"t_{uuid.uuid4().hex[:12]}")

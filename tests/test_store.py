@@ -1,0 +1,83 @@
+"""The results store: the alembic migration matches the models, on SQLite and PostgreSQL; ingest
+replaces a case atomically; corrections go to the audit table."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from followup.analyze import analyze_case
+from followup.store import Store
+from followup.store.db import migrate
+from followup.store.models import Base
+
+
+@pytest.fixture(scope="module")
+def cns_output(sample_case: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cns")
+    analyze_case(sample_case.parent / "cnsmyeloma", out)
+    return out / "sub-cnsmyeloma"
+
+
+def _schema_differences(store: Store) -> list:
+    with store.engine.connect() as connection:
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+
+def test_the_migration_builds_exactly_the_models_on_sqlite(tmp_path):
+    store = Store(tmp_path)
+    assert _schema_differences(store) == []
+    migrate(store.engine, "base")  # downgrade removes everything, upgrade brings it back
+    with store.engine.connect() as connection:
+        tables = connection.execute(
+            text("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        ).scalars()
+        assert set(tables) <= {"alembic_version"}
+    migrate(store.engine)
+    assert _schema_differences(store) == []
+    store.close()
+
+
+def test_the_migration_builds_exactly_the_models_on_postgresql(postgres_db_url):
+    store = Store(url=postgres_db_url)
+    assert _schema_differences(store) == []
+    assert store.cohort_rows() == []
+    store.close()
+
+
+def test_ingest_replaces_a_case_in_one_transaction(cns_output: Path, tmp_path):
+    store = Store(tmp_path)
+    store.ingest_case(cns_output, Path("cnsmyeloma"), None)
+    with store.engine.connect() as connection:
+        before = connection.execute(text("SELECT count(*) FROM exposures")).scalar_one()
+    assert before == len(
+        [1 for line in (cns_output / "timeline.tsv").open() if "\tadministration\t" in line]
+    )
+    broken = tmp_path / "sub-cnsmyeloma"
+    shutil.copytree(cns_output, broken)
+    lines = (broken / "timeline.tsv").read_text().splitlines()
+    (broken / "timeline.tsv").write_text("\n".join([*lines[:50], "cnsmyeloma\tevent"]) + "\n")
+    with pytest.raises(IntegrityError):  # a short row: the event has no date
+        store.ingest_case(broken, Path("cnsmyeloma"), None)
+    with store.engine.connect() as connection:  # the old rows are intact
+        assert connection.execute(text("SELECT count(*) FROM exposures")).scalar_one() == before
+        assert connection.execute(text("SELECT count(*) FROM cases")).scalar_one() == 1
+    store.close()
+
+
+def test_a_manual_correction_is_audited_and_survives_reingest(cns_output: Path, tmp_path):
+    store = Store(tmp_path)
+    store.ingest_case(cns_output, Path("cnsmyeloma"), None)
+    store.correct("cnsmyeloma", "labs", "2018-07-07 csf albumin", "value", 1400, 1380,
+                  author="reader1", reason="lab re-measured")  # fmt: skip
+    store.ingest_case(cns_output, Path("cnsmyeloma"), None)
+    with store.engine.connect() as connection:
+        rows = connection.execute(text("SELECT author, old_value, new_value FROM audit")).all()
+    assert rows == [("reader1", "1400", "1380")]
+    store.close()
