@@ -213,6 +213,7 @@ def run_batch(
     scheduler: str | None = None,
     database_url: str | None = None,
     on_outcome: Callable[[CaseOutcome, bool], None] | None = None,
+    threads: int | None = None,
 ) -> BatchSummary:
     """Analyse every case folder directly under ``root`` into ``out_dir``.
 
@@ -228,6 +229,9 @@ def run_batch(
         Store URL (default: ``$LEUKOTRACK_DATABASE_URL``, else ``out_dir/leukotrack.sqlite``).
     on_outcome : callable, optional
         Called with each outcome and whether it was skipped, as cases finish.
+    threads : int, optional
+        SimpleITK threads per case (default: cores / local workers; all cores for ``workers=0``
+        and for an external scheduler).
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -254,9 +258,9 @@ def run_batch(
     try:
         if workers == 0 and scheduler is None:
             for case in cases:
-                handle(process_case_task(str(case), str(out_dir)))
+                handle(process_case_task(str(case), str(out_dir), threads or 0))
         else:
-            _run_on_dask(cases, out_dir, workers, scheduler, handle)
+            _run_on_dask(cases, out_dir, workers, scheduler, handle, threads)
     finally:
         write_cohort(store, out_dir)
         store.finish_run(
@@ -273,6 +277,7 @@ def _run_on_dask(
     workers: int | None,
     scheduler: str | None,
     handle: Callable[[CaseOutcome], None],
+    threads: int | None = None,
 ) -> None:
     from distributed import Client, LocalCluster, as_completed
 
@@ -281,7 +286,7 @@ def _run_on_dask(
     with contextlib.ExitStack() as stack:
         if scheduler:
             client = stack.enter_context(Client(scheduler, timeout="30s"))
-            threads = 0
+            threads = threads or 0
         else:
             n = workers or os.cpu_count() or 1
             cluster = stack.enter_context(
@@ -294,7 +299,7 @@ def _run_on_dask(
                 )
             )
             client = stack.enter_context(Client(cluster))
-            threads = max(1, (os.cpu_count() or 1) // n)
+            threads = threads or max(1, (os.cpu_count() or 1) // n)
         futures = {
             client.submit(
                 process_case_task,
