@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import PostgresServer, find_pg_bin
+from tests.pgserver import PostgresServer, require_pg_bin
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SCANS = REPO / "sample_scans"
@@ -46,15 +46,7 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     Skipped when no server binaries are installed, unless LEUKOTRACK_REQUIRE_POSTGRES=1
     (set by CI), in which case the tests fail.
     """
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        message = (
-            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
-            "(apt-get install postgresql-15, or set LEUKOTRACK_PG_BIN)"
-        )
-        if os.environ.get("LEUKOTRACK_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"LEUKOTRACK_REQUIRE_POSTGRES=1 but {message}", pytrace=False)
-        pytest.skip(message)
+    bin_dir = require_pg_bin()
     with PostgresServer(tmp_path_factory.mktemp("postgres"), bin_dir=bin_dir) as server:
         yield server
 

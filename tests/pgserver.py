@@ -469,3 +469,20 @@ class PostgresServer:
     def __repr__(self) -> str:
         state = f"port {self.port}" if self._started else "stopped"
         return f"PostgresServer({self.bin_dir}, {state}, workdir={self.workdir})"
+
+
+def require_pg_bin() -> Path:
+    """The PostgreSQL bin directory for a test; skip without it, or fail when the environment sets
+    LEUKOTRACK_REQUIRE_POSTGRES=1 (CI does, so the PostgreSQL tests never skip there)."""
+    import pytest
+
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        message = (
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
+            "(apt-get install postgresql-15, or set LEUKOTRACK_PG_BIN)"
+        )
+        if os.environ.get("LEUKOTRACK_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"LEUKOTRACK_REQUIRE_POSTGRES=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    return bin_dir

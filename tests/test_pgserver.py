@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,36 +10,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from tests.pgserver import PostgresServer, find_pg_bin
-
-
-def _require_pg_bin() -> Path:
-    """The PostgreSQL bin directory; skip, or fail under LEUKOTRACK_REQUIRE_POSTGRES=1."""
-    bin_dir = find_pg_bin()
-    if bin_dir is None:
-        message = (
-            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
-            "(apt-get install postgresql, or set LEUKOTRACK_PG_BIN)"
-        )
-        if os.environ.get("LEUKOTRACK_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"LEUKOTRACK_REQUIRE_POSTGRES=1 but {message}", pytrace=False)
-        pytest.skip(message)
-    return bin_dir
-
-
-# Local copies of the fixtures proposed for conftest.py.
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the whole session."""
-    bin_dir = _require_pg_bin()
-    with PostgresServer(tmp_path_factory.mktemp("postgres"), bin_dir=bin_dir) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def postgres_url(postgres_server: PostgresServer) -> str:
-    """SQLAlchemy URL of the session server's ``leukotrack_test`` database."""
-    return postgres_server.url
+from tests.pgserver import PostgresServer, require_pg_bin
 
 
 @pytest.fixture
@@ -139,7 +109,7 @@ def test_new_database_is_empty_and_separate(
 
 
 def test_server_is_gone_after_the_context_manager(tmp_path: Path) -> None:
-    bin_dir = _require_pg_bin()
+    bin_dir = require_pg_bin()
     with PostgresServer(tmp_path, bin_dir=bin_dir) as server:
         data_dir = server.data_dir
         workdir = server.workdir
@@ -160,7 +130,7 @@ def test_server_is_gone_after_the_context_manager(tmp_path: Path) -> None:
 
 
 def test_failed_start_reports_log_and_cleans_up(tmp_path: Path) -> None:
-    bin_dir = _require_pg_bin()
+    bin_dir = require_pg_bin()
     server = PostgresServer(tmp_path, bin_dir=bin_dir, options=["shared_buffers=nonsense"])
     with pytest.raises(RuntimeError, match="pg_ctl start failed") as excinfo, server:
         pass
