@@ -341,7 +341,8 @@ def analyze_case(
     :func:`imaging.pipeline.process_case`) skip those steps when the caller already has them.
     ``index_rule`` overrides the index date of patient.csv (``first_mri``, ``first_dose``,
     ``symptom_onset``, ``admission``, ``drug_stop`` or a date); ``day`` counts from it everywhere.
-    ``provenance_extra`` is merged into provenance.json (the batch runner's input fingerprint).
+    ``provenance_extra`` is merged into provenance.json (the batch runner's input fingerprint, and
+    the inputs' sha256 it has already computed).
 
     Raises
     ------
@@ -435,7 +436,8 @@ def analyze_case(
         if case is not None:
             provenance.update(_imaging_provenance(case, params))
         provenance.update(provenance_extra or {})
-        provenance["input_sha256"] = input_hashes(case_dir)
+        if "input_sha256" not in provenance:
+            provenance["input_sha256"] = input_hashes(case_dir)
         _write_json(work / "provenance.json", provenance)
     _dataset_description(out_dir)
     return AnalysisResult(case_id, out_dir / subject, session_rows, lesion_rows)

@@ -91,9 +91,10 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-def case_fingerprint(case_dir: Path) -> str:
-    """sha256 over the case's file contents, the analysis parameters and the software version."""
-    payload = {"inputs": input_hashes(case_dir), "parameters": _parameters()}
+def case_fingerprint(case_dir: Path, hashes: dict[str, str] | None = None) -> str:
+    """sha256 over the case's file contents, the analysis parameters and the software version
+    (``hashes``: the files' sha256 when the caller already has them, from :func:`input_hashes`)."""
+    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": _parameters()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -151,12 +152,14 @@ def process_case_task(case_dir: str, out_dir: str, threads: int = 0) -> CaseOutc
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
         with case_lock(Path(out_dir), case_id):
             _clean_leftovers(Path(out_dir), case_id)
-            fingerprint = case_fingerprint(case)
+            hashes = input_hashes(case)  # read every input once: fingerprint and provenance
+            fingerprint = case_fingerprint(case, hashes)
             outcome.fingerprint = fingerprint
             if _stored_fingerprint(Path(out_dir) / f"sub-{case_id}") == fingerprint:
                 outcome.status = UNCHANGED
             else:
-                analyze_case(case, Path(out_dir), provenance_extra={"fingerprint": fingerprint})
+                extra = {"fingerprint": fingerprint, "input_sha256": hashes}
+                analyze_case(case, Path(out_dir), provenance_extra=extra)
                 outcome.status = DONE
     except Exception as error:  # one bad case must never stop the batch
         outcome.status = FAILED
