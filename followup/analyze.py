@@ -50,6 +50,7 @@ from imaging.units import mm3_to_ml
 
 __all__ = [
     "LESION_COLUMNS",
+    "OUTPUT_LAYOUT",
     "SESSION_COLUMNS",
     "AnalysisResult",
     "analyze_case",
@@ -100,6 +101,9 @@ LESION_COLUMNS = [
     "related_ids",
 ]
 _DSEG_DWI_OFFSET = 1000
+#: Version of the output folder's layout; a batch re-analyses cases written under an older one.
+#: 2: adds the session images and per-source lesion labels resampled onto the baseline grid.
+OUTPUT_LAYOUT = 2
 
 
 def software_version() -> str:
@@ -423,6 +427,7 @@ def analyze_case(
             "layout": index.layout if index else ("processed" if case else "clinical files only"),
             "index_date": index_date.on.isoformat(),
             "index_date_rule": index_date.rule,
+            "output_layout": OUTPUT_LAYOUT,
         }
         if course is not None and record is not None:
             covariates = pk_covariates(course)
@@ -465,6 +470,39 @@ def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, A
     }
 
 
+def _save_scalar(image: MRImage, path: Path) -> None:
+    """A display copy of an image: int16 with a scale factor (nibabel picks it), sform = qform."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nifti = nib.Nifti1Image(np.asarray(image.data, np.float32), image.affine)
+    nifti.set_data_dtype(np.int16)
+    nifti.header.set_xyzt_units("mm", "sec")
+    nifti.set_sform(image.affine, code=1)
+    nifti.set_qform(image.affine, code=1)
+    nib.save(nifti, path)
+
+
+def _write_baseline_images(
+    folder: Path, stem: str, images: SessionImages, baseline: MRImage
+) -> None:
+    """The session's FLAIR, b1000 trace and ADC resampled onto the baseline grid (for viewing).
+
+    One voxel then means the same tissue in every session, so a viewer can show all sessions at one
+    slice position. ADC keeps its unit (um2/s); intensities are not normalised.
+    """
+    from_baseline = np.asarray(np.linalg.inv(images.to_baseline), np.float64)
+    dwi_from_baseline = np.asarray(np.linalg.inv(images.dwi_to_baseline), np.float64)
+    wanted = (
+        (images.flair, from_baseline, "anat", "FLAIR"),
+        (images.b1000, dwi_from_baseline, "dwi", "desc-b1000_dwi"),
+        (images.adc, dwi_from_baseline, "dwi", "ADC"),
+    )
+    for image, baseline_to_image, kind, suffix in wanted:
+        if image is None:
+            continue
+        moved = resample(image, baseline, baseline_to_image, interpolation="linear")
+        _save_scalar(moved, folder / kind / f"{stem}_space-baseline_{suffix}.nii.gz")
+
+
 def _write_images(
     work: Path, subject: str, case: CaseImages, tracked: dict[str, list[TrackedSession]]
 ) -> None:
@@ -472,6 +510,7 @@ def _write_images(
     for images in case.sessions:
         stem = f"{subject}_ses-{images.label.removeprefix('ses-')}"
         folder = work / f"ses-{images.label.removeprefix('ses-')}"
+        _write_baseline_images(folder, stem, images, case.baseline.reference)
         if images.flair_result is not None:
             _save_mask(
                 images.flair_result.lesion_mask,
@@ -497,6 +536,11 @@ def _write_images(
         _save_mask(
             template.with_data(dseg), folder / f"{stem}_space-baseline_desc-lesions_dseg.nii.gz"
         )
+        for source, t in (("flair", flair_t), ("dwi", dwi_t)):  # one label map per source, unmixed
+            if t is not None:
+                _save_mask(
+                    t.labels, folder / f"{stem}_space-baseline_desc-{source}lesions_dseg.nii.gz"
+                )
         legend = sorted({int(v) for v in np.unique(dseg) if v > 0})
         with (folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv").open("w") as handle:
             handle.write("index\tname\tsource\n")

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from followup.analyze import analyze_case, input_hashes, software_version
+from followup.analyze import OUTPUT_LAYOUT, analyze_case, input_hashes, software_version
 from followup.inspect import case_folders
 from followup.store import COHORT_COLUMNS, Store
 from imaging.case import case_id_from_folder
@@ -38,7 +38,14 @@ from imaging.pipeline import PipelineParams
 from imaging.quantify import as_cell
 from imaging.track import TrackingParams
 
-__all__ = ["BatchSummary", "CaseOutcome", "case_fingerprint", "process_case_task", "run_batch"]
+__all__ = [
+    "BatchSummary",
+    "CaseOutcome",
+    "analyze_into_store",
+    "case_fingerprint",
+    "process_case_task",
+    "run_batch",
+]
 
 #: Outcome statuses: analysed now, unchanged since an earlier run (skipped), or failed.
 DONE, UNCHANGED, FAILED = "done", "unchanged", "failed"
@@ -88,6 +95,7 @@ def _parameters() -> dict[str, Any]:
         "pipeline": PipelineParams().to_dict(),
         "tracking": TrackingParams().to_dict(),
         "software": software_version(),
+        "output_layout": OUTPUT_LAYOUT,
     }
 
 
@@ -130,7 +138,9 @@ def _stored_fingerprint(folder: Path) -> str | None:
         return None
 
 
-def process_case_task(case_dir: str, out_dir: str, threads: int = 0) -> CaseOutcome:
+def process_case_task(
+    case_dir: str, out_dir: str, threads: int = 0, progress: Callable[[str], None] | None = None
+) -> CaseOutcome:
     """Analyse one case unless its outputs are up to date; never raises (runs on a Dask worker).
 
     Parameters
@@ -140,6 +150,8 @@ def process_case_task(case_dir: str, out_dir: str, threads: int = 0) -> CaseOutc
     threads : int
         Threads for SimpleITK within this task (0 = its default, all cores); a batch with one task
         per core runs each single-threaded.
+    progress : callable, optional
+        Called with a short message at each step of the analysis (in-process use only).
     """
     start = time.perf_counter()
     case = Path(case_dir)
@@ -159,7 +171,7 @@ def process_case_task(case_dir: str, out_dir: str, threads: int = 0) -> CaseOutc
                 outcome.status = UNCHANGED
             else:
                 extra = {"fingerprint": fingerprint, "input_sha256": hashes}
-                analyze_case(case, Path(out_dir), provenance_extra=extra)
+                analyze_case(case, Path(out_dir), provenance_extra=extra, progress=progress)
                 outcome.status = DONE
     except Exception as error:  # one bad case must never stop the batch
         outcome.status = FAILED
@@ -272,6 +284,39 @@ def run_batch(
         store.close()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def analyze_into_store(
+    case_dir: Path,
+    out_dir: Path,
+    *,
+    database_url: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    command: str = "analyze",
+) -> CaseOutcome:
+    """One case analysed in this process and recorded in the store, as one batch of one case would
+    be (same lock, fingerprint, skip-if-unchanged and cohort.tsv); never raises on a bad case.
+
+    The dashboard's import page runs this; ``progress`` receives the analysis steps.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(out_dir, database_url)
+    try:
+        parameters = {**_parameters(), "case_dir": str(Path(case_dir).resolve())}
+        run_id = store.start_run(command, parameters, software_version(), 1)
+        outcome = process_case_task(str(case_dir), str(out_dir), 0, progress)
+        skipped = _record(store, out_dir, outcome, run_id)
+        write_cohort(store, out_dir)
+        store.finish_run(
+            run_id,
+            done=int(outcome.status == DONE),
+            skipped=int(skipped),
+            failed=int(outcome.status == FAILED),
+        )
+    finally:
+        store.close()
+    return outcome
 
 
 def _run_on_dask(

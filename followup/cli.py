@@ -333,50 +333,155 @@ def _print_clinical(folder: Path, first_mri: date | None) -> None:
             console.print(f"  CSF {item.sample_date}: {item.reading}")
 
 
+#: Server settings of `leukotrack dashboard`: local-only, XSRF on, no usage statistics, no
+#: tracebacks in the browser, small uploads (the dashboard reads local folders, it takes no uploads).
+SAFE_SERVER_OPTIONS = {
+    "server.headless": "true",
+    "server.enableXsrfProtection": "true",
+    "server.enableCORS": "true",
+    "server.maxUploadSize": "25",
+    "server.maxMessageSize": "200",
+    "server.fileWatcherType": "none",
+    "server.runOnSave": "false",
+    "browser.gatherUsageStats": "false",
+    "client.showErrorDetails": "none",
+    "client.toolbarMode": "viewer",
+    "global.developmentMode": "false",
+    "theme.base": "light",
+}
+
+
+def dashboard_command(data: Path, host: str = "127.0.0.1", port: int = 8501) -> list[str]:
+    """The `streamlit run` command line of the dashboard on ``data`` (safe settings)."""
+    script = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    options = {**SAFE_SERVER_OPTIONS, "server.address": host, "server.port": str(port)}
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        *(f"--{key}={value}" for key, value in options.items()),
+    ]
+
+
+def _serve(data: Path, host: str, port: int, open_browser: bool) -> None:
+    import os
+    import subprocess
+    import webbrowser
+
+    if not data.is_dir():
+        raise NoImagesFoundError(
+            f"{data}: no such folder; analyse cases into it first (`leukotrack batch ROOT --out {data}`)"
+        )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(
+            f"[yellow]Serving on {host}: other computers on the network can reach the dashboard. "
+            "It has no login; put it behind an authenticating proxy.[/]"
+        )
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    console.print(
+        f"[bold]leukotrack dashboard[/] on {data}\n  open {url}  (Ctrl+C stops it)\n[dim]{RESEARCH_USE}[/]"
+    )
+    environment = {**os.environ, "LEUKOTRACK_DATA": str(data.resolve())}
+    process = subprocess.Popen(dashboard_command(data, host, port), env=environment)
+    if open_browser and (os.environ.get("DISPLAY") or sys.platform in ("darwin", "win32")):
+        webbrowser.open(url)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @app.command()
 @_reports_errors
-def demo() -> None:
-    """Load the bundled sample case and show what was found (the dashboard comes later)."""
-    from rich.progress import track
+def dashboard(
+    data: Annotated[
+        Path, typer.Option("--data", help="An output folder of `leukotrack analyze` or `batch`.")
+    ] = Path("out"),
+    host: Annotated[
+        str, typer.Option("--host", help="Address to serve on (default: this computer only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8501,
+    open_browser: Annotated[
+        bool, typer.Option("--open/--no-open", help="Open a browser tab when there is a screen.")
+    ] = True,
+) -> None:
+    """Serve the Streamlit dashboard on this computer (127.0.0.1) for an output folder."""
+    _serve(data, host, port, open_browser)
 
-    from clinical.record import has_clinical_files
+
+def _demo_out() -> Path:
+    import os
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "leukotrack" / "demo"
+
+
+@app.command()
+@_reports_errors
+def demo(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Where the demo's results go (default: ~/.cache/leukotrack/demo)."
+        ),
+    ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve/--no-serve", help="Open the dashboard afterwards (default: yes)."),
+    ] = True,
+    port: Annotated[int, typer.Option("--port", help="Port of the dashboard.")] = 8501,
+) -> None:
+    """Analyse the bundled sample cases (once; unchanged cases are kept) and open the dashboard."""
+    from followup.batch import run_batch
 
     root = _sample_root()
-    console.print(f"[bold]leukotrack demo[/] on {root}\n[dim]{RESEARCH_USE}[/]")
+    out = out or _demo_out()
+    console.print(f"[bold]leukotrack demo[/] on {root} -> {out}\n[dim]{RESEARCH_USE}[/]")
     for folder in case_folders(root):
+        first = None
         try:
             case = scan_case(folder)
+            first = case.sessions[0].study_date if case.sessions else None
+            console.print(
+                f"\n[bold]case {case.case_id}[/]: {len(case.sessions)} sessions ({case.layout})"
+            )
         except NoImagesFoundError:
-            if not has_clinical_files(folder):
-                raise
             console.print(f"\n[bold]case {folder.name}[/]: no images, clinical files only")
-            _print_clinical(folder, None)
-            continue
-        console.print(
-            f"\n[bold]case {case.case_id}[/]: {len(case.sessions)} sessions ({case.layout})"
-        )
-        first = case.sessions[0].study_date if case.sessions else None
-        for session in track(case.sessions, description="loading sessions", console=console):
-            day = (session.study_date - first).days if session.study_date and first else None
-            parts = []
-            for sequence in ("DWI", "ADC", "FLAIR"):
-                entry = session.pick(sequence)
-                if entry is None:
-                    parts.append(f"{sequence}: -")
-                    continue
-                image = entry.load()
-                shape, spacing = _fmt_shape(list(image.shape)), _fmt_spacing(list(image.spacing_mm))
-                text = f"{sequence} {shape} @ {spacing} mm"
-                if image.bvals_s_mm2:
-                    text += f" b={','.join(f'{b:g}' for b in image.bvals_s_mm2)}"
-                parts.append(text)
-            console.print(f"  {session.label} (day {day}): " + "; ".join(parts))
-        if has_clinical_files(folder):
-            _print_clinical(folder, first)
-    console.print(
-        "\nLoaded. Analyse it with `leukotrack analyze sample_scans/indexcase --out out` "
-        "(about a minute); the dashboard comes in a later release. See README.md."
-    )
+        _print_clinical(folder, first)
+    console.print("\nanalysing (about a minute the first time; unchanged cases are kept)")
+
+    def show(outcome: Any, skipped: bool) -> None:
+        state = "unchanged, kept" if skipped else outcome.status
+        console.print(f"  {outcome.case_id}: {state} ({outcome.seconds:.0f} s)")
+
+    summary = run_batch(root, out, workers=0, on_outcome=show)
+    if summary.n_failed:
+        raise ImagingError(f"{summary.n_failed} sample case(s) failed; see the lines above")
+    for case_dir in sorted(out.glob("sub-*")):
+        sessions = case_dir / "sessions.tsv"
+        if sessions.is_file():
+            import csv
+
+            with sessions.open() as handle:
+                rows = list(csv.DictReader(handle, delimiter="\t"))
+            if rows:
+                console.print(f"\n[bold]{case_dir.name}[/]")
+                _print_sessions([{k: _number(v) for k, v in row.items()} for row in rows])
+    if serve:
+        _serve(out, "127.0.0.1", port, open_browser=True)
+    else:
+        console.print(f"\nResults in {out}; `leukotrack dashboard --data {out}` shows them.")
+
+
+def _number(text: str) -> object:
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text else value
 
 
 if __name__ == "__main__":

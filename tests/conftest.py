@@ -61,3 +61,24 @@ def postgres_url(postgres_server: PostgresServer) -> str:
 def postgres_db_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty database for one test (isolation without dropping)."""
     return postgres_server.new_database(f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
+def analyzed_samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_scans/ analysed once into a store-backed output folder (as `leukotrack demo` does)."""
+    from followup.batch import run_batch
+
+    if not (SAMPLE_SCANS / "indexcase" / "DICOM").is_dir():
+        pytest.skip("sample_scans/indexcase is missing; run `make samples`")
+    out = tmp_path_factory.mktemp("dashboard") / "out"
+    summary = run_batch(SAMPLE_SCANS, out, workers=0)
+    assert summary.n_failed == 0, [o.error for o in summary.outcomes]
+    return out
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests keep screenshots: ``$LEUKOTRACK_ARTIFACTS`` or ``test-artifacts/`` (git-ignored)."""
+    folder = Path(os.environ.get("LEUKOTRACK_ARTIFACTS") or REPO / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +99,44 @@ def test_convert_refuses_a_folder_with_two_series(tmp_path):
     assert not list(tmp_path.glob("x*"))
 
 
-def test_demo_loads_every_session_of_the_sample_case():
-    result = runner.invoke(app, ["demo"])
+@pytest.mark.slow
+def test_demo_keeps_unchanged_results_and_prints_the_course(analyzed_samples, tmp_path):
+    out = tmp_path / "demo"
+    shutil.copytree(analyzed_samples, out)
+    result = runner.invoke(app, ["demo", "--no-serve", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "case indexcase: 5 sessions" in result.output
-    assert result.output.count("b=0,1000") == 5
+    assert "case indexcase: 5 sessions (dicom)" in result.output
+    assert "indexcase: unchanged, kept" in result.output
+    assert "cnsmyeloma: unchanged, kept" in result.output
+    assert "lesion course" in result.output
     assert "research use only" in result.output
+
+
+@pytest.mark.slow
+def test_demo_opens_the_dashboard_on_the_sample_case(analyzed_samples, tmp_path):
+    from tests.browser import free_port
+
+    out = tmp_path / "demo"
+    shutil.copytree(analyzed_samples, out)
+    port = free_port()
+    command = [sys.executable, "-m", "followup.cli", "demo", "--out", str(out), "--port", str(port)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health") as answer:
+                    if answer.read() == b"ok":
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the demo did not start the dashboard within 2 minutes")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/") as answer:
+            assert answer.status == 200
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"open http://127.0.0.1:{port}" in output

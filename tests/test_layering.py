@@ -14,6 +14,7 @@ FORBIDDEN = {
     "clinical": {"imaging", "followup", "dashboard", "streamlit", "sqlalchemy", "synthetic"},
     "followup": {"dashboard", "streamlit"},
     "synthetic": {"followup", "dashboard", "streamlit"},
+    "dashboard": {"synthetic"},
 }
 
 

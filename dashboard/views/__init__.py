@@ -1,0 +1,1 @@
+"""One module per dashboard page; each has a ``show()`` that Streamlit runs as the page."""

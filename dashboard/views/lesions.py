@@ -1,0 +1,155 @@
+"""Lesions page: every tracked lesion with its change classes and volume trajectory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.state import current_case, current_index, framed, viewer_target
+from followup.results import finite
+
+__all__ = ["lesion_table", "show"]
+
+CHANGE_ORDER = [
+    "baseline",
+    "new",
+    "enlarging",
+    "stable",
+    "shrinking",
+    "merged",
+    "split",
+    "resolved",
+]
+
+
+def lesion_table(lesions: pd.DataFrame, sessions: list[str], offset: int) -> pd.DataFrame:
+    """One row per tracked lesion (source + id): where it is, when it was seen, its course.
+
+    Columns: lesion, source, hemisphere, region, first_day, last_day, peak_ml, last_ml, last_change,
+    changes (session by session), trajectory_ml (volume per session, 0 where absent), centroid of
+    its last appearance (RAS mm, baseline space) and the session of that appearance.
+    """
+    if lesions.empty:
+        return pd.DataFrame()
+    rows = []
+    for (source, lesion_id), group in lesions.groupby(["source", "lesion_id"], sort=True):
+        group = group.assign(_day=pd.to_numeric(group["day"], errors="coerce")).sort_values("_day")
+        present = group[pd.to_numeric(group["volume_ml"], errors="coerce").fillna(0) > 0]
+        last = (present if not present.empty else group).iloc[-1]
+        by_session = dict(
+            zip(
+                group["session_id"],
+                pd.to_numeric(group["volume_ml"], errors="coerce"),
+                strict=False,
+            )
+        )
+        days = present["_day"] if not present.empty else group["_day"]
+        rows.append(
+            {
+                "lesion": lesion_id,
+                "source": source,
+                "hemisphere": last.get("hemisphere"),
+                "region": last.get("region"),
+                "first_day": int(days.min()) + offset if days.notna().any() else None,
+                "last_day": int(days.max()) + offset if days.notna().any() else None,
+                "peak_ml": float(np.nanmax(list(by_session.values()) or [np.nan])),
+                "last_ml": finite(group.iloc[-1]["volume_ml"]),
+                "last_change": str(group.iloc[-1]["change"]),
+                "changes": " > ".join(str(c) for c in group["change"]),
+                "trajectory_ml": [float(by_session.get(s, 0.0) or 0.0) for s in sessions],
+                "x_mm": finite(last["centroid_x_mm"]),
+                "y_mm": finite(last["centroid_y_mm"]),
+                "z_mm": finite(last["centroid_z_mm"]),
+                "session": last["session_id"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@framed("Lesions")
+def show() -> None:
+    """Sortable, filterable lesion table; selecting a row centres the viewer on the lesion."""
+    case = current_case()
+    if case is None:
+        st.info("No case to show: analyse one on **Import and run**.")
+        return
+    outputs = data.case_outputs(case)
+    _, index_on, label = current_index()
+    table = lesion_table(outputs.lesions, outputs.session_ids, outputs.day_offset(index_on))
+    if table.empty:
+        st.info(f"No lesions were found in {case}.")
+        return
+    filters = st.columns([1, 2, 1, 1])
+    sources = filters[0].multiselect("Source", ["flair", "dwi"], default=["flair", "dwi"])
+    seen = [c for c in CHANGE_ORDER if table["changes"].str.contains(c).any()]
+    changes = filters[1].multiselect(
+        "Had change", seen, default=seen, help="Lesions that had any of these classes"
+    )
+    sides = sorted(str(h) for h in table["hemisphere"].dropna().unique())
+    hemispheres = filters[2].multiselect("Hemisphere", sides, default=sides)
+    minimum = filters[3].number_input(
+        "Peak volume at least (mL)", min_value=0.0, value=0.0, step=0.1
+    )
+    shown = table[
+        table["source"].isin(sources)
+        & table["changes"].map(lambda text: any(c in text for c in changes))
+        & (table["hemisphere"].isin(hemispheres) | table["hemisphere"].isna())
+        & (table["peak_ml"].fillna(0) >= minimum)
+    ].reset_index(drop=True)
+    st.caption(
+        f"{len(shown)} of {len(table)} lesions; days from {label}. Change classes between consecutive "
+        "sessions: new, enlarging, stable, shrinking, resolved, merged, split. Select a row to centre "
+        "the viewer on the lesion."
+    )
+    event = st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"lesion_table_{case}",
+        column_order=[
+            "lesion",
+            "source",
+            "hemisphere",
+            "region",
+            "first_day",
+            "last_day",
+            "peak_ml",
+            "last_ml",
+            "last_change",
+            "trajectory_ml",
+            "changes",
+        ],
+        column_config={
+            "lesion": st.column_config.TextColumn("Lesion"),
+            "source": st.column_config.TextColumn("Source"),
+            "first_day": st.column_config.NumberColumn("First seen (day)"),
+            "last_day": st.column_config.NumberColumn("Last seen (day)"),
+            "peak_ml": st.column_config.NumberColumn("Peak (mL)", format="%.3f"),
+            "last_ml": st.column_config.NumberColumn("Last (mL)", format="%.3f"),
+            "last_change": st.column_config.TextColumn("Last change"),
+            "trajectory_ml": st.column_config.LineChartColumn(
+                "Volume by session", y_min=0.0, help="mL per session, in time order"
+            ),
+            "changes": st.column_config.TextColumn("Course", width="large"),
+        },
+    )
+    rows = event.selection.rows if event is not None else []
+    if rows:
+        chosen = shown.iloc[rows[0]]
+        if chosen["x_mm"] is not None:
+            viewer_target(
+                case,
+                session=str(chosen["session"]),
+                mm=np.array([chosen["x_mm"], chosen["y_mm"], chosen["z_mm"]], float),
+            )
+            from dashboard.navigation import pages
+
+            st.switch_page(pages()["viewer"])
+    csv = shown.drop(columns=["trajectory_ml"]).to_csv(index=False).encode()
+    st.download_button(
+        "Download this table (CSV)", csv, file_name=f"{case}_lesions.csv", mime="text/csv"
+    )

@@ -1,0 +1,71 @@
+"""Case overview: drug exposure, events, lesion volumes and rADC on one day axis."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.state import current_case, current_index, framed, viewer_target
+
+__all__ = ["show"]
+
+
+def _session_table(sessions: pd.DataFrame, offset: int) -> pd.DataFrame:
+    columns = {
+        "session_id": "Session",
+        "study_date": "Date",
+        "day": "Day",
+        "flair_lesion_volume_ml": "FLAIR lesions (mL)",
+        "dwi_lesion_volume_ml": "DWI lesions (mL)",
+        "flair_lesion_count": "FLAIR n",
+        "dwi_lesion_count": "DWI n",
+        "radc": "rADC (DWI lesions)",
+        "flair_lesion_radc": "rADC (FLAIR lesions)",
+        "flair_lesion_volume_left_ml": "FLAIR left (mL)",
+        "flair_lesion_volume_right_ml": "FLAIR right (mL)",
+    }
+    table = sessions[[c for c in columns if c in sessions]].rename(columns=columns)
+    table["Day"] = pd.to_numeric(table["Day"], errors="coerce") + offset
+    return table
+
+
+@framed("Case overview")
+def show() -> None:
+    """The course figure (click a session to open it in the viewer) and the session table."""
+    case = current_case()
+    if case is None:
+        st.info("No case to show: analyse one on **Import and run**.")
+        return
+    outputs = data.case_outputs(case)
+    key, index_on, label = current_index()
+    offset = outputs.day_offset(index_on)
+    st.markdown(
+        f"**{case}**: {len(outputs.sessions)} MRI sessions; day 0 = {label}"
+        + (f" ({index_on.isoformat()})" if index_on else "")
+        + ". Hover for dates and doses; click a lesion-volume point to open that session."
+    )
+    figure = data.overview(case, key)
+    event = st.plotly_chart(
+        figure,
+        width="stretch",
+        on_select="rerun",
+        selection_mode="points",
+        key=f"overview_{case}_{key}",
+        config={"displaylogo": False, "scrollZoom": True},
+    )
+    points = event.selection.points if event is not None else []
+    sessions = [p.get("customdata") for p in points if isinstance(p.get("customdata"), list)]
+    sessions = [c[0] for c in sessions if c and str(c[0]).startswith("ses-")]
+    if sessions:
+        viewer_target(case, session=sessions[0])
+        from dashboard.navigation import pages
+
+        st.switch_page(pages()["viewer"])
+    st.caption(
+        "Exposure: the daratumumab curve is an indicative population curve (published model, "
+        "typical patient), not a patient estimate; dots are measured levels."
+    )
+    if not outputs.sessions.empty:
+        st.subheader("Sessions")
+        st.dataframe(_session_table(outputs.sessions, offset), hide_index=True, width="stretch")

@@ -1,0 +1,331 @@
+"""Viewer: sessions (rows) by DWI, ADC and FLAIR (columns), all cut at one position in baseline space.
+
+Every image was resampled onto the baseline grid by the analysis, so one slice index is the same
+tissue in every cell. The slice controls and the grid run in a fragment: moving the slice re-renders
+the grid only, from volumes decoded once per process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.render import (
+    DWI_RGB,
+    FLAIR_RGB,
+    PLANES,
+    Overlay,
+    Plane,
+    Volume,
+    Window,
+    compose,
+    crosshair,
+    presets,
+)
+from dashboard.state import TARGET_KEY, current_case, current_index, framed
+from followup.results import CaseOutputs, finite
+
+__all__ = ["show"]
+
+SEQUENCES = ("DWI", "ADC", "FLAIR")
+#: Lesion change classes drawn with a red outline in the session where they occur.
+MARKED_CHANGES = frozenset({"new", "enlarging"})
+POS_KEY, PLANE_KEY, FOCUS_KEY = "viewer_mm", "viewer_plane", "viewer_focus"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The display choices of one run of the viewer."""
+
+    plane: Plane
+    sessions: tuple[str, ...]
+    windows: dict[str, Window]
+    overlay: bool
+    opacity: float
+    outline: bool
+    both_sources: bool
+    cross: bool
+    cell_px: int
+
+
+def _label_number(lesion_id: str) -> int | None:
+    digits = "".join(ch for ch in str(lesion_id) if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def _marked(lesions: pd.DataFrame, session: str, source: str) -> frozenset[int]:
+    """Label values of ``source`` lesions that are new or enlarging at ``session``."""
+    if lesions.empty:
+        return frozenset()
+    rows = lesions[
+        (lesions["session_id"] == session)
+        & (lesions["source"] == source)
+        & (lesions["change"].isin(MARKED_CHANGES))
+    ]
+    return frozenset(n for n in (_label_number(i) for i in rows["lesion_id"]) if n is not None)
+
+
+def _largest_lesion_mm(lesions: pd.DataFrame, session: str | None) -> np.ndarray | None:
+    """Centroid (RAS mm, baseline space) of the largest lesion of ``session`` (else of any)."""
+    if lesions.empty:
+        return None
+    rows = lesions if session is None else lesions[lesions["session_id"] == session]
+    rows = rows.dropna(subset=["volume_ml", "centroid_x_mm"])
+    if rows.empty:
+        return None
+    best = rows.iloc[int(np.argmax(pd.to_numeric(rows["volume_ml"]).to_numpy()))]
+    return np.array([best["centroid_x_mm"], best["centroid_y_mm"], best["centroid_z_mm"]], float)
+
+
+def _reference(outputs: CaseOutputs) -> Volume | None:
+    for session in outputs.session_ids:
+        for kind in ("FLAIR", "DWI", "ADC"):
+            found = data.volume(outputs.image_path(session, kind))
+            if found is not None:
+                return found
+    return None
+
+
+def _apply_target(outputs: CaseOutputs, grid: Volume) -> None:
+    """Take a request from another page (session to open, position to centre on)."""
+    target = st.session_state.pop(TARGET_KEY, None)
+    if st.session_state.get("viewer_case") != outputs.case_id:
+        st.session_state.pop("viewer_sessions", None)
+    if not target or target.get("case") != outputs.case_id:
+        if (
+            POS_KEY not in st.session_state
+            or st.session_state.get("viewer_case") != outputs.case_id
+        ):
+            start = _largest_lesion_mm(outputs.lesions, None)
+            st.session_state[POS_KEY] = tuple(start if start is not None else grid.centre_mm())
+            st.session_state["viewer_case"] = outputs.case_id
+            st.session_state.pop(FOCUS_KEY, None)
+        return
+    st.session_state["viewer_case"] = outputs.case_id
+    session = target.get("session")
+    if session:
+        st.session_state[FOCUS_KEY] = session
+        # the opened session with the one before it: the comparison a reader makes first
+        order = outputs.session_ids
+        at = order.index(session) if session in order else 0
+        st.session_state["viewer_sessions"] = order[max(at - 1, 0) : at + 1]
+    if target.get("mm") is not None:
+        st.session_state[POS_KEY] = tuple(target["mm"])
+    elif session:
+        centre = _largest_lesion_mm(outputs.lesions, session)
+        if centre is not None:
+            st.session_state[POS_KEY] = tuple(centre)
+
+
+def _window_controls(outputs: CaseOutputs) -> dict[str, Window]:
+    """Preset (or custom) window per sequence, shared by all sessions (a window/level lock)."""
+    windows: dict[str, Window] = {}
+    baseline = outputs.session_ids[0]
+    with st.expander("Window / level", expanded=False):
+        columns = st.columns(3)
+        for column, sequence in zip(columns, SEQUENCES, strict=True):
+            volume = data.volume(outputs.image_path(baseline, sequence))  # type: ignore[arg-type]
+            choices = presets(sequence, volume)
+            names = [*choices, "custom"]
+            name = column.selectbox(f"{sequence} window", names, key=f"viewer_preset_{sequence}")
+            if name == "custom":
+                default = next(iter(choices.values()))
+                centre = column.number_input(
+                    f"{sequence} level (centre)",
+                    value=float(round(default.center, 1)),
+                    key=f"viewer_c_{sequence}",
+                )
+                width = column.number_input(
+                    f"{sequence} width",
+                    value=float(round(default.width, 1)),
+                    min_value=1e-3,
+                    key=f"viewer_w_{sequence}",
+                )
+                windows[sequence] = Window(centre, width)
+            else:
+                windows[sequence] = choices[name]
+        st.caption("ADC windows are in um2/s. One window per sequence applies to every session.")
+    return windows
+
+
+def _settings(outputs: CaseOutputs) -> Settings:
+    top = st.columns([1.3, 2.2, 1, 1.2, 1])
+    plane = top[0].radio("Plane", ["axial", "coronal", "sagittal"], horizontal=False, key=PLANE_KEY)
+    available = outputs.session_ids
+    chosen = [s for s in st.session_state.get("viewer_sessions", available) if s in available]
+    st.session_state["viewer_sessions"] = chosen
+    sessions = top[1].multiselect("Sessions (rows)", available, key="viewer_sessions")
+    overlay = top[2].toggle("Lesions", value=True, key="viewer_overlay")
+    outline = top[2].toggle("Outline only", value=False, key="viewer_outline")
+    opacity = top[3].slider(
+        "Opacity", 0.0, 1.0, 0.45, 0.05, key="viewer_opacity", disabled=not overlay
+    )
+    both = top[3].checkbox("FLAIR and DWI lesions on every image", key="viewer_both")
+    cross = top[4].checkbox("Crosshair", value=True, key="viewer_cross")
+    cell_px = top[4].select_slider(
+        "Image size", [160, 200, 260, 340, 440], value=200, key="viewer_px"
+    )
+    return Settings(
+        plane=plane,  # type: ignore[arg-type]
+        sessions=tuple(s for s in available if s in sessions),
+        windows=_window_controls(outputs),
+        overlay=overlay,
+        opacity=opacity,
+        outline=outline,
+        both_sources=both,
+        cross=cross,
+        cell_px=int(cell_px),
+    )
+
+
+def _move_to_slice(grid_key: str, plane: Plane) -> None:
+    """Slider callback: put the shared position on the chosen slice of ``plane``."""
+    grid: Volume = st.session_state[grid_key]
+    voxel = grid.to_voxel(np.array(st.session_state[POS_KEY]))
+    voxel[PLANES[plane]] = int(st.session_state[f"viewer_slice_{plane}"]) - 1
+    st.session_state[POS_KEY] = tuple(grid.to_world(voxel))
+
+
+def _step(grid_key: str, plane: Plane, by: int) -> None:
+    grid: Volume = st.session_state[grid_key]
+    voxel = grid.to_voxel(np.array(st.session_state[POS_KEY]))
+    axis = PLANES[plane]
+    voxel[axis] = min(max(round(voxel[axis]) + by, 0), grid.shape[axis] - 1)
+    st.session_state[POS_KEY] = tuple(grid.to_world(voxel))
+
+
+def _row_label(outputs: CaseOutputs, session: str, offset: int, focus: str | None) -> str:
+    row = outputs.sessions[outputs.sessions["session_id"] == session].iloc[0]
+    day = finite(row.get("day"))
+    parts = [
+        f"**{session}**",
+        f"day {int(day) + offset}" if day is not None else "",
+        str(row.get("study_date", "")),
+    ]
+    for column, name in (("flair_lesion_volume_ml", "FLAIR"), ("dwi_lesion_volume_ml", "DWI")):
+        value = finite(row.get(column))
+        if value is not None:
+            parts.append(f"{name} {value:.2f} mL")
+    radc = finite(row.get("radc"))
+    if radc is not None:
+        parts.append(f"rADC {radc:.2f}")
+    text = "  \n".join(p for p in parts if p)
+    if session == focus:
+        text = f":red-background[opened]  \n{text}"
+    return text
+
+
+@st.fragment
+def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
+    """Slice slider and the image grid (reruns alone when the slice changes)."""
+    grid: Volume = st.session_state[grid_key]
+    plane = settings.plane
+    axis = PLANES[plane]
+    position = np.array(st.session_state[POS_KEY])
+    index = grid.slice_index(plane, position)
+    slider_key = f"viewer_slice_{plane}"
+    if st.session_state.get(slider_key) != index + 1:
+        st.session_state[slider_key] = index + 1
+    left, middle, right = st.columns([1, 14, 1])
+    left.button(
+        "◀", key="viewer_prev", on_click=_step, args=(grid_key, plane, -1), help="previous slice"
+    )
+    middle.slider(
+        f"{plane.capitalize()} slice (of {grid.shape[axis]}, baseline space)",
+        1,
+        grid.shape[axis],
+        key=slider_key,
+        on_change=_move_to_slice,
+        args=(grid_key, plane),
+    )
+    right.button(
+        "▶", key="viewer_next", on_click=_step, args=(grid_key, plane, 1), help="next slice"
+    )
+    _, _, label = current_index()
+    offset = outputs.day_offset(current_index()[1])
+    focus = st.session_state.get(FOCUS_KEY)
+    header = st.columns([1.1, 3, 3, 3])
+    header[0].markdown(f"day 0 = {label}")
+    for column, sequence in zip(header[1:], SEQUENCES, strict=True):
+        column.markdown(f"**{sequence}**")
+    for session in settings.sessions:
+        cells = st.columns([1.1, 3, 3, 3])
+        cells[0].markdown(_row_label(outputs, session, offset, focus))
+        labels = {
+            source: data.volume(outputs.image_path(session, f"{source}_lesions"), labels=True)  # type: ignore[arg-type]
+            for source in ("flair", "dwi")
+        }
+        for column, sequence in zip(cells[1:], SEQUENCES, strict=True):
+            image = data.volume(outputs.image_path(session, sequence))  # type: ignore[arg-type]
+            overlays: list[Overlay] = []
+            if settings.overlay:
+                sources = (
+                    ("flair", "dwi")
+                    if settings.both_sources
+                    else (("flair",) if sequence == "FLAIR" else ("dwi",))
+                )
+                for source in sources:
+                    volume = labels[source]
+                    if volume is not None:
+                        overlays.append(
+                            Overlay(
+                                volume,
+                                FLAIR_RGB if source == "flair" else DWI_RGB,
+                                _marked(outputs.lesions, session, source),
+                            )
+                        )
+            cell = compose(
+                image,
+                plane,
+                index,
+                settings.windows[sequence],
+                overlays,
+                opacity=settings.opacity,
+                outline=settings.outline,
+                reference=grid,
+            )
+            if settings.cross:
+                cell = crosshair(cell, grid, plane, position)
+            column.image(
+                cell,
+                width=settings.cell_px,
+                caption=None if image is not None else f"no {sequence}",
+            )
+    x, y, z = position
+    st.caption(
+        f"Position (RAS, baseline space): x {x:.1f}, y {y:.1f}, z {z:.1f} mm. Radiological convention "
+        "(patient's right on the left). Orange: FLAIR lesions; cyan: DWI lesions; red outline: new or "
+        "enlarging since the previous session."
+    )
+
+
+@framed("Viewer")
+def show() -> None:
+    """The session x sequence grid of the current case."""
+    case = current_case()
+    if case is None:
+        st.info("No case to show: analyse one on **Import and run**.")
+        return
+    outputs = data.case_outputs(case)
+    if not outputs.session_ids:
+        st.info(f"{case} has no MRI sessions (clinical files only).")
+        return
+    grid = _reference(outputs)
+    if grid is None:
+        st.warning(
+            f"{case} was analysed by an older leukotrack that did not write the images in baseline "
+            "space. Re-run the analysis (Import and run, or `leukotrack batch`) to view it."
+        )
+        return
+    _apply_target(outputs, grid)
+    grid_key = f"viewer_grid_{case}"
+    st.session_state[grid_key] = grid
+    settings = _settings(outputs)
+    if not settings.sessions:
+        st.info("Choose at least one session.")
+        return
+    _grid(outputs, settings, grid_key)

@@ -1,0 +1,179 @@
+"""Reading a case's output folder back (``OUT/sub-<case>``) for display and reporting.
+
+The dashboard and the report read the same files the analysis wrote (DESIGN.md §3.3), never the
+pipeline's in-memory objects, so what they show is what a script reading the outputs would see.
+Day numbers in the files count from the index date chosen at analysis time; :func:`index_dates`
+lists the other candidates and :meth:`CaseOutputs.day_offset` moves every ``day`` onto one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+__all__ = [
+    "IMAGE_KINDS",
+    "INDEX_CHOICES",
+    "CaseOutputs",
+    "ImageKind",
+    "case_folders_in",
+    "finite",
+    "index_dates",
+    "load_case_outputs",
+]
+
+ImageKind = Literal["FLAIR", "DWI", "ADC", "flair_lesions", "dwi_lesions", "lesions"]
+#: File name endings (after ``sub-<case>_ses-<label>_``) of the images in baseline space.
+IMAGE_KINDS: dict[str, str] = {
+    "FLAIR": "anat/{stem}_space-baseline_FLAIR.nii.gz",
+    "DWI": "dwi/{stem}_space-baseline_desc-b1000_dwi.nii.gz",
+    "ADC": "dwi/{stem}_space-baseline_ADC.nii.gz",
+    "flair_lesions": "{stem}_space-baseline_desc-flairlesions_dseg.nii.gz",
+    "dwi_lesions": "{stem}_space-baseline_desc-dwilesions_dseg.nii.gz",
+    "lesions": "{stem}_space-baseline_desc-lesions_dseg.nii.gz",
+}
+#: Index dates a reader can align the time axis on, with the timeline rows that define them.
+INDEX_CHOICES: dict[str, str] = {
+    "first_mri": "first MRI",
+    "first_dose": "first dose",
+    "symptom_onset": "symptom onset",
+    "admission": "admission",
+    "drug_stop": "drug stop",
+}
+
+
+def _tsv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame()
+    return pd.read_csv(path, sep="\t", dtype={"session_id": str, "lesion_id": str})
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    """One case's output tables, its provenance and where its images are.
+
+    Attributes
+    ----------
+    folder : Path
+        ``OUT/sub-<case>``.
+    sessions, lesions, timeline, pk, csf : pandas.DataFrame
+        The TSV files of the same names (empty frames when absent).
+    provenance : dict
+        provenance.json.
+    """
+
+    folder: Path
+    case_id: str
+    sessions: pd.DataFrame
+    lesions: pd.DataFrame
+    timeline: pd.DataFrame
+    pk: pd.DataFrame
+    csf: pd.DataFrame
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def analysis_index(self) -> date | None:
+        """The index date the files' ``day`` columns count from."""
+        value = self.provenance.get("index_date")
+        return date.fromisoformat(value) if value else None
+
+    @property
+    def session_ids(self) -> list[str]:
+        """Sessions in time order."""
+        if self.sessions.empty:
+            return []
+        return [str(s) for s in self.sessions.sort_values("day")["session_id"]]
+
+    def image_path(self, session_id: str, kind: ImageKind) -> Path | None:
+        """The baseline-space image of one session, or None when the analysis did not write it."""
+        label = session_id.removeprefix("ses-")
+        stem = f"sub-{self.case_id}_ses-{label}"
+        path = self.folder / f"ses-{label}" / IMAGE_KINDS[kind].format(stem=stem)
+        return path if path.is_file() else None
+
+    def day_offset(self, index_on: date | None) -> int:
+        """Days to add to the files' ``day`` so that it counts from ``index_on`` instead."""
+        if index_on is None or self.analysis_index is None:
+            return 0
+        return (self.analysis_index - index_on).days
+
+
+def load_case_outputs(folder: Path) -> CaseOutputs:
+    """Read ``OUT/sub-<case>``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder has no provenance.json (not a finished analysis).
+    """
+    folder = Path(folder)
+    provenance_path = folder / "provenance.json"
+    if not provenance_path.is_file():
+        raise FileNotFoundError(
+            f"{folder}: no provenance.json; this is not a finished leukotrack analysis "
+            "(run `leukotrack analyze` or `leukotrack batch` on the case)"
+        )
+    return CaseOutputs(
+        folder=folder,
+        case_id=folder.name.removeprefix("sub-"),
+        sessions=_tsv(folder / "sessions.tsv"),
+        lesions=_tsv(folder / "lesions.tsv"),
+        timeline=_tsv(folder / "timeline.tsv"),
+        pk=_tsv(folder / "pk.tsv"),
+        csf=_tsv(folder / "csf.tsv"),
+        provenance=json.loads(provenance_path.read_text()),
+    )
+
+
+def case_folders_in(out_dir: Path) -> list[Path]:
+    """The finished case folders (``sub-*`` with provenance.json) of an output folder, by name."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(
+        p for p in out_dir.glob("sub-*") if p.is_dir() and (p / "provenance.json").is_file()
+    )
+
+
+def _first(timeline: pd.DataFrame, kind: str, item: str | None = None) -> date | None:
+    if timeline.empty:
+        return None
+    rows = timeline[timeline["kind"] == kind]
+    if item is not None:
+        rows = rows[rows["item"] == item]
+    dates = [d for d in rows["date"] if isinstance(d, str) and d]
+    return date.fromisoformat(min(dates)[:10]) if dates else None
+
+
+def index_dates(outputs: CaseOutputs) -> dict[str, date]:
+    """The candidate index dates of a case that its files define, keyed as :data:`INDEX_CHOICES`.
+
+    ``first_mri`` is the earliest session; ``first_dose`` the earliest administration given;
+    ``symptom_onset``, ``admission`` and ``drug_stop`` the first event of that kind.
+    """
+    found: dict[str, date | None] = {
+        "first_mri": _first(outputs.timeline, "session"),
+        "first_dose": _first(outputs.timeline, "administration"),
+        "symptom_onset": _first(outputs.timeline, "event", "symptom_onset"),
+        "admission": _first(outputs.timeline, "event", "admission"),
+        "drug_stop": _first(outputs.timeline, "event", "drug_stop"),
+    }
+    if found["first_mri"] is None and not outputs.sessions.empty:
+        dates = [d for d in outputs.sessions["study_date"] if isinstance(d, str) and d]
+        found["first_mri"] = date.fromisoformat(min(dates)) if dates else None
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float, or None when it is empty or not finite (TSV cells)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,263 @@
+"""Dashboard page logic with Streamlit's AppTest (no browser), and its figures as data, on the
+sample cases analysed into a store-backed folder. The browser tests are in test_dashboard_browser.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard.figures import overview_figure, reiber_curves, reiber_figure
+from followup.results import index_dates, load_case_outputs
+
+pytestmark = pytest.mark.slow
+
+
+def _page(name: str) -> None:
+    """An AppTest script: the sidebar, then one page (as st.navigation would run it)."""
+    import importlib
+
+    from dashboard.state import sidebar
+
+    sidebar()
+    importlib.import_module(f"dashboard.views.{name}").show()
+
+
+@pytest.fixture
+def data(analyzed_samples: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LEUKOTRACK_DATA", str(analyzed_samples))
+    return analyzed_samples
+
+
+def _run(name: str, **state: object) -> AppTest:
+    app = AppTest.from_function(_page, args=(name,), default_timeout=120)
+    for key, value in state.items():
+        app.session_state[key] = value
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _sessions(data: Path) -> pd.DataFrame:
+    return pd.read_csv(data / "sub-indexcase" / "sessions.tsv", sep="\t")
+
+
+def _plotly(app: AppTest, number: int = 0) -> dict:
+    charts = app.get("plotly_chart")
+    return json.loads(charts[number].proto.spec)
+
+
+def _array(value: object) -> np.ndarray:
+    """A Plotly JSON array: a list, or a typed array ``{"dtype", "bdata"}`` (base64)."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    return np.asarray(value)
+
+
+# ------------------------------------------------------------------------------------- pages
+def test_cohort_lists_every_case_with_its_key_figures(data):
+    app = _run("cohort")
+    table = app.dataframe[0].value.set_index("case_id")
+    assert sorted(table.index) == ["cnsmyeloma", "indexcase"]
+    sessions = _sessions(data)
+    row = table.loc["indexcase"]
+    assert row["sessions"] == len(sessions) == 5
+    assert row["peak_flair_ml"] == pytest.approx(sessions["flair_lesion_volume_ml"].max())
+    assert row["peak_dwi_ml"] == pytest.approx(sessions["dwi_lesion_volume_ml"].max())
+    assert row["latest_radc"] == pytest.approx(sessions["radc"].dropna().iloc[-1])
+    assert row["days_followed"] == sessions["day"].max() - sessions["day"].min() == 165
+    assert table.loc["cnsmyeloma", "sessions"] == 0
+    assert [m.value for m in app.metric][:3] == ["2", "2", "0"]
+    # the default case is the first with images
+    assert app.session_state["case_id"] == "indexcase"
+
+
+def test_cohort_filter_narrows_the_table(data):
+    app = _run("cohort")
+    app.text_input[0].set_value("myel").run()
+    assert app.dataframe[0].value["case_id"].tolist() == ["cnsmyeloma"]
+    app.text_input[0].set_value("").run()
+    app.number_input[0].set_value(20.0).run()
+    assert app.dataframe[0].value["case_id"].tolist() == ["indexcase"]
+
+
+def test_overview_moves_every_day_with_the_index_date(data):
+    app = _run("overview")
+    first_mri = _plotly(app)
+    app.selectbox(key="index_key").set_value("first_dose").run()
+    assert not app.exception
+    first_dose = _plotly(app)
+    shift = (date(2023, 3, 14) - date(2023, 1, 13)).days  # first MRI - first dose
+    flair = next(t for t in first_mri["data"] if t.get("name") == "FLAIR lesions (mL)")
+    moved = next(t for t in first_dose["data"] if t.get("name") == "FLAIR lesions (mL)")
+    assert np.allclose(_array(moved["x"]) - _array(flair["x"]), shift)
+    assert "first dose (2023-01-13)" in first_dose["layout"]["xaxis4"]["title"]["text"]
+    table = app.dataframe[0].value
+    assert table["Day"].tolist() == [d + shift for d in _sessions(data)["day"]]
+    # each lesion point carries its session, for the click that opens the viewer
+    assert [c[0] for c in moved["customdata"]] == _sessions(data)["session_id"].tolist()
+
+
+def test_viewer_shows_the_session_by_sequence_grid_and_moves_the_slice(data):
+    app = _run("viewer")
+    images = app.get("image")
+    assert len(images) == 5 * 3  # sessions x (DWI, ADC, FLAIR)
+    slider = app.slider(key="viewer_slice_axial")
+    assert (slider.min, slider.max) == (1, 26)
+    before = np.array(app.session_state["viewer_mm"])
+    slider.set_value(5).run()
+    after = np.array(app.session_state["viewer_mm"])
+    assert not app.exception
+    # slice 5 of a 6.5 mm grid; x and y unchanged
+    assert np.allclose(after[:2], before[:2], atol=1e-6)
+    assert app.slider(key="viewer_slice_axial").value == 5
+    app.radio(key="viewer_plane").set_value("coronal").run()
+    coronal = app.slider(key="viewer_slice_coronal")
+    assert coronal.max == 256
+    assert np.allclose(np.array(app.session_state["viewer_mm"]), after)  # same point, other plane
+
+
+def test_viewer_centres_on_a_requested_lesion(data):
+    lesions = pd.read_csv(data / "sub-indexcase" / "lesions.tsv", sep="\t")
+    row = lesions[(lesions["source"] == "dwi")].iloc[0]
+    target = (row["centroid_x_mm"], row["centroid_y_mm"], row["centroid_z_mm"])
+    app = _run(
+        "viewer",
+        viewer_target={"case": "indexcase", "session": row["session_id"], "mm": target},
+    )
+    assert np.allclose(app.session_state["viewer_mm"], target)
+    assert app.session_state["viewer_focus"] == row["session_id"]
+    # the opened session is shown with the one before it
+    order = sorted(lesions["session_id"].unique())
+    at = order.index(row["session_id"])
+    assert app.session_state["viewer_sessions"] == order[max(at - 1, 0) : at + 1]
+    assert len(app.get("image")) == 3 * len(order[max(at - 1, 0) : at + 1])
+    assert "opened" in " ".join(m.value for m in app.markdown)
+
+
+def test_lesions_table_has_one_row_per_tracked_lesion_and_filters(data):
+    lesions = pd.read_csv(data / "sub-indexcase" / "lesions.tsv", sep="\t")
+    app = _run("lesions")
+    table = app.dataframe[0].value
+    assert len(table) == lesions.groupby(["source", "lesion_id"]).ngroups
+    peak = lesions.groupby(["source", "lesion_id"])["volume_ml"].max()
+    for _, lesion in table.iterrows():
+        assert lesion["peak_ml"] == pytest.approx(peak[(lesion["source"], lesion["lesion"])])
+        assert len(lesion["trajectory_ml"]) == 5
+    app.multiselect[0].set_value(["dwi"]).run()
+    assert set(app.dataframe[0].value["source"]) == {"dwi"}
+
+
+def test_csf_page_shows_indices_with_limits(data):
+    app = _run("csf", case_id="cnsmyeloma")
+    table = app.dataframe[0].value.set_index("sample")
+    first = table.loc["2018-07-07"]
+    assert first["daratumumab index"] == "0.361"
+    assert first["m protein index"] == "11.9 ▲"
+    assert first["albumin quotient"] == "40 x 1e-3 ▲"
+    assert table["daratumumab csf serum ratio"].tolist() == ["1.44 %", "1.36 %", "1.41 %"]
+    text = " ".join(m.value for m in app.markdown)
+    assert "CNS myeloma" in text
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_run_page_reports_bad_folders_as_messages(data, tmp_path):
+    app = _run("run")
+    app.text_input(key="run_folder").set_value(str(tmp_path / "nowhere")).run()
+    assert "is not a folder" in app.error[0].value
+    empty = tmp_path / "empty_case"
+    empty.mkdir()
+    app.text_input(key="run_folder").set_value(str(empty)).run()
+    app.button(key="run_check").click().run()
+    assert not app.exception
+    assert "empty_case" in app.error[0].value
+
+
+def test_run_page_analyses_a_case_with_progress(data, tmp_path, sample_case):
+    out = tmp_path / "out"
+    app = AppTest.from_function(_page, args=("run",), default_timeout=300)
+    import os
+
+    os.environ["LEUKOTRACK_DATA"] = str(out)
+    app.run()
+    clinical_only = Path(__file__).resolve().parents[1] / "sample_scans" / "cnsmyeloma"
+    app.text_input(key="run_folder").set_value(str(clinical_only)).run()
+    app.button(key="run_go").click().run()
+    assert not app.exception and not app.error
+    assert "cnsmyeloma analysed" in app.success[0].value
+    assert (out / "sub-cnsmyeloma" / "csf.tsv").is_file()
+    assert (out / "leukotrack.sqlite").is_file()
+
+
+def test_a_failing_page_shows_a_message_not_a_traceback():
+    def script() -> None:
+        from dashboard.state import framed
+
+        @framed("Broken")
+        def broken() -> None:
+            raise RuntimeError("disk on fire")
+
+        broken()
+
+    app = AppTest.from_function(script).run()
+    assert not app.exception
+    assert "disk on fire" in app.error[0].value
+    assert "Research use only" in app.caption[0].value
+
+
+# ----------------------------------------------------------------------------------- figures
+def test_overview_figure_lanes_curve_and_events(analyzed_samples):
+    outputs = load_case_outputs(analyzed_samples / "sub-indexcase")
+    dates = index_dates(outputs)
+    assert dates == {
+        "first_mri": date(2023, 3, 14),
+        "first_dose": date(2023, 1, 13),
+        "symptom_onset": date(2023, 3, 8),
+        "admission": date(2023, 3, 13),
+        "drug_stop": date(2023, 3, 23),
+    }
+    figure = overview_figure(outputs, dates["symptom_onset"], "symptom onset")
+    by_name = {t.name: t for t in figure.data}
+    timeline = outputs.timeline
+    given = timeline[(timeline["kind"] == "administration") & (timeline["item"] == "daratumumab")]
+    infusions = by_name["daratumumab IV"]
+    assert len(infusions.x) == len(given)
+    assert infusions.marker.symbol == "triangle-up"
+    assert min(infusions.x) == (date(2023, 1, 13) - date(2023, 3, 8)).days
+    assert "lenalidomide" in by_name and by_name["lenalidomide"].type == "bar"  # cycles as bars
+    assert len(by_name["dexamethasone held"].x) == 1
+    curve = [t for t in figure.data if "indicative population curve" in (t.name or "")]
+    assert len(curve) == 1
+    lines = [
+        s
+        for s in figure.layout.shapes
+        if s.type == "line" and s.line.dash in ("dash", "dashdot", "dot")
+    ]
+    assert len(lines) >= 3 * 4  # three events, drawn through the four panels
+    assert "symptom onset (2023-03-08)" in figure.layout.xaxis4.title.text
+
+
+def test_reiber_curves_match_the_published_formula():
+    curves = reiber_curves(np.array([5e-3, 20e-3]))
+    assert curves["upper"] == pytest.approx(
+        [0.93 * np.sqrt(25e-6 + 6e-6) - 1.7e-3, 0.93 * np.sqrt(400e-6 + 6e-6) - 1.7e-3]
+    )
+    assert curves["upper"][0] == pytest.approx(3.478e-3, abs=1e-6)
+    assert np.all(curves["lower"] < curves["mean"]) and np.all(curves["mean"] < curves["upper"])
+
+
+def test_reiber_figure_places_the_drug_and_m_protein(analyzed_samples):
+    outputs = load_case_outputs(analyzed_samples / "sub-cnsmyeloma")
+    figure = reiber_figure(outputs.csf)
+    points = {t.name: t for t in figure.data if t.mode == "markers"}
+    drug = points["Q daratumumab"]
+    assert list(drug.x) == pytest.approx([40.0, 40.0, 40.0])  # Q_alb 40 x 1e-3
+    assert drug.y[0] == pytest.approx(4 / 277 * 1000, rel=1e-3)
+    assert points["Q M-protein"].y[0] == pytest.approx(11.9 * 40.0, rel=1e-3)
