@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard.figures import overview_figure
+from dashboard.figures import PREBUILT, overview_figure
 from dashboard.render import Volume, load_volume
 from followup.results import (
     INDEX_CHOICES,
@@ -68,11 +68,7 @@ def _store_rows(folder: Path) -> list[dict[str, object]]:
         return []
     from followup.store import Store
 
-    store = Store(folder)
-    try:
-        return store.cohort_rows()
-    finally:
-        store.close()
+    return Store.read_cohort(folder)
 
 
 def _summarise(
@@ -160,6 +156,9 @@ def case_outputs(case_id: str) -> CaseOutputs:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _overview(folder: str, stamp: float, index_key: str) -> go.Figure:
+    prebuilt = PREBUILT.get((folder, index_key, stamp))
+    if prebuilt is not None:
+        return prebuilt
     outputs = load_case_outputs(Path(folder))
     dates = index_dates(outputs)
     return overview_figure(outputs, dates.get(index_key), INDEX_CHOICES.get(index_key, index_key))

@@ -18,12 +18,16 @@ from followup.results import CaseOutputs, finite
 __all__ = [
     "DRUG_COLOURS",
     "EVENT_STYLE",
+    "PREBUILT",
     "SOURCE_COLOURS",
     "overview_figure",
     "reiber_curves",
     "reiber_figure",
 ]
 
+#: Overview figures built before the server started (``dashboard.server.warm_up``), by
+#: (case folder, index key, provenance.json mtime); the first page view takes them from here.
+PREBUILT: dict[tuple[str, str, float], go.Figure] = {}
 SOURCE_COLOURS = {"flair": "#e08a00", "dwi": "#0090c8"}
 DRUG_COLOURS = ["#6a3d9a", "#33a02c", "#b15928", "#1f78b4", "#e31a1c", "#ff7f00"]
 #: Event kinds: (colour, dash, short label).
@@ -293,41 +297,59 @@ def _lesions(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
 
 def _events(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
     """Events as vertical lines through every panel, labelled at the top (labels of events a few
-    days apart are stepped down so that they do not overlap)."""
+    days apart are stepped down so that they do not overlap).
+
+    One shape per event in paper height on the shared x axis (rather than one per panel through
+    ``add_vline(row="all")``, which is slow to build), all added in one layout update.
+    """
     timeline = outputs.timeline
     if timeline.empty:
         return
     events = timeline[timeline["kind"] == "event"].copy()
     events["_day"] = pd.to_numeric(events["day"], errors="coerce") + offset
     events = events.dropna(subset=["_day"]).sort_values("_day")
-    span = max(
-        float(
-            pd.to_numeric(timeline["day"], errors="coerce").max()
-            - pd.to_numeric(timeline["day"], errors="coerce").min()
-        ),
-        1.0,
-    )
-    previous, level = -np.inf, 0
+    all_days = pd.to_numeric(timeline["day"], errors="coerce")
+    span = max(float(all_days.max() - all_days.min()), 1.0)
+    shapes, annotations = list(fig.layout.shapes), list(fig.layout.annotations)
+    ends: list[float] = []  # where the last label of each level ends (days)
+    day_per_char = span / 170  # 11 px text on a plot about 1100 px wide
     for _, event in events.iterrows():
         kind = str(event["item"])
         colour, dash, label = EVENT_STYLE.get(kind, ("#7f7f7f", "dot", kind.replace("_", " ")))
         day = float(event["_day"])
-        level = level + 1 if day - previous < 0.04 * span else 0
-        previous = day
-        fig.add_vline(x=day, line={"color": colour, "dash": dash, "width": 1.4}, row="all", col=1)
-        fig.add_annotation(
-            x=day,
-            y=1.0 - 0.045 * (level % 3),
-            xref="x",
-            yref="paper",
-            text=label,
-            showarrow=False,
-            xanchor="left",
-            yanchor="bottom",
-            bgcolor="rgba(255,255,255,0.8)",
-            font={"size": 11, "color": colour},
-            hovertext=f"{event['date']}: {event.get('detail', '')}",
+        level = next((n for n, end in enumerate(ends) if day > end), len(ends))
+        if level == len(ends):
+            ends.append(0.0)
+        ends[level] = day + (len(label) + 1) * day_per_char
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": day,
+                "x1": day,
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": colour, "dash": dash, "width": 1.4},
+                "name": kind,
+            }
         )
+        annotations.append(
+            {
+                "x": day,
+                "y": 1.0 - 0.045 * level,
+                "xref": "x",
+                "yref": "paper",
+                "text": label,
+                "showarrow": False,
+                "xanchor": "left",
+                "yanchor": "bottom",
+                "bgcolor": "rgba(255,255,255,0.8)",
+                "font": {"size": 11, "color": colour},
+                "hovertext": f"{event['date']}: {event.get('detail', '')}",
+            }
+        )
+    fig.update_layout(shapes=shapes, annotations=annotations)
 
 
 def overview_figure(
@@ -367,7 +389,16 @@ def overview_figure(
         )
     _lesions(fig, outputs, offset)
     _events(fig, outputs, offset)
-    fig.add_vline(x=0, line={"color": "#cccccc", "width": 1}, row="all", col=1)
+    fig.add_shape(
+        type="line",
+        xref="x",
+        yref="paper",
+        x0=0,
+        x1=0,
+        y0=0,
+        y1=1,
+        line={"color": "#cccccc", "width": 1},
+    )
     title = f"day from {index_label}"
     if index_on is not None:
         title += f" ({index_on.isoformat()})"

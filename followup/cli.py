@@ -347,6 +347,9 @@ SAFE_SERVER_OPTIONS = {
     "client.showErrorDetails": "none",
     "client.toolbarMode": "viewer",
     "global.developmentMode": "false",
+    # no full garbage collection after every run: with plotly, pandas and SQLAlchemy loaded it takes
+    # 100-200 ms, which every slice change would wait for (the arrays are freed by refcount anyway)
+    "runner.postScriptGC": "false",
     "theme.base": "light",
 }
 
@@ -358,11 +361,29 @@ def dashboard_command(data: Path, host: str = "127.0.0.1", port: int = 8501) -> 
     return [
         sys.executable,
         "-m",
-        "streamlit",
-        "run",
+        "dashboard.server",  # `streamlit run`, with the heavy imports done before the first page
         str(script),
         *(f"--{key}={value}" for key, value in options.items()),
     ]
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def _serve(data: Path, host: str, port: int, open_browser: bool) -> None:
@@ -379,6 +400,9 @@ def _serve(data: Path, host: str, port: int, open_browser: bool) -> None:
             f"[yellow]Serving on {host}: other computers on the network can reach the dashboard. "
             "It has no login; put it behind an authenticating proxy.[/]"
         )
+    if not _port_free(host, port):
+        busy, port = port, _free_port(host)
+        console.print(f"[yellow]Port {busy} is in use; serving on {port} instead.[/]")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     console.print(
         f"[bold]leukotrack dashboard[/] on {data}\n  open {url}  (Ctrl+C stops it)\n[dim]{RESEARCH_USE}[/]"

@@ -166,3 +166,33 @@ def test_presets_adc_in_um2s_and_percentile_windows():
     )
     auto = presets("FLAIR", vol)["auto (1-99.5 %)"]
     assert (auto.center, auto.width) == (51.0, 98.0)
+
+
+def test_png_bytes_round_trip_is_lossless():
+    import io
+
+    from PIL import Image
+
+    from dashboard.render import png_bytes
+
+    rgb = np.random.default_rng(7).integers(0, 256, size=(37, 23, 3), dtype=np.uint8)
+    decoded = np.asarray(Image.open(io.BytesIO(png_bytes(rgb))))
+    assert decoded.shape == (37, 23, 3)
+    np.testing.assert_array_equal(decoded, rgb)
+
+
+def test_rows_put_cells_side_by_side_with_a_gap_and_labels_stay_in_the_corner():
+    from dashboard.render import annotate, side_by_side
+
+    cells = [np.full((40, 20, 3), v, np.uint8) for v in (10, 100, 200)]
+    row = side_by_side(cells, gap_px=4)
+    assert row.shape == (40, 3 * 20 + 2 * 4, 3)
+    assert row[0, 20:24].tolist() == [[40, 40, 40]] * 4
+    assert row[5, 24 + 5].tolist() == [100, 100, 100] and row[5, 48 + 5].tolist() == [200] * 3
+    with pytest.raises(ValueError, match="same height"):
+        side_by_side([cells[0], np.zeros((39, 20, 3), np.uint8)])
+    big = np.zeros((100, 120, 3), np.uint8)
+    marked = annotate(big, "ADC")
+    changed = np.argwhere(np.any(marked != 0, axis=2))
+    assert changed.size and changed[:, 0].max() < 25 and changed[:, 1].max() < 40
+    assert big.max() == 0

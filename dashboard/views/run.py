@@ -13,8 +13,6 @@ import streamlit as st
 from clinical.record import CLINICAL_FILES, has_clinical_files
 from dashboard import data
 from dashboard.state import framed, request_case
-from followup.batch import DONE, FAILED, analyze_into_store
-from imaging.case import scan_case
 from imaging.errors import NoImagesFoundError
 
 __all__ = ["show"]
@@ -32,6 +30,8 @@ def _default_folder() -> str:
 
 def _describe(folder: Path) -> int:
     """Show what the folder holds; the number of MRI sessions."""
+    from imaging.case import scan_case  # the image stack is imported when first needed
+
     try:
         index = scan_case(folder)
     except NoImagesFoundError:
@@ -83,6 +83,8 @@ def show() -> None:
     if check.button("Check folder", key="run_check"):
         _describe(folder)
     if run.button("Analyse", type="primary", key="run_go"):
+        from followup.batch import DONE, FAILED, analyze_into_store
+
         sessions = _describe(folder)
         total = 4 * sessions + 3
         bar = st.progress(0.0, text="starting")

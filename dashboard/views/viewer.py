@@ -7,7 +7,7 @@ the grid only, from volumes decoded once per process.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,12 @@ from dashboard.render import (
     Plane,
     Volume,
     Window,
+    annotate,
     compose,
     crosshair,
+    png_bytes,
     presets,
+    side_by_side,
 )
 from dashboard.state import TARGET_KEY, current_case, current_index, framed
 from followup.results import CaseOutputs, finite
@@ -50,6 +53,8 @@ class Settings:
     both_sources: bool
     cross: bool
     cell_px: int
+    index_label: str = "first MRI"
+    day_offset: int = 0
 
 
 def _label_number(lesion_id: str) -> int | None:
@@ -57,16 +62,19 @@ def _label_number(lesion_id: str) -> int | None:
     return int(digits) if digits else None
 
 
-def _marked(lesions: pd.DataFrame, session: str, source: str) -> frozenset[int]:
-    """Label values of ``source`` lesions that are new or enlarging at ``session``."""
+def _all_marked(lesions: pd.DataFrame) -> dict[tuple[str, str], frozenset[int]]:
+    """Label values of the lesions that are new or enlarging, by (session, source)."""
     if lesions.empty:
-        return frozenset()
-    rows = lesions[
-        (lesions["session_id"] == session)
-        & (lesions["source"] == source)
-        & (lesions["change"].isin(MARKED_CHANGES))
-    ]
-    return frozenset(n for n in (_label_number(i) for i in rows["lesion_id"]) if n is not None)
+        return {}
+    rows = lesions[lesions["change"].isin(MARKED_CHANGES)]
+    found: dict[tuple[str, str], set[int]] = {}
+    for session, source, lesion_id in zip(
+        rows["session_id"], rows["source"], rows["lesion_id"], strict=True
+    ):
+        number = _label_number(lesion_id)
+        if number is not None:
+            found.setdefault((str(session), str(source)), set()).add(number)
+    return {key: frozenset(values) for key, values in found.items()}
 
 
 def _largest_lesion_mm(lesions: pd.DataFrame, session: str | None) -> np.ndarray | None:
@@ -196,6 +204,9 @@ def _step(grid_key: str, plane: Plane, by: int) -> None:
     axis = PLANES[plane]
     voxel[axis] = min(max(round(voxel[axis]) + by, 0), grid.shape[axis] - 1)
     st.session_state[POS_KEY] = tuple(grid.to_world(voxel))
+    # move the slider here, in the callback: set in the fragment's body instead, the new value
+    # would come back from the browser and run the fragment a second time
+    st.session_state[f"viewer_slice_{plane}"] = int(voxel[axis]) + 1
 
 
 def _row_label(outputs: CaseOutputs, session: str, offset: int, focus: str | None) -> str:
@@ -222,6 +233,7 @@ def _row_label(outputs: CaseOutputs, session: str, offset: int, focus: str | Non
 @st.fragment
 def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
     """Slice slider and the image grid (reruns alone when the slice changes)."""
+
     grid: Volume = st.session_state[grid_key]
     plane = settings.plane
     axis = PLANES[plane]
@@ -245,21 +257,19 @@ def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
     right.button(
         "▶", key="viewer_next", on_click=_step, args=(grid_key, plane, 1), help="next slice"
     )
-    _, _, label = current_index()
-    offset = outputs.day_offset(current_index()[1])
+    label, offset = settings.index_label, settings.day_offset
     focus = st.session_state.get(FOCUS_KEY)
-    header = st.columns([1.1, 3, 3, 3])
-    header[0].markdown(f"day 0 = {label}")
-    for column, sequence in zip(header[1:], SEQUENCES, strict=True):
-        column.markdown(f"**{sequence}**")
+    marked = _all_marked(outputs.lesions)
+    st.markdown(f"Columns: **{' | '.join(SEQUENCES)}**; day 0 = {label}")
     for session in settings.sessions:
-        cells = st.columns([1.1, 3, 3, 3])
+        cells = st.columns([1.1, 9])
         cells[0].markdown(_row_label(outputs, session, offset, focus))
         labels = {
             source: data.volume(outputs.image_path(session, f"{source}_lesions"), labels=True)  # type: ignore[arg-type]
             for source in ("flair", "dwi")
         }
-        for column, sequence in zip(cells[1:], SEQUENCES, strict=True):
+        row = []
+        for sequence in SEQUENCES:
             image = data.volume(outputs.image_path(session, sequence))  # type: ignore[arg-type]
             overlays: list[Overlay] = []
             if settings.overlay:
@@ -275,7 +285,7 @@ def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
                             Overlay(
                                 volume,
                                 FLAIR_RGB if source == "flair" else DWI_RGB,
-                                _marked(outputs.lesions, session, source),
+                                marked.get((session, source), frozenset()),
                             )
                         )
             cell = compose(
@@ -290,11 +300,8 @@ def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
             )
             if settings.cross:
                 cell = crosshair(cell, grid, plane, position)
-            column.image(
-                cell,
-                width=settings.cell_px,
-                caption=None if image is not None else f"no {sequence}",
-            )
+            row.append(annotate(cell, sequence if image is not None else f"{sequence}: none"))
+        cells[1].image(png_bytes(side_by_side(row)), width=3 * settings.cell_px)
     x, y, z = position
     st.caption(
         f"Position (RAS, baseline space): x {x:.1f}, y {y:.1f}, z {z:.1f} mm. Radiological convention "
@@ -324,7 +331,10 @@ def show() -> None:
     _apply_target(outputs, grid)
     grid_key = f"viewer_grid_{case}"
     st.session_state[grid_key] = grid
-    settings = _settings(outputs)
+    _, index_on, index_label = current_index()
+    settings = replace(
+        _settings(outputs), index_label=index_label, day_offset=outputs.day_offset(index_on)
+    )
     if not settings.sessions:
         st.info("Choose at least one session.")
         return

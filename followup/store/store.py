@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from followup.store.db import database_url, make_engine, migrate
@@ -316,6 +317,22 @@ class Store:
                 text("SELECT * FROM cohort ORDER BY case_id, day, session_id")
             )
             return [dict(row._mapping) for row in result]
+
+    @staticmethod
+    def read_cohort(out_dir: Path | None = None, url: str | None = None) -> list[dict[str, Any]]:
+        """The ``cohort`` view of an existing store, read without migrating or writing anything
+        (for readers such as the dashboard); empty when the store has no schema yet."""
+        engine = make_engine(database_url(out_dir, url))
+        try:
+            with engine.connect() as connection:
+                result = connection.execute(
+                    text("SELECT * FROM cohort ORDER BY case_id, day, session_id")
+                )
+                return [dict(row._mapping) for row in result]
+        except OperationalError:  # no schema yet: nothing was stored
+            return []
+        finally:
+            engine.dispose()
 
     def correct(
         self,

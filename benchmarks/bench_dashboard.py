@@ -1,0 +1,167 @@
+"""Benchmark of the dashboard in real headless Chromium (the Playwright setup of the browser tests):
+time to the first complete render of the case overview once the server is up, and the time of a
+slice change in the viewer, as the reader sees them.
+
+Usage::
+
+    python benchmarks/bench_dashboard.py [--data OUT] [--changes 30] [--out benchmarks/results/dashboard.md]
+
+Without ``--data`` the sample cases are analysed first into a temporary folder (about a minute).
+Targets (issue 6): overview complete within 3 s of the server being up; slice change within 300 ms.
+
+"Complete render" means: the page's script has finished (Streamlit's script-state ``notRunning``, no
+skeletons) and the Plotly figure has drawn its lesion-volume points. A slice change is timed from the
+click on the next-slice button to the moment every one of the grid's images shows the new slice
+(new ``src``, decoded) and the fragment's run has ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from playwright.sync_api import Page, sync_playwright
+
+from tests.browser import dashboard_server, image_sources, launch, open_page
+
+CASE = "indexcase"
+
+
+def _overview_ready(page: Page) -> None:
+    """Until the overview is completely drawn: the figure's points, the session table, the script
+    finished, no skeleton left (no fixed sleeps, so that nothing but the page is timed)."""
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            const gd = document.querySelector('.js-plotly-plot');
+            return app && app.getAttribute('data-test-script-state') === 'notRunning'
+                && gd && gd.querySelectorAll('.scatterlayer .point').length > 10
+                && document.querySelector('[data-testid="stDataFrame"]') !== null
+                && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0;
+        }""",
+        timeout=60_000,
+        polling="raf",
+    )
+
+
+def _time_overview(page: Page, url: str) -> float:
+    page.goto("about:blank")
+    start = time.perf_counter()
+    page.goto(f"{url}/overview?case={CASE}")
+    _overview_ready(page)
+    return time.perf_counter() - start
+
+
+def _changed(page: Page, before: list[str]) -> None:
+    page.wait_for_function(
+        """before => {
+            const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+            return imgs.length === before.length
+                && imgs.every((img, i) => img.getAttribute('src') !== before[i]
+                                          && img.complete && img.naturalWidth > 0);
+        }""",
+        arg=before,
+        timeout=30_000,
+        polling="raf",
+    )
+
+
+def _time_slice_changes(page: Page, url: str, changes: int) -> tuple[list[float], int]:
+    open_page(page, f"{url}/viewer?case={CASE}")
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 5",
+        timeout=60_000,
+    )
+    cells = len(image_sources(page))
+    times = []
+    for n in range(changes):
+        before = image_sources(page)
+        button = page.get_by_role("button", name="▶" if n % 2 == 0 else "◀")
+        start = time.perf_counter()
+        button.click()
+        _changed(page, before)
+        page.wait_for_selector(
+            "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=30_000
+        )
+        times.append(time.perf_counter() - start)
+        page.wait_for_timeout(100)
+    return times, cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, help="an analysed output folder holding indexcase")
+    parser.add_argument("--changes", type=int, default=30, help="slice changes to time")
+    parser.add_argument("--starts", type=int, default=3, help="fresh server starts to time")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "dashboard.md"
+    )
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.data
+        if data is None:
+            from followup.batch import run_batch
+
+            data = Path(scratch) / "out"
+            run_batch(Path(__file__).resolve().parents[1] / "sample_scans", data, workers=0)
+        cold, server_up = [], []
+        for _ in range(args.starts):  # a fresh server and a fresh browser each time
+            launched = time.perf_counter()
+            with dashboard_server(data, log=Path(scratch) / "server.log") as url:
+                server_up.append(time.perf_counter() - launched)
+                with sync_playwright() as playwright:
+                    browser = launch(playwright)
+                    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+                    cold.append(_time_overview(context.new_page(), url))
+                    browser.close()
+        with (
+            dashboard_server(data, log=Path(scratch) / "server.log") as url,
+            sync_playwright() as playwright,
+        ):
+            browser = launch(playwright)
+            context = browser.new_context(viewport={"width": 1500, "height": 1000})
+            page = context.new_page()
+            _time_overview(page, url)
+            warm = [_time_overview(page, url) for _ in range(5)]
+            changes, cells = _time_slice_changes(page, url, args.changes)
+            browser.close()
+    ms = sorted(t * 1000 for t in changes)
+    p90 = ms[int(0.9 * (len(ms) - 1))]
+    lines = [
+        "# Dashboard benchmark (headless Chromium, Playwright)",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}; "
+        f"case `{CASE}` (5 sessions, baseline grid 208 x 256 x 26); viewport 1500 x 1000.",
+        "Command: `python benchmarks/bench_dashboard.py`",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| server start (with warm-up) to /_stcore/health ok, median of {len(server_up)} "
+        f"| {statistics.median(server_up):.2f} s | |",
+        "| case overview, first complete render after the server is up (fresh server, fresh "
+        f"browser, cold caches), median of {len(cold)} | {statistics.median(cold):.2f} s | <= 3 s |",
+        f"| the same, each start | {', '.join(f'{c:.2f}' for c in cold)} s | |",
+        "| case overview, complete render again (same browser, warm caches), median of 5 "
+        f"| {statistics.median(warm):.2f} s | |",
+        f"| slice change, {cells} session rows ({3 * cells} cells) redrawn, median of {len(ms)} "
+        f"| {statistics.median(ms):.0f} ms | <= 300 ms |",
+        f"| slice change, 90th percentile | {p90:.0f} ms | |",
+        f"| slice change, slowest | {ms[-1]:.0f} ms | |",
+        "",
+    ]
+    text = "\n".join(lines)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
