@@ -43,7 +43,7 @@ def _overview_ready(page: Page) -> None:
             const gd = document.querySelector('.js-plotly-plot');
             return app && app.getAttribute('data-test-script-state') === 'notRunning'
                 && gd && gd.querySelectorAll('.scatterlayer .point').length > 10
-                && document.querySelector('[data-testid="stDataFrame"]') !== null
+                && document.querySelector('[data-testid="stMarkdown"] table') !== null
                 && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0;
         }""",
         timeout=60_000,

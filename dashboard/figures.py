@@ -482,11 +482,27 @@ def reiber_figure(csf: pd.DataFrame, *, height: int = 460) -> go.Figure:
     if not csf.empty:
         limits = csf[csf["measure"] == "albumin_quotient"]["upper_limit"].map(finite).dropna()
         if len(limits):
-            fig.add_vline(
-                x=float(limits.iloc[0]),
+            limit = float(limits.iloc[0])
+            fig.add_shape(
+                type="line",
+                xref="x",
+                yref="paper",
+                x0=limit,
+                x1=limit,
+                y0=0,
+                y1=1,
                 line={"color": "#d62728", "dash": "dash"},
-                annotation_text=f"Q_alb limit {float(limits.iloc[0]):.1f} (age)",
-                annotation_position="top left",
+            )
+            fig.add_annotation(
+                x=np.log10(limit),
+                y=1,
+                xref="x",
+                yref="paper",
+                text=f"Q_alb limit {limit:.1f} (age)",
+                showarrow=False,
+                xanchor="left",
+                yanchor="top",
+                font={"color": "#d62728", "size": 11},
             )
         symbols = {"IgG": "circle", "M-protein": "diamond"}
         for what, rows in pd.DataFrame(_points(csf)).groupby("what") if _points(csf) else []:
@@ -505,10 +521,18 @@ def reiber_figure(csf: pd.DataFrame, *, height: int = 460) -> go.Figure:
                 )
             )
     fig.update_xaxes(
-        type="log", title_text="Q albumin (x 1e-3)", range=[np.log10(1.5), np.log10(150)]
+        type="log",
+        title_text="Q albumin (x 1e-3)",
+        range=[np.log10(1.5), np.log10(150)],
+        tickvals=[2, 5, 10, 20, 50, 100],
+        gridcolor="#eeeeee",
     )
     fig.update_yaxes(
-        type="log", title_text="Q IgG-class protein (x 1e-3)", range=[np.log10(0.5), np.log10(500)]
+        type="log",
+        title_text="Q IgG-class protein (x 1e-3)",
+        range=[np.log10(0.5), np.log10(1000)],
+        tickvals=[0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+        gridcolor="#eeeeee",
     )
     fig.update_layout(
         height=height,

@@ -25,7 +25,7 @@ def sample_table(csf: pd.DataFrame, offset: int) -> pd.DataFrame:
             name = str(item["measure"]).replace("_", " ")
             row[name] = f"{item['value']:.3g} {unit}".strip().replace(" 1e-3", " x 1e-3") + flag
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("–")  # a measure not taken on that date
 
 
 @framed("CSF and labs")

@@ -30,6 +30,23 @@ def _session_table(sessions: pd.DataFrame, offset: int) -> pd.DataFrame:
     return table
 
 
+def _markdown(table: pd.DataFrame) -> str:
+    """A small table as Markdown: numbers to 2 decimals, empty cells as a dash."""
+
+    def cell(value: object) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return "–"
+        if isinstance(value, float):
+            return f"{value:.0f}" if value.is_integer() and abs(value) > 2 else f"{value:.2f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
 @framed("Case overview")
 def show() -> None:
     """The course figure (click a session to open it in the viewer) and the session table."""
@@ -68,4 +85,5 @@ def show() -> None:
     )
     if not outputs.sessions.empty:
         st.subheader("Sessions")
-        st.dataframe(_session_table(outputs.sessions, offset), hide_index=True, width="stretch")
+        # a Markdown table: five to twenty rows need no data grid (and the page loads faster)
+        st.markdown(_markdown(_session_table(outputs.sessions, offset)))
