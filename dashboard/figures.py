@@ -215,7 +215,12 @@ def _exposure(fig: go.Figure, outputs: CaseOutputs, offset: int) -> bool:
         )
     has_csf = (measured["specimen"] == "csf").any() if not measured.empty else False
     fig.update_yaxes(
-        title_text="mg/L", type="log" if has_csf else "linear", rangemode="tozero", row=2, col=1
+        title_text="mg/L",
+        type="log" if has_csf else "linear",
+        dtick=1 if has_csf else None,  # decades on a log axis
+        rangemode="tozero",
+        row=2,
+        col=1,
     )
     return True
 
@@ -224,17 +229,6 @@ def _lesions(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
     """Rows 3 and 4: FLAIR and DWI lesion volumes per session, and rADC; each point carries its
     session id so that a click can open the session in the viewer."""
     sessions = outputs.sessions
-    if sessions.empty:
-        fig.add_annotation(
-            text="no MRI sessions in this case",
-            xref="x3 domain",
-            yref="y3 domain",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-            font={"color": "#7f7f7f"},
-        )
-        return
     sessions = sessions.sort_values("day")
     days = _days(sessions, "day", offset)
     custom = np.stack(
@@ -368,26 +362,32 @@ def overview_figure(
     """
     index_on = index_on or outputs.analysis_index
     offset = outputs.day_offset(index_on)
+    imaging = not outputs.sessions.empty  # a clinical-only case has no lesion panels
+    rows = 4 if imaging else 2
+    heights = list(_ROW_HEIGHTS) if imaging else [0.55, 0.45]
+    titles = ("drugs", "exposure", "lesions", "diffusion (rADC)")[:rows]
     fig = make_subplots(
-        rows=4,
+        rows=rows,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.035,
-        row_heights=list(_ROW_HEIGHTS),
-        subplot_titles=("drugs", "exposure", "lesions", "diffusion (rADC)"),
+        vertical_spacing=0.035 if imaging else 0.08,
+        row_heights=heights,
+        subplot_titles=titles,
     )
     _drug_lanes(fig, outputs, offset, index_on)
     if not _exposure(fig, outputs, offset):
+        low, high = fig.layout.yaxis2.domain
         fig.add_annotation(
             text="no exposure model for these drugs",
-            xref="x2 domain",
-            yref="y2 domain",
+            xref="paper",
+            yref="paper",
             x=0.5,
-            y=0.5,
+            y=(low + high) / 2,
             showarrow=False,
             font={"color": "#7f7f7f"},
         )
-    _lesions(fig, outputs, offset)
+    if imaging:
+        _lesions(fig, outputs, offset)
     _events(fig, outputs, offset)
     fig.add_shape(
         type="line",
@@ -402,12 +402,12 @@ def overview_figure(
     title = f"day from {index_label}"
     if index_on is not None:
         title += f" ({index_on.isoformat()})"
-    fig.update_xaxes(title_text=title, row=4, col=1, showticklabels=True)
+    fig.update_xaxes(title_text=title, row=rows, col=1, showticklabels=True)
     fig.update_xaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False)
     fig.update_layout(
-        height=height,
+        height=height if imaging else int(height * 0.55),
         margin={"l": 10, "r": 10, "t": 40, "b": 40},
-        legend={"orientation": "h", "y": -0.08, "x": 0, "font": {"size": 11}},
+        legend={"orientation": "h", "y": -0.08 if imaging else -0.16, "x": 0, "font": {"size": 11}},
         hovermode="closest",
         plot_bgcolor="white",
         barmode="overlay",
