@@ -15,7 +15,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.figures import PREBUILT, overview_figure
-from dashboard.render import Volume, load_volume
 from followup.results import (
     INDEX_CHOICES,
     CaseOutputs,
@@ -25,6 +24,7 @@ from followup.results import (
     load_case_outputs,
 )
 from followup.store.db import DATABASE_URL_ENV
+from imaging.display import Volume, load_volume
 
 __all__ = [
     "DATA_ENV",

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from followup.results import CaseOutputs, finite
+from followup.results import CaseOutputs, finite, is_daily
 
 __all__ = [
     "DRUG_COLOURS",
@@ -65,9 +65,7 @@ def _drug_lanes(
         colour = DRUG_COLOURS[lane % len(DRUG_COLOURS)]
         rows = given[(given["item"] == drug) & (given["kind"] == "administration")]
         days = _days(rows, "day", offset)
-        gaps = np.diff(np.sort(days.to_numpy()))
-        daily = len(gaps) > 3 and float(np.median(gaps)) <= 1.0
-        if daily:
+        if is_daily(days):
             periods = timeline[(timeline["kind"] == "drug_on") & (timeline["item"] == drug)]
             starts = _days(periods, "day", offset)
             ends = _days(periods, "end_day", offset).fillna(starts) + 1

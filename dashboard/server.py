@@ -51,7 +51,7 @@ def warm_up(data: Path | None) -> None:
 
 def main() -> None:
     """Warm up, then hand over to `streamlit run` with the given arguments."""
-    import dashboard.render  # noqa: F401  (SciPy, NiBabel, Pillow)
+    import imaging.display  # noqa: F401  (SciPy, NiBabel, Pillow)
 
     data = os.environ.get("LEUKOTRACK_DATA")
     warm_up(Path(data) if data else None)

@@ -333,6 +333,34 @@ def _print_clinical(folder: Path, first_mri: date | None) -> None:
             console.print(f"  CSF {item.sample_date}: {item.reading}")
 
 
+@app.command()
+@_reports_errors
+def report(
+    case: Annotated[Path, typer.Argument(help="An analysed case folder, OUT_DIR/sub-<case>.")],
+    out: Annotated[Path, typer.Option("--out", help="The PDF to write.")],
+    index: Annotated[
+        str | None,
+        typer.Option(
+            "--index",
+            help="Day 0: first_mri, first_dose, symptom_onset, admission or drug_stop "
+            "(default: the analysis' own).",
+        ),
+    ] = None,
+) -> None:
+    """Write the printable follow-up report of one analysed case (PDF, A4)."""
+    from followup.report import write_report
+
+    if not (case / "provenance.json").is_file():
+        raise NoImagesFoundError(
+            f"{case}: not an analysed case folder (no provenance.json); give OUT_DIR/sub-<case> of "
+            "`leukotrack analyze` or `batch`"
+        )
+    path = write_report(case, out, index)
+    console.print(
+        f"report written: {path} ({path.stat().st_size / 1024:.0f} kB)\n[dim]{RESEARCH_USE}[/]"
+    )
+
+
 #: Server settings of `leukotrack dashboard`: local-only, XSRF on, no usage statistics, no
 #: tracebacks in the browser, small uploads (the dashboard reads local folders, it takes no uploads).
 SAFE_SERVER_OPTIONS = {

@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "case_folders_in",
     "finite",
     "index_dates",
+    "is_daily",
     "load_case_outputs",
 ]
 
@@ -168,6 +170,14 @@ def index_dates(outputs: CaseOutputs) -> dict[str, date]:
         dates = [d for d in outputs.sessions["study_date"] if isinstance(d, str) and d]
         found["first_mri"] = date.fromisoformat(min(dates)) if dates else None
     return {key: value for key, value in found.items() if value is not None}
+
+
+def is_daily(days: Any) -> bool:
+    """Whether administrations on ``days`` (day numbers) are a daily drug, drawn as bars over its
+    on-periods rather than as one marker per dose (more than four doses, median gap <= 1 day)."""
+    values = sorted(float(d) for d in days if finite(d) is not None)
+    gaps = [b - a for a, b in pairwise(values)]
+    return len(gaps) > 3 and float(sorted(gaps)[len(gaps) // 2]) <= 1.0
 
 
 def finite(value: Any) -> float | None:

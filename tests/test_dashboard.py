@@ -259,3 +259,14 @@ def test_reiber_figure_places_the_drug_and_m_protein(analyzed_samples):
     assert list(drug.x) == pytest.approx([40.0, 40.0, 40.0])  # Q_alb 40 x 1e-3
     assert drug.y[0] == pytest.approx(4 / 277 * 1000, rel=1e-3)
     assert points["Q M-protein"].y[0] == pytest.approx(11.9 * 40.0, rel=1e-3)
+
+
+def test_overview_offers_the_pdf_report(data):
+    app = _run("overview")
+    app.button(key="report_make").click().run()
+    assert not app.exception
+    buttons = app.get("download_button")
+    assert len(buttons) == 1
+    made = app.session_state["report_pdf"]
+    assert made[0] == ("indexcase", "first_mri")
+    assert made[1][:5] == b"%PDF-" and len(made[1]) > 50_000

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dashboard.render import (
+from imaging.display import (
     DWI_RGB,
     FLAIR_RGB,
     HIGHLIGHT_RGB,
@@ -173,7 +173,7 @@ def test_png_bytes_round_trip_is_lossless():
 
     from PIL import Image
 
-    from dashboard.render import png_bytes
+    from imaging.display import png_bytes
 
     rgb = np.random.default_rng(7).integers(0, 256, size=(37, 23, 3), dtype=np.uint8)
     decoded = np.asarray(Image.open(io.BytesIO(png_bytes(rgb))))
@@ -182,7 +182,7 @@ def test_png_bytes_round_trip_is_lossless():
 
 
 def test_rows_put_cells_side_by_side_with_a_gap_and_labels_stay_in_the_corner():
-    from dashboard.render import annotate, side_by_side
+    from imaging.display import annotate, side_by_side
 
     cells = [np.full((40, 20, 3), v, np.uint8) for v in (10, 100, 200)]
     row = side_by_side(cells, gap_px=4)

@@ -47,6 +47,28 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _report_download(case: str, index_key: str) -> None:
+    """The printable PDF report of the case (made on request, then offered for download)."""
+    wanted = (case, index_key)
+    if st.button("Make the PDF report", key="report_make", help="A4, for the chart or the board"):
+        from followup.report import report_bytes
+
+        with st.spinner("Drawing the report"):
+            st.session_state["report_pdf"] = (
+                wanted,
+                report_bytes(data.case_folder(case), index_key),
+            )
+    made = st.session_state.get("report_pdf")
+    if made and made[0] == wanted:
+        st.download_button(
+            "Download the PDF report",
+            made[1],
+            file_name=f"leukotrack_{case}_report.pdf",
+            mime="application/pdf",
+            key="report_download",
+        )
+
+
 @framed("Case overview")
 def show() -> None:
     """The course figure (click a session to open it in the viewer) and the session table."""
@@ -83,6 +105,7 @@ def show() -> None:
         "Exposure: the daratumumab curve is an indicative population curve (published model, "
         "typical patient), not a patient estimate; dots are measured levels."
     )
+    _report_download(case, key)
     if not outputs.sessions.empty:
         st.subheader("Sessions")
         # a Markdown table: five to twenty rows need no data grid (and the page loads faster)

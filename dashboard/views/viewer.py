@@ -14,7 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.render import (
+from dashboard.state import TARGET_KEY, current_case, current_index, framed
+from followup.results import CaseOutputs, finite
+from imaging.display import (
     DWI_RGB,
     FLAIR_RGB,
     PLANES,
@@ -29,8 +31,6 @@ from dashboard.render import (
     presets,
     side_by_side,
 )
-from dashboard.state import TARGET_KEY, current_case, current_index, framed
-from followup.results import CaseOutputs, finite
 
 __all__ = ["show"]
 

@@ -1,5 +1,5 @@
-"""Slices for the viewer: one volume on the baseline grid cut through a world position, windowed and
-with lesion overlays, as RGB pixels a browser shows as they are.
+"""Slices for viewing (the dashboard's viewer and the PDF report): one volume on the baseline grid cut
+through a world position, windowed and with lesion overlays, as RGB pixels shown as they are.
 
 Display conventions are those of a radiology workstation: radiological left-right (the patient's
 right on the left of the screen), anterior up on axial slices, superior up on coronal and sagittal

@@ -1,0 +1,533 @@
+"""``leukotrack report``: the printable follow-up report of one analysed case, as a PDF of A4 pages.
+
+Drawn with Matplotlib (no browser, no network) from the case's output folder only:
+
+* page 1: the case header, the course on one day axis (drugs, exposure, lesion volumes, rADC, events)
+  and the session table;
+* page 2 (cases with images): the sessions-by-sequence grid at the most affected axial slice, with
+  FLAIR and DWI lesions and new or enlarging lesions outlined, and the lesion change summary;
+* last page: CSF indices when there are paired samples, methods, software version and provenance.
+
+Every page carries the research-use statement. Written atomically: a failure leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import textwrap
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no screen, no browser
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from followup.results import (
+    INDEX_CHOICES,
+    CaseOutputs,
+    ImageKind,
+    finite,
+    index_dates,
+    is_daily,
+    load_case_outputs,
+)
+from imaging.display import (
+    DWI_RGB,
+    FLAIR_RGB,
+    Overlay,
+    Volume,
+    Window,
+    annotate,
+    compose,
+    load_volume,
+    presets,
+    side_by_side,
+)
+
+__all__ = ["RESEARCH_USE", "most_affected_slice", "report_bytes", "write_report"]
+
+RESEARCH_USE = (
+    "Research use only. leukotrack is not a medical device; this report is not for diagnosis or "
+    "treatment decisions. Check every figure against the images."
+)
+A4 = (8.27, 11.69)
+SEQUENCES = ("DWI", "ADC", "FLAIR")
+MARKED = {"new", "enlarging"}
+_EVENT_COLOURS = {"symptom_onset": "#d62728", "admission": "#7f7f7f", "drug_stop": "#000000"}
+
+
+def _frame(fig: Figure, page: int, pages: int, case_id: str) -> None:
+    fig.text(0.06, 0.975, f"leukotrack follow-up report: {case_id}", fontsize=9, color="#555555")
+    fig.text(0.94, 0.975, f"page {page} of {pages}", fontsize=9, color="#555555", ha="right")
+    fig.text(
+        0.5,
+        0.012,
+        RESEARCH_USE,
+        fontsize=7.5,
+        color="#b00000",
+        ha="center",
+        wrap=True,
+    )
+
+
+def _days(frame: pd.DataFrame, column: str, offset: int) -> pd.Series:
+    return pd.to_numeric(frame[column], errors="coerce") + offset
+
+
+def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, label: str) -> None:
+    """Drug lanes, exposure, lesion volumes and rADC on one day axis inside ``box`` (figure coords)."""
+    imaging = not outputs.sessions.empty
+    heights = [1.1, 1.0, 1.5, 0.9] if imaging else [1.2, 1.0]
+    grid = fig.add_gridspec(
+        len(heights),
+        1,
+        left=box[0],
+        bottom=box[1],
+        right=box[2],
+        top=box[3],
+        hspace=0.12,
+        height_ratios=heights,
+    )
+    axes = [fig.add_subplot(grid[0])]
+    axes += [fig.add_subplot(grid[n], sharex=axes[0]) for n in range(1, len(heights))]
+    timeline = outputs.timeline
+    given = (
+        timeline[timeline["kind"].isin(["administration", "held"])]
+        if not timeline.empty
+        else timeline
+    )
+    drugs = list(dict.fromkeys(given["item"])) if not given.empty else []
+    for lane, drug in enumerate(drugs):
+        rows = given[(given["item"] == drug) & (given["kind"] == "administration")]
+        days = _days(rows, "day", offset)
+        colour = f"C{lane}"
+        if is_daily(days):
+            periods = timeline[(timeline["kind"] == "drug_on") & (timeline["item"] == drug)]
+            starts = _days(periods, "day", offset)
+            ends = _days(periods, "end_day", offset).fillna(starts) + 1
+            axes[0].broken_barh(
+                list(zip(starts, ends - starts, strict=True)), (lane - 0.25, 0.5), color=colour
+            )
+        else:
+            iv = rows["route"].astype(str).str.upper().eq("IV")
+            axes[0].scatter(days[iv], [lane] * int(iv.sum()), marker="^", s=22, color=colour)
+            axes[0].scatter(days[~iv], [lane] * int((~iv).sum()), marker="D", s=14, color=colour)
+        held = given[(given["item"] == drug) & (given["kind"] == "held")]
+        axes[0].scatter(_days(held, "day", offset), [lane] * len(held), marker="x", color="#d62728")
+    axes[0].set_yticks(range(len(drugs)), drugs, fontsize=7)
+    axes[0].set_ylim(len(drugs) - 0.5, -0.5)
+    axes[0].set_title(
+        "drugs (triangles IV, diamonds oral/SC, bars daily cycles, x held)", fontsize=8
+    )
+    pk = outputs.pk
+    if not pk.empty:
+        for drug, rows in pk[pk["kind"] == "model"].groupby("drug"):
+            axes[1].plot(
+                _days(rows, "day", offset),
+                rows["concentration_mg_l"],
+                lw=1,
+                color="#6a3d9a",
+                label=f"{drug!s}: indicative population curve ({rows['model'].iloc[0]!s})",
+            )
+        measured = pk[pk["kind"] == "measured"]
+        for specimen, rows in measured.groupby("specimen"):
+            axes[1].scatter(
+                _days(rows, "day", offset),
+                rows["concentration_mg_l"],
+                s=14,
+                marker="o" if specimen == "serum" else "s",
+                label=f"measured, {specimen}",
+                zorder=3,
+            )
+        if (measured["specimen"] == "csf").any():
+            axes[1].set_yscale("log")
+        axes[1].legend(fontsize=6, loc="upper right", frameon=False)
+    axes[1].set_ylabel("mg/L", fontsize=7)
+    axes[1].set_title("exposure (model curve: typical patient, not a patient estimate)", fontsize=8)
+    if imaging:
+        sessions = outputs.sessions.sort_values("day")
+        days = _days(sessions, "day", offset)
+        for column, name, colour in (
+            ("flair_lesion_volume_ml", "FLAIR lesions", "#e08a00"),
+            ("dwi_lesion_volume_ml", "DWI lesions", "#0090c8"),
+        ):
+            if column in sessions:
+                axes[2].plot(days, sessions[column], "o-", color=colour, ms=4, lw=1.4, label=name)
+        axes[2].set_ylabel("mL", fontsize=7)
+        axes[2].legend(fontsize=6, loc="upper left", frameon=False)
+        axes[2].set_title("lesion volume per session", fontsize=8)
+        for column, name, style in (
+            ("radc", "DWI lesions", "o-"),
+            ("flair_lesion_radc", "FLAIR lesions", "s--"),
+        ):
+            if column in sessions:
+                axes[3].plot(
+                    days, sessions[column], style, color="#444444", ms=3.5, lw=1, label=name
+                )
+        axes[3].axhline(1.0, color="#aaaaaa", lw=0.8, ls=":")
+        axes[3].set_ylabel("rADC", fontsize=7)
+        axes[3].legend(fontsize=6, loc="upper left", frameon=False)
+        axes[3].set_title("ADC in lesions / normal-appearing white matter", fontsize=8)
+    events = timeline[timeline["kind"] == "event"] if not timeline.empty else timeline
+    for _, event in events.iterrows():
+        day = finite(event["day"])
+        if day is None:
+            continue
+        colour = _EVENT_COLOURS.get(str(event["item"]), "#2ca02c")
+        for axis in axes:
+            axis.axvline(day + offset, color=colour, lw=0.8, ls="--")
+        axes[0].annotate(
+            str(event["item"]).replace("_", " "),
+            (day + offset, -0.5),
+            fontsize=6,
+            color=colour,
+            rotation=90,
+            va="top",
+            ha="right",
+        )
+    for axis in axes:
+        axis.tick_params(labelsize=7)
+        axis.grid(axis="x", color="#eeeeee")
+    for axis in axes[:-1]:
+        axis.tick_params(labelbottom=False)
+    axes[-1].set_xlabel(f"day from {label}", fontsize=8)
+
+
+def _table(
+    fig: Figure,
+    box: list[float],
+    frame: pd.DataFrame,
+    font: float = 7,
+    widths: list[float] | None = None,
+) -> None:
+    axis = fig.add_axes((box[0], box[1], box[2], box[3]))
+    axis.axis("off")
+    if frame.empty:
+        return
+    table = axis.table(
+        cellText=frame.to_numpy().tolist(),
+        colLabels=list(frame.columns),
+        loc="upper center",
+        cellLoc="center",
+        colWidths=widths,
+    )
+    table.auto_set_font_size(False)
+    table.set_fontsize(font)
+    table.scale(1, 1.25)
+    for (row, _), cell in table.get_celld().items():
+        cell.set_edgecolor("#cccccc")
+        if row == 0:
+            cell.set_facecolor("#f0f0f0")
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    number = finite(value)
+    if number is None:
+        return (
+            "–"
+            if value in (None, "") or (isinstance(value, float) and value != value)
+            else str(value)
+        )
+    return f"{number:.{digits}f}"
+
+
+def session_table(outputs: CaseOutputs, offset: int) -> pd.DataFrame:
+    """The report's session table: one row per MRI (volumes in mL, rADC, change counts)."""
+    rows = []
+    lesions = outputs.lesions
+    for _, row in outputs.sessions.sort_values("day").iterrows():
+        here = lesions[lesions["session_id"] == row["session_id"]] if not lesions.empty else lesions
+        counts = here["change"].value_counts() if not here.empty else pd.Series(dtype=int)
+        day = finite(row["day"])
+        rows.append(
+            {
+                "session": row["session_id"],
+                "date": row["study_date"],
+                "day": "–" if day is None else str(int(day) + offset),
+                "FLAIR mL": _fmt(row.get("flair_lesion_volume_ml")),
+                "L / R": f"{_fmt(row.get('flair_lesion_volume_left_ml'))} / "
+                f"{_fmt(row.get('flair_lesion_volume_right_ml'))}",
+                "DWI mL": _fmt(row.get("dwi_lesion_volume_ml")),
+                "rADC": _fmt(row.get("radc")),
+                "new / enlarging": f"{int(counts.get('new', 0))} / {int(counts.get('enlarging', 0))}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def lesion_summary(outputs: CaseOutputs, offset: int, limit: int = 14) -> pd.DataFrame:
+    """The largest tracked lesions (by peak volume) with where they are and their course."""
+    lesions = outputs.lesions
+    if lesions.empty:
+        return pd.DataFrame()
+    rows = []
+    for (source, lesion_id), group in lesions.groupby(["source", "lesion_id"]):
+        group = group.assign(_day=pd.to_numeric(group["day"], errors="coerce")).sort_values("_day")
+        present = group[pd.to_numeric(group["volume_ml"], errors="coerce").fillna(0) > 0]
+        days = present["_day"] if not present.empty else group["_day"]
+        rows.append(
+            {
+                "lesion": lesion_id,
+                "source": str(source).upper(),
+                "side": group["hemisphere"].iloc[-1],
+                "region": group["region"].iloc[-1],
+                "seen (days)": f"{int(days.min()) + offset} to {int(days.max()) + offset}",
+                "peak mL": float(pd.to_numeric(group["volume_ml"], errors="coerce").max()),
+                "course": " > ".join(str(c) for c in group["change"]),
+            }
+        )
+    table = pd.DataFrame(rows).sort_values("peak mL", ascending=False).head(limit)
+    table["peak mL"] = table["peak mL"].map(lambda v: f"{v:.2f}")
+    return table
+
+
+def most_affected_slice(outputs: CaseOutputs) -> int | None:
+    """The axial slice (baseline grid, RAS index) with the most FLAIR plus DWI lesion voxels summed
+    over all sessions; None when the case has no lesion labels."""
+    totals: np.ndarray | None = None
+    kinds: tuple[ImageKind, ...] = ("flair_lesions", "dwi_lesions")
+    for session in outputs.session_ids:
+        for kind in kinds:
+            path = outputs.image_path(session, kind)
+            if path is None:
+                continue
+            counts = (np.asarray(load_volume(path, labels=True).data) > 0).sum(axis=(0, 1))
+            totals = counts if totals is None else totals + counts
+    if totals is None or totals.max() == 0:
+        return None
+    return int(np.argmax(totals))
+
+
+def _grid(fig: Figure, box: list[float], outputs: CaseOutputs, index: int, offset: int) -> None:
+    """Sessions (rows) by DWI, ADC, FLAIR at axial slice ``index``, lesions drawn, new or enlarging
+    lesions outlined in red."""
+    sessions = outputs.session_ids
+    baseline = sessions[0]
+    windows: dict[str, Window] = {}
+    for sequence in SEQUENCES:
+        path = outputs.image_path(baseline, sequence)  # type: ignore[arg-type]
+        windows[sequence] = next(
+            iter(presets(sequence, load_volume(path) if path else None).values())
+        )
+    marked = (
+        outputs.lesions[outputs.lesions["change"].isin(MARKED)]
+        if not outputs.lesions.empty
+        else None
+    )
+    height = (box[3] - box[1]) / len(sessions)
+    for row, session in enumerate(sessions):
+        labels = {
+            source: outputs.image_path(session, f"{source}_lesions")  # type: ignore[arg-type]
+            for source in ("flair", "dwi")
+        }
+        cells = []
+        reference: Volume | None = None
+        for sequence in SEQUENCES:
+            path = outputs.image_path(session, sequence)  # type: ignore[arg-type]
+            image = load_volume(path) if path else None
+            reference = reference or image
+            source = "flair" if sequence == "FLAIR" else "dwi"
+            overlays = []
+            if labels[source] is not None:
+                highlight = frozenset(
+                    int("".join(c for c in str(i) if c.isdigit()))
+                    for i in (
+                        marked[(marked["session_id"] == session) & (marked["source"] == source)][
+                            "lesion_id"
+                        ]
+                        if marked is not None
+                        else []
+                    )
+                )
+                overlays.append(
+                    Overlay(
+                        load_volume(labels[source], labels=True),  # type: ignore[arg-type]
+                        FLAIR_RGB if source == "flair" else DWI_RGB,
+                        highlight,
+                    )
+                )
+            if image is None and reference is None:
+                continue
+            cell = compose(
+                image,
+                "axial",
+                index,
+                windows[sequence],
+                overlays,
+                opacity=0.45,
+                reference=reference,
+            )
+            cells.append(annotate(cell, sequence if image is not None else f"{sequence}: none"))
+        if not cells:
+            continue
+        top = box[3] - row * height
+        axis = fig.add_axes(
+            (box[0] + 0.16, top - height + 0.004, box[2] - box[0] - 0.16, height - 0.008)
+        )
+        axis.imshow(side_by_side(cells), interpolation="nearest")
+        axis.axis("off")
+        match = outputs.sessions[outputs.sessions["session_id"] == session].iloc[0]
+        day = finite(match["day"])
+        fig.text(
+            box[0],
+            top - height / 2,
+            f"{session}\nday {int(day) + offset if day is not None else '–'}\n"
+            f"FLAIR {_fmt(match.get('flair_lesion_volume_ml'))} mL\n"
+            f"DWI {_fmt(match.get('dwi_lesion_volume_ml'))} mL",
+            fontsize=7,
+            va="center",
+        )
+
+
+def _methods(outputs: CaseOutputs, index_key: str, index_on: date | None) -> str:
+    provenance = outputs.provenance
+    software = provenance.get("software", {})
+    parameters = provenance.get("parameters", {})
+    return textwrap.dedent(
+        f"""\
+        Methods. Sessions were loaded from {provenance.get("layout", "the case folder")} input, bias-corrected
+        (N4), registered rigidly to the baseline session ({provenance.get("baseline_session", "–")}) and
+        segmented by intensity rules on normal-appearing white matter: FLAIR lesions by hysteresis
+        thresholding within the white-matter prior; DWI lesions as b=1000-bright tissue with ADC below 0.75
+        of normal white matter. Lesions were tracked in baseline space between consecutive sessions
+        (new, enlarging or shrinking by at least 30 %, stable, resolved, merged, split). rADC is the mean ADC
+        in the lesions divided by that of normal-appearing white matter. Day 0 is the
+        {INDEX_CHOICES.get(index_key, index_key)} ({index_on.isoformat() if index_on else "–"}). Drug
+        exposure curves are indicative population curves of published models for a typical patient, not
+        patient estimates. Images are shown resampled onto the baseline grid; read the original series.
+        Software: {software.get("name", "leukotrack")} {software.get("version", "")}, Python
+        {provenance.get("python", "")}; analysis finished {provenance.get("finished_utc", "–")};
+        {len(parameters.get("pipeline", {}))} pipeline parameters and every registration are in
+        provenance.json of the output folder."""
+    ).replace("\n", " ")
+
+
+def _csf(outputs: CaseOutputs) -> list[str]:
+    csf = outputs.csf
+    if csf.empty:
+        return []
+    return [
+        f"{row['sample_date']}: {row['reading']}"
+        for _, row in csf.iterrows()
+        if isinstance(row["reading"], str)
+    ]
+
+
+def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
+    """The PDF report of ``OUT/sub-<case>`` as bytes (``index_key``: day 0, a key of INDEX_CHOICES;
+    default the analysis' own index date)."""
+    outputs = load_case_outputs(Path(case_folder))
+    dates = index_dates(outputs)
+    if index_key is None or index_key not in dates:
+        index_on = outputs.analysis_index
+        index_key = next(
+            (k for k, d in dates.items() if d == index_on), next(iter(dates), "first_mri")
+        )
+    index_on = dates.get(index_key, outputs.analysis_index)
+    offset = outputs.day_offset(index_on)
+    label = (
+        f"{INDEX_CHOICES.get(index_key, index_key)} ({index_on.isoformat() if index_on else '–'})"
+    )
+    slice_index = most_affected_slice(outputs) if outputs.session_ids else None
+    pages = 2 + (slice_index is not None)
+    buffer = io.BytesIO()
+    with PdfPages(
+        buffer, metadata={"Title": f"leukotrack report {outputs.case_id}", "Creator": "leukotrack"}
+    ) as pdf:
+        page = 1
+        fig = plt.figure(figsize=A4)
+        _frame(fig, page, pages, outputs.case_id)
+        dated = [d for d in outputs.sessions.get("study_date", []) if isinstance(d, str)]
+        fig.text(0.06, 0.945, f"Follow-up of case {outputs.case_id}", fontsize=15, weight="bold")
+        header = (
+            f"{len(outputs.session_ids)} MRI sessions"
+            + (f", {min(dated)} to {max(dated)}" if dated else "")
+            + f"; day 0 = {label}. Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}."
+        )
+        fig.text(0.06, 0.925, header, fontsize=8.5)
+        _course(fig, [0.16, 0.40, 0.95, 0.9], outputs, offset, label)
+        if not outputs.sessions.empty:
+            fig.text(0.06, 0.345, "Sessions", fontsize=10, weight="bold")
+            _table(fig, [0.04, 0.04, 0.92, 0.295], session_table(outputs, offset))
+        else:
+            fig.text(0.06, 0.345, "No MRI sessions in this case (clinical files only).", fontsize=9)
+        pdf.savefig(fig)
+        plt.close(fig)
+        if slice_index is not None:
+            page += 1
+            fig = plt.figure(figsize=A4)
+            _frame(fig, page, pages, outputs.case_id)
+            fig.text(
+                0.06,
+                0.945,
+                f"Images at the most affected axial slice ({slice_index + 1} of the baseline grid)",
+                fontsize=11,
+                weight="bold",
+            )
+            fig.text(
+                0.06,
+                0.928,
+                "Orange: FLAIR lesions; cyan: DWI lesions; red outline: new or enlarging since the "
+                "previous session.\nRadiological convention (patient's right on the left).",
+                fontsize=7.5,
+            )
+            _grid(fig, [0.04, 0.40, 0.96, 0.92], outputs, slice_index, offset)
+            fig.text(0.06, 0.375, "Lesions (largest first)", fontsize=10, weight="bold")
+            _table(
+                fig,
+                [0.04, 0.04, 0.92, 0.325],
+                lesion_summary(outputs, offset),
+                font=6.5,
+                widths=[0.07, 0.07, 0.07, 0.1, 0.1, 0.07, 0.52],
+            )
+            pdf.savefig(fig)
+            plt.close(fig)
+        page += 1
+        fig = plt.figure(figsize=A4)
+        _frame(fig, page, pages, outputs.case_id)
+        y = 0.94
+        readings = _csf(outputs)
+        if readings:
+            fig.text(0.06, y, "CSF and serum", fontsize=10, weight="bold")
+            y -= 0.025
+            for reading in readings:
+                for line in textwrap.wrap(reading, 120):
+                    fig.text(0.06, y, line, fontsize=7.5)
+                    y -= 0.016
+            y -= 0.02
+        fig.text(0.06, y, "Methods and provenance", fontsize=10, weight="bold")
+        y -= 0.025
+        for line in textwrap.wrap(_methods(outputs, index_key, index_on), 115):
+            fig.text(0.06, y, line, fontsize=7.5)
+            y -= 0.016
+        y -= 0.02
+        fig.text(0.06, y, RESEARCH_USE, fontsize=9, color="#b00000", weight="bold", wrap=True)
+        pdf.savefig(fig)
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_report(case_folder: Path, out_pdf: Path, index_key: str | None = None) -> Path:
+    """Write the report of ``OUT/sub-<case>`` to ``out_pdf`` (atomically) and return its path.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``case_folder`` is not a finished analysis (no provenance.json).
+    """
+    data = report_bytes(case_folder, index_key)
+    out_pdf = Path(out_pdf)
+    out_pdf.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{out_pdf.name}.", dir=out_pdf.parent)
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(data)
+    Path(name).replace(out_pdf)
+    return out_pdf

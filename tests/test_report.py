@@ -1,0 +1,111 @@
+"""The PDF follow-up report of the analysed sample cases: rendered to PNG pages by pdftoppm and read
+back as text by pdftotext (poppler-utils), against the case's own tables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from followup.cli import app
+from followup.report import most_affected_slice, write_report
+from followup.results import load_case_outputs
+
+pytestmark = pytest.mark.slow
+
+if shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None:
+    if os.environ.get("LEUKOTRACK_REQUIRE_CHROMIUM") == "1":  # CI installs poppler-utils too
+        raise RuntimeError("pdftoppm/pdftotext missing; .ci/run installs poppler-utils")
+    pytest.skip("poppler-utils (pdftoppm, pdftotext) not installed", allow_module_level=True)
+
+
+def _pages(pdf: Path, folder: Path) -> list[np.ndarray]:
+    subprocess.run(["pdftoppm", "-r", "50", "-png", str(pdf), str(folder / "page")], check=True)
+    return [np.asarray(Image.open(p).convert("L")) for p in sorted(folder.glob("page-*.png"))]
+
+
+def _text(pdf: Path) -> str:
+    return subprocess.run(
+        ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def index_report(analyzed_samples: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "indexcase.pdf"
+    write_report(analyzed_samples / "sub-indexcase", out)
+    return out
+
+
+def test_report_renders_three_a4_pages_that_are_not_blank(index_report, tmp_path):
+    pages = _pages(index_report, tmp_path)
+    assert len(pages) == 3
+    for page in pages:
+        assert page.shape == (585, 414)  # A4 at 50 dpi
+        assert page.std() > 10  # drawn, not an empty page
+    assert [p.name for p in index_report.parent.iterdir()] == ["indexcase.pdf"]  # nothing left over
+
+
+def test_report_text_holds_the_case_figures(index_report, analyzed_samples):
+    text = _text(index_report)
+    sessions = pd.read_csv(analyzed_samples / "sub-indexcase" / "sessions.tsv", sep="\t")
+    assert "Follow-up of case indexcase" in text
+    assert "day 0 = first MRI (2023-03-14)" in text
+    for _, row in sessions.iterrows():
+        assert row["session_id"] in text
+        assert f"{row['flair_lesion_volume_ml']:.2f}" in text
+        assert f"{row['dwi_lesion_volume_ml']:.2f}" in text
+    lesions = pd.read_csv(analyzed_samples / "sub-indexcase" / "lesions.tsv", sep="\t")
+    largest = lesions.loc[lesions["volume_ml"].idxmax()]
+    assert largest["lesion_id"] in text and f"{largest['volume_ml']:.2f}" in text
+    assert "indicative population curve" in text
+    assert "leukotrack 0.1.0" in text
+    assert text.count("Research use only") >= 3  # on every page
+
+
+def test_most_affected_slice_is_the_one_with_most_lesion_voxels(analyzed_samples):
+    outputs = load_case_outputs(analyzed_samples / "sub-indexcase")
+    totals = 0
+    for path in sorted((analyzed_samples / "sub-indexcase").rglob("*_desc-*lesions_dseg.nii.gz")):
+        image = nib.as_closest_canonical(nib.load(path))
+        totals = totals + (np.asanyarray(image.dataobj) > 0).sum(axis=(0, 1))
+    assert most_affected_slice(outputs) == int(np.argmax(totals))
+
+
+def test_clinical_only_case_gets_a_report_with_its_csf_readings(analyzed_samples, tmp_path):
+    out = write_report(analyzed_samples / "sub-cnsmyeloma", tmp_path / "cns.pdf")
+    assert len(_pages(out, tmp_path)) == 2
+    text = _text(out)
+    assert "No MRI sessions in this case" in text
+    assert "daratumumab index 0.361" in text
+    assert "M-protein index 11.9" in text
+
+
+def test_report_command_and_its_error(analyzed_samples, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "r.pdf"
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            str(analyzed_samples / "sub-indexcase"),
+            "--out",
+            str(out),
+            "--index",
+            "first_dose",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "day 0 = first dose (2023-01-13)" in _text(out)
+    bad = runner.invoke(app, ["report", str(analyzed_samples), "--out", str(tmp_path / "x.pdf")])
+    assert bad.exit_code == 1
+    assert "not an analysed case folder" in bad.output
+    assert not (tmp_path / "x.pdf").exists()
