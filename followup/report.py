@@ -529,5 +529,8 @@ def write_report(case_folder: Path, out_pdf: Path, index_key: str | None = None)
     handle, name = tempfile.mkstemp(prefix=f".{out_pdf.name}.", dir=out_pdf.parent)
     with os.fdopen(handle, "wb") as stream:
         stream.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    Path(name).chmod(0o666 & ~umask)  # mkstemp makes it private; a report is an ordinary file
     Path(name).replace(out_pdf)
     return out_pdf

@@ -52,6 +52,7 @@ def test_report_renders_three_a4_pages_that_are_not_blank(index_report, tmp_path
         assert page.shape == (585, 414)  # A4 at 50 dpi
         assert page.std() > 10  # drawn, not an empty page
     assert [p.name for p in index_report.parent.iterdir()] == ["indexcase.pdf"]  # nothing left over
+    assert index_report.stat().st_mode & 0o044  # readable by others, as an ordinary file
 
 
 def test_report_text_holds_the_case_figures(index_report, analyzed_samples):
