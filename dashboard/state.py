@@ -15,11 +15,12 @@ import streamlit as st
 
 from clinical.errors import ClinicalError
 from dashboard import data
-from followup.results import INDEX_CHOICES, index_dates
+from followup.results import INDEX_CHOICES, CaseOutputs, index_dates
 from imaging.errors import ImagingError
 
 __all__ = [
     "RESEARCH_USE",
+    "case_in_view",
     "current_case",
     "current_index",
     "framed",
@@ -55,6 +56,15 @@ def current_index() -> tuple[str, date | None, str]:
     if key not in dates:
         key = next(iter(dates), key)
     return key, dates.get(key), INDEX_CHOICES.get(key, key)
+
+
+def case_in_view() -> tuple[str, CaseOutputs] | None:
+    """The current case and its outputs; None (with a note on what to do) when there is none."""
+    case = current_case()
+    if case is None:
+        st.info("No case to show: analyse one on **Import and run**.")
+        return None
+    return case, data.case_outputs(case)
 
 
 def request_case(case_id: str) -> None:

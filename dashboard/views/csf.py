@@ -6,9 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
 from dashboard.figures import reiber_figure
-from dashboard.state import current_case, current_index, framed
+from dashboard.state import case_in_view, current_index, framed
 
 __all__ = ["sample_table", "show"]
 
@@ -31,11 +30,10 @@ def sample_table(csf: pd.DataFrame, offset: int) -> pd.DataFrame:
 @framed("CSF and labs")
 def show() -> None:
     """Indices per sample with their limits and readings; the Reiber diagram; every lab value."""
-    case = current_case()
-    if case is None:
-        st.info("No case to show: analyse one on **Import and run**.")
+    shown = case_in_view()
+    if shown is None:
         return
-    outputs = data.case_outputs(case)
+    case, outputs = shown
     _, index_on, label = current_index()
     offset = outputs.day_offset(index_on)
     csf = outputs.csf

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
-from dashboard.state import current_case, current_index, framed, viewer_target
+from dashboard.state import case_in_view, current_index, framed, viewer_target
 from followup.results import finite
 
 __all__ = ["lesion_table", "show"]
@@ -71,11 +70,10 @@ def lesion_table(lesions: pd.DataFrame, sessions: list[str], offset: int) -> pd.
 @framed("Lesions")
 def show() -> None:
     """Sortable, filterable lesion table; selecting a row centres the viewer on the lesion."""
-    case = current_case()
-    if case is None:
-        st.info("No case to show: analyse one on **Import and run**.")
+    in_view = case_in_view()
+    if in_view is None:
         return
-    outputs = data.case_outputs(case)
+    case, outputs = in_view
     _, index_on, label = current_index()
     table = lesion_table(outputs.lesions, outputs.session_ids, outputs.day_offset(index_on))
     if table.empty:

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.state import current_case, current_index, framed, viewer_target
+from dashboard.state import case_in_view, current_index, framed, viewer_target
 
 __all__ = ["show"]
 
@@ -72,11 +72,10 @@ def _report_download(case: str, index_key: str) -> None:
 @framed("Case overview")
 def show() -> None:
     """The course figure (click a session to open it in the viewer) and the session table."""
-    case = current_case()
-    if case is None:
-        st.info("No case to show: analyse one on **Import and run**.")
+    shown = case_in_view()
+    if shown is None:
         return
-    outputs = data.case_outputs(case)
+    case, outputs = shown
     key, index_on, label = current_index()
     offset = outputs.day_offset(index_on)
     st.markdown(

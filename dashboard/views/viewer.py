@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.state import TARGET_KEY, current_case, current_index, framed
+from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
 from followup.results import CaseOutputs, finite
 from imaging.display import (
     DWI_RGB,
@@ -313,11 +313,10 @@ def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
 @framed("Viewer")
 def show() -> None:
     """The session x sequence grid of the current case."""
-    case = current_case()
-    if case is None:
-        st.info("No case to show: analyse one on **Import and run**.")
+    shown = case_in_view()
+    if shown is None:
         return
-    outputs = data.case_outputs(case)
+    case, outputs = shown
     if not outputs.session_ids:
         st.info(f"{case} has no MRI sessions (clinical files only).")
         return
