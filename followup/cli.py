@@ -48,7 +48,7 @@ def _reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ImagingError, ClinicalError) as error:
+        except (ImagingError, ClinicalError, FileExistsError, FileNotFoundError) as error:
             error_console.print(
                 f"[bold red]error:[/] {type(error).__name__}: {error}", soft_wrap=True
             )
@@ -358,6 +358,38 @@ def report(
     path = write_report(case, out, index)
     console.print(
         f"report written: {path} ({path.stat().st_size / 1024:.0f} kB)\n[dim]{RESEARCH_USE}[/]"
+    )
+
+
+@app.command()
+@_reports_errors
+def export(
+    out_dir: Annotated[Path, typer.Argument(help="An output folder of `analyze` or `batch`.")],
+    to: Annotated[Path, typer.Option("--to", help="A new folder for the export.")],
+    deidentify: Annotated[
+        bool,
+        typer.Option(
+            "--deidentify",
+            help="Pseudonyms for case ids, session labels by order, no dates (days from the index "
+            "date remain), no free text, no FHIR bundles or provenance.",
+        ),
+    ] = False,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key", help="With --deidentify: where to keep the pseudonym key (outside --to)."
+        ),
+    ] = None,
+) -> None:
+    """Export the cohort and case tables as TSV and Parquet (optionally de-identified)."""
+    from followup.export import export_outputs
+
+    if key is not None and to.resolve() in key.resolve().parents:
+        raise FileExistsError(f"{key}: keep the pseudonym key outside the export folder {to}")
+    summary = export_outputs(out_dir, to, deidentify=deidentify, key_file=key)
+    console.print(
+        f"exported {len(summary.cases)} cases, {summary.tables} tables (TSV and Parquet) to {to}"
+        + (" (de-identified)" if deidentify else "")
     )
 
 
