@@ -37,7 +37,9 @@ from followup.results import (
     finite,
     index_dates,
     is_daily,
+    lesion_courses,
     load_case_outputs,
+    marked_labels,
 )
 from imaging.display import (
     DWI_RGB,
@@ -60,7 +62,6 @@ RESEARCH_USE = (
 )
 A4 = (8.27, 11.69)
 SEQUENCES = ("DWI", "ADC", "FLAIR")
-MARKED = {"new", "enlarging"}
 _EVENT_COLOURS = {"symptom_onset": "#d62728", "admission": "#7f7f7f", "drug_stop": "#000000"}
 
 
@@ -265,28 +266,24 @@ def session_table(outputs: CaseOutputs, offset: int) -> pd.DataFrame:
 
 def lesion_summary(outputs: CaseOutputs, offset: int, limit: int = 14) -> pd.DataFrame:
     """The largest tracked lesions (by peak volume) with where they are and their course."""
-    lesions = outputs.lesions
-    if lesions.empty:
-        return pd.DataFrame()
-    rows = []
-    for (source, lesion_id), group in lesions.groupby(["source", "lesion_id"]):
-        group = group.assign(_day=pd.to_numeric(group["day"], errors="coerce")).sort_values("_day")
-        present = group[pd.to_numeric(group["volume_ml"], errors="coerce").fillna(0) > 0]
-        days = present["_day"] if not present.empty else group["_day"]
-        rows.append(
-            {
-                "lesion": lesion_id,
-                "source": str(source).upper(),
-                "side": group["hemisphere"].iloc[-1],
-                "region": group["region"].iloc[-1],
-                "seen (days)": f"{int(days.min()) + offset} to {int(days.max()) + offset}",
-                "peak mL": float(pd.to_numeric(group["volume_ml"], errors="coerce").max()),
-                "course": " > ".join(str(c) for c in group["change"]),
-            }
-        )
-    table = pd.DataFrame(rows).sort_values("peak mL", ascending=False).head(limit)
-    table["peak mL"] = table["peak mL"].map(lambda v: f"{v:.2f}")
-    return table
+    courses = lesion_courses(outputs.lesions, outputs.session_ids, offset)
+    if courses.empty:
+        return courses
+    courses = courses.sort_values("peak_ml", ascending=False).head(limit)
+    return pd.DataFrame(
+        {
+            "lesion": courses["lesion"],
+            "source": courses["source"].str.upper(),
+            "side": courses["hemisphere"],
+            "region": courses["region"],
+            "seen (days)": [
+                f"{a} to {b}"
+                for a, b in zip(courses["first_day"], courses["last_day"], strict=True)
+            ],
+            "peak mL": courses["peak_ml"].map(lambda v: f"{v:.2f}"),
+            "course": courses["changes"],
+        }
+    )
 
 
 def most_affected_slice(outputs: CaseOutputs) -> int | None:
@@ -317,11 +314,7 @@ def _grid(fig: Figure, box: list[float], outputs: CaseOutputs, index: int, offse
         windows[sequence] = next(
             iter(presets(sequence, load_volume(path) if path else None).values())
         )
-    marked = (
-        outputs.lesions[outputs.lesions["change"].isin(MARKED)]
-        if not outputs.lesions.empty
-        else None
-    )
+    marked = marked_labels(outputs.lesions)
     height = (box[3] - box[1]) / len(sessions)
     for row, session in enumerate(sessions):
         labels = {
@@ -337,16 +330,7 @@ def _grid(fig: Figure, box: list[float], outputs: CaseOutputs, index: int, offse
             source = "flair" if sequence == "FLAIR" else "dwi"
             overlays = []
             if labels[source] is not None:
-                highlight = frozenset(
-                    int("".join(c for c in str(i) if c.isdigit()))
-                    for i in (
-                        marked[(marked["session_id"] == session) & (marked["source"] == source)][
-                            "lesion_id"
-                        ]
-                        if marked is not None
-                        else []
-                    )
-                )
+                highlight = marked.get((session, source), frozenset())
                 overlays.append(
                     Overlay(
                         load_volume(labels[source], labels=True),  # type: ignore[arg-type]

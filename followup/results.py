@@ -16,18 +16,22 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
     "IMAGE_KINDS",
     "INDEX_CHOICES",
+    "MARKED_CHANGES",
     "CaseOutputs",
     "ImageKind",
     "case_folders_in",
     "finite",
     "index_dates",
     "is_daily",
+    "lesion_courses",
     "load_case_outputs",
+    "marked_labels",
 ]
 
 ImageKind = Literal["FLAIR", "DWI", "ADC", "flair_lesions", "dwi_lesions", "lesions"]
@@ -170,6 +174,70 @@ def index_dates(outputs: CaseOutputs) -> dict[str, date]:
         dates = [d for d in outputs.sessions["study_date"] if isinstance(d, str) and d]
         found["first_mri"] = date.fromisoformat(min(dates)) if dates else None
     return {key: value for key, value in found.items() if value is not None}
+
+
+def lesion_courses(lesions: pd.DataFrame, sessions: list[str], offset: int) -> pd.DataFrame:
+    """One row per tracked lesion (source + id): where it is, when it was seen, its course.
+
+    Columns: lesion, source, hemisphere, region, first_day, last_day, peak_ml, last_ml, last_change,
+    changes (session by session), trajectory_ml (volume per session, 0 where absent), centroid of
+    its last appearance (RAS mm, baseline space) and the session of that appearance.
+    """
+    if lesions.empty:
+        return pd.DataFrame()
+    rows = []
+    for (source, lesion_id), group in lesions.groupby(["source", "lesion_id"], sort=True):
+        group = group.assign(_day=pd.to_numeric(group["day"], errors="coerce")).sort_values("_day")
+        present = group[pd.to_numeric(group["volume_ml"], errors="coerce").fillna(0) > 0]
+        last = (present if not present.empty else group).iloc[-1]
+        by_session = dict(
+            zip(
+                group["session_id"],
+                pd.to_numeric(group["volume_ml"], errors="coerce"),
+                strict=False,
+            )
+        )
+        days = present["_day"] if not present.empty else group["_day"]
+        rows.append(
+            {
+                "lesion": lesion_id,
+                "source": source,
+                "hemisphere": last.get("hemisphere"),
+                "region": last.get("region"),
+                "first_day": int(days.min()) + offset if days.notna().any() else None,
+                "last_day": int(days.max()) + offset if days.notna().any() else None,
+                "peak_ml": float(np.nanmax(list(by_session.values()) or [np.nan])),
+                "last_ml": finite(group.iloc[-1]["volume_ml"]),
+                "last_change": str(group.iloc[-1]["change"]),
+                "changes": " > ".join(str(c) for c in group["change"]),
+                "trajectory_ml": [float(by_session.get(s, 0.0) or 0.0) for s in sessions],
+                "x_mm": finite(last["centroid_x_mm"]),
+                "y_mm": finite(last["centroid_y_mm"]),
+                "z_mm": finite(last["centroid_z_mm"]),
+                "session": last["session_id"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+#: Change classes a reader's eye is drawn to (outlined in red in the viewer and the report).
+MARKED_CHANGES = frozenset({"new", "enlarging"})
+
+
+def marked_labels(lesions: pd.DataFrame) -> dict[tuple[str, str], frozenset[int]]:
+    """Label values (in the per-source dseg maps) of the lesions that are new or enlarging, by
+    (session, source); lesion ``F003`` is label 3 of the FLAIR map."""
+    if lesions.empty:
+        return {}
+    rows = lesions[lesions["change"].isin(MARKED_CHANGES)]
+    found: dict[tuple[str, str], set[int]] = {}
+    for session, source, lesion_id in zip(
+        rows["session_id"], rows["source"], rows["lesion_id"], strict=True
+    ):
+        digits = "".join(ch for ch in str(lesion_id) if ch.isdigit())
+        if digits:
+            found.setdefault((str(session), str(source)), set()).add(int(digits))
+    return {key: frozenset(values) for key, values in found.items()}
 
 
 def is_daily(days: Any) -> bool:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from dashboard.state import case_in_view, current_index, framed, viewer_target
-from followup.results import finite
+from followup.results import lesion_courses
 
-__all__ = ["lesion_table", "show"]
+__all__ = ["show"]
 
 CHANGE_ORDER = [
     "baseline",
@@ -23,50 +22,6 @@ CHANGE_ORDER = [
 ]
 
 
-def lesion_table(lesions: pd.DataFrame, sessions: list[str], offset: int) -> pd.DataFrame:
-    """One row per tracked lesion (source + id): where it is, when it was seen, its course.
-
-    Columns: lesion, source, hemisphere, region, first_day, last_day, peak_ml, last_ml, last_change,
-    changes (session by session), trajectory_ml (volume per session, 0 where absent), centroid of
-    its last appearance (RAS mm, baseline space) and the session of that appearance.
-    """
-    if lesions.empty:
-        return pd.DataFrame()
-    rows = []
-    for (source, lesion_id), group in lesions.groupby(["source", "lesion_id"], sort=True):
-        group = group.assign(_day=pd.to_numeric(group["day"], errors="coerce")).sort_values("_day")
-        present = group[pd.to_numeric(group["volume_ml"], errors="coerce").fillna(0) > 0]
-        last = (present if not present.empty else group).iloc[-1]
-        by_session = dict(
-            zip(
-                group["session_id"],
-                pd.to_numeric(group["volume_ml"], errors="coerce"),
-                strict=False,
-            )
-        )
-        days = present["_day"] if not present.empty else group["_day"]
-        rows.append(
-            {
-                "lesion": lesion_id,
-                "source": source,
-                "hemisphere": last.get("hemisphere"),
-                "region": last.get("region"),
-                "first_day": int(days.min()) + offset if days.notna().any() else None,
-                "last_day": int(days.max()) + offset if days.notna().any() else None,
-                "peak_ml": float(np.nanmax(list(by_session.values()) or [np.nan])),
-                "last_ml": finite(group.iloc[-1]["volume_ml"]),
-                "last_change": str(group.iloc[-1]["change"]),
-                "changes": " > ".join(str(c) for c in group["change"]),
-                "trajectory_ml": [float(by_session.get(s, 0.0) or 0.0) for s in sessions],
-                "x_mm": finite(last["centroid_x_mm"]),
-                "y_mm": finite(last["centroid_y_mm"]),
-                "z_mm": finite(last["centroid_z_mm"]),
-                "session": last["session_id"],
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 @framed("Lesions")
 def show() -> None:
     """Sortable, filterable lesion table; selecting a row centres the viewer on the lesion."""
@@ -75,7 +30,7 @@ def show() -> None:
         return
     case, outputs = in_view
     _, index_on, label = current_index()
-    table = lesion_table(outputs.lesions, outputs.session_ids, outputs.day_offset(index_on))
+    table = lesion_courses(outputs.lesions, outputs.session_ids, outputs.day_offset(index_on))
     if table.empty:
         st.info(f"No lesions were found in {case}.")
         return

@@ -15,7 +15,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
-from followup.results import CaseOutputs, finite
+from followup.results import CaseOutputs, finite, marked_labels
 from imaging.display import (
     DWI_RGB,
     FLAIR_RGB,
@@ -35,8 +35,6 @@ from imaging.display import (
 __all__ = ["show"]
 
 SEQUENCES = ("DWI", "ADC", "FLAIR")
-#: Lesion change classes drawn with a red outline in the session where they occur.
-MARKED_CHANGES = frozenset({"new", "enlarging"})
 POS_KEY, PLANE_KEY, FOCUS_KEY = "viewer_mm", "viewer_plane", "viewer_focus"
 
 
@@ -55,26 +53,6 @@ class Settings:
     cell_px: int
     index_label: str = "first MRI"
     day_offset: int = 0
-
-
-def _label_number(lesion_id: str) -> int | None:
-    digits = "".join(ch for ch in str(lesion_id) if ch.isdigit())
-    return int(digits) if digits else None
-
-
-def _all_marked(lesions: pd.DataFrame) -> dict[tuple[str, str], frozenset[int]]:
-    """Label values of the lesions that are new or enlarging, by (session, source)."""
-    if lesions.empty:
-        return {}
-    rows = lesions[lesions["change"].isin(MARKED_CHANGES)]
-    found: dict[tuple[str, str], set[int]] = {}
-    for session, source, lesion_id in zip(
-        rows["session_id"], rows["source"], rows["lesion_id"], strict=True
-    ):
-        number = _label_number(lesion_id)
-        if number is not None:
-            found.setdefault((str(session), str(source)), set()).add(number)
-    return {key: frozenset(values) for key, values in found.items()}
 
 
 def _largest_lesion_mm(lesions: pd.DataFrame, session: str | None) -> np.ndarray | None:
@@ -259,7 +237,7 @@ def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
     )
     label, offset = settings.index_label, settings.day_offset
     focus = st.session_state.get(FOCUS_KEY)
-    marked = _all_marked(outputs.lesions)
+    marked = marked_labels(outputs.lesions)
     st.markdown(f"Columns: **{' | '.join(SEQUENCES)}**; day 0 = {label}")
     for session in settings.sessions:
         cells = st.columns([1.1, 9])
