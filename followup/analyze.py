@@ -38,6 +38,7 @@ from clinical.outputs import (
     timeline_rows,
 )
 from clinical.record import load_clinical
+from followup.dicom_seg import write_session_segs
 from imaging.case import CaseIndex, case_id_from_folder, scan_case
 from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
@@ -103,7 +104,8 @@ LESION_COLUMNS = [
 _DSEG_DWI_OFFSET = 1000
 #: Version of the output folder's layout; a batch re-analyses cases written under an older one.
 #: 2: adds the session images and per-source lesion labels resampled onto the baseline grid.
-OUTPUT_LAYOUT = 2
+#: 3: adds the DICOM SEG objects of each session (DICOM input).
+OUTPUT_LAYOUT = 3
 
 
 def software_version() -> str:
@@ -416,8 +418,7 @@ def analyze_case(
         if course is not None and course.administrations:
             _write_tsv(work / "ex.tsv", sdtm_ex_rows(course, case_id), EX_COLUMNS)
             _write_json(work / "medication_administrations.fhir.json", fhir_bundle(course, case_id))
-        if case is not None:
-            _write_images(work, subject, case, tracked)
+        seg_notes = _write_images(work, subject, case, tracked) if case is not None else {}
         provenance: dict[str, Any] = {
             "software": {"name": "leukotrack", "version": software_version()},
             "python": platform.python_version(),
@@ -440,6 +441,8 @@ def analyze_case(
             }
         if case is not None:
             provenance.update(_imaging_provenance(case, params))
+            if seg_notes:
+                provenance["dicom_seg_notes"] = seg_notes
         provenance.update(provenance_extra or {})
         if "input_sha256" not in provenance:
             provenance["input_sha256"] = input_hashes(case_dir)
@@ -505,12 +508,24 @@ def _write_baseline_images(
 
 def _write_images(
     work: Path, subject: str, case: CaseImages, tracked: dict[str, list[TrackedSession]]
-) -> None:
+) -> dict[str, dict[str, str]]:
+    """Write every session's images, masks, labels and DICOM SEG; return the SEG notes by session."""
     labels = {source: {t.session_id: t for t in tracked[source]} for source in ("flair", "dwi")}
+    seg_notes: dict[str, dict[str, str]] = {}
     for images in case.sessions:
         stem = f"{subject}_ses-{images.label.removeprefix('ses-')}"
         folder = work / f"ses-{images.label.removeprefix('ses-')}"
         _write_baseline_images(folder, stem, images, case.baseline.reference)
+        notes = write_session_segs(
+            folder,
+            stem,
+            images,
+            {source: labels[source].get(images.label) for source in ("flair", "dwi")},
+            lineage=case.baseline.study_uid or case.case_id,
+            software_version=software_version(),
+        )
+        if notes:
+            seg_notes[images.label] = notes
         if images.flair_result is not None:
             _save_mask(
                 images.flair_result.lesion_mask,
@@ -554,3 +569,4 @@ def _write_images(
                     t.change_map,
                     folder / f"{stem}_space-baseline_desc-{source}change_mask.nii.gz",
                 )
+    return seg_notes

@@ -371,7 +371,8 @@ def export(
         typer.Option(
             "--deidentify",
             help="Pseudonyms for case ids, session labels by order, no dates (days from the index "
-            "date remain), no free text, no FHIR bundles or provenance.",
+            "date remain), no free text, no FHIR bundles or provenance; DICOM SEG objects "
+            "de-identified by the DICOM PS3.15 Basic Application Level Confidentiality Profile.",
         ),
     ] = False,
     key: Annotated[
@@ -381,15 +382,16 @@ def export(
         ),
     ] = None,
 ) -> None:
-    """Export the cohort and case tables as TSV and Parquet (optionally de-identified)."""
+    """Export the cohort and case tables as TSV and Parquet, and the DICOM SEG objects (optionally
+    de-identified)."""
     from followup.export import export_outputs
 
     if key is not None and to.resolve() in key.resolve().parents:
         raise FileExistsError(f"{key}: keep the pseudonym key outside the export folder {to}")
     summary = export_outputs(out_dir, to, deidentify=deidentify, key_file=key)
     console.print(
-        f"exported {len(summary.cases)} cases, {summary.tables} tables (TSV and Parquet) to {to}"
-        + (" (de-identified)" if deidentify else "")
+        f"exported {len(summary.cases)} cases, {summary.tables} tables (TSV and Parquet) and "
+        f"{summary.dicom} DICOM SEG objects to {to}" + (" (de-identified)" if deidentify else "")
     )
 
 

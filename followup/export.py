@@ -11,7 +11,14 @@ administrations. With ``deidentify=True`` it carries no names, birth dates, iden
 * every date and date-time column is dropped: ``day`` columns (days from the index date) remain;
 * free-text columns (``detail``, ``source``, ``reading``, ``error``, ``note``) are dropped, since a
   clinician's note may name a person or a place;
-* the FHIR bundles and provenance.json (dates, folder paths) are left out.
+* the FHIR bundles and provenance.json (dates, folder paths) are left out;
+* the DICOM SEG objects follow the DICOM PS3.15 Basic Application Level Confidentiality Profile
+  (:mod:`imaging.dicom.deidentify`): patient, dates, institution and device gone, new UIDs that
+  still link the objects of the export to each other (a lesion's Tracking UID across sessions),
+  and the case pseudonym as Patient's Name and ID.
+
+The DICOM SEG objects of every session are exported in ``sub-<case>/ses-<label>/`` (verbatim when
+not de-identifying).
 
 The export is written into a hidden folder beside the target and renamed into place when complete.
 """
@@ -26,8 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pydicom
 
 from followup.results import case_folders_in
+from imaging.dicom.deidentify import UidMap, deidentify
 
 __all__ = [
     "DATE_COLUMNS",
@@ -66,6 +75,7 @@ class ExportSummary:
     folder: Path
     cases: list[str] = field(default_factory=list)
     tables: int = 0
+    dicom: int = 0
     pseudonyms: dict[str, str] = field(default_factory=dict)
 
 
@@ -120,6 +130,33 @@ def _session_pseudonyms(folder: Path) -> dict[str, str]:
     return {label: f"ses-{n:02d}" for n, label in enumerate(ordered["session_id"], start=1)}
 
 
+def _export_dicom(
+    folder: Path,
+    destination: Path,
+    name: str,
+    sessions: dict[str, str] | None,
+    uids: UidMap,
+) -> int:
+    """Copy (``sessions`` None) or de-identify the case's DICOM SEG objects; return their number."""
+    count = 0
+    case_id = folder.name.removeprefix("sub-")
+    for path in sorted(folder.glob("ses-*/*_seg.dcm")):
+        session = path.parent.name
+        if sessions is None:
+            target = destination / session / path.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy2(path, target)
+        else:
+            alias = sessions.get(session, "ses-xx")
+            stem = path.name.removeprefix(f"sub-{case_id}_{session}_")
+            target = destination / alias / f"sub-{name}_{alias}_{stem}"
+            target.parent.mkdir(exist_ok=True)
+            dataset = deidentify(pydicom.dcmread(path), pseudonym=name, uids=uids)
+            dataset.save_as(target, enforce_file_format=True)
+        count += 1
+    return count
+
+
 def export_outputs(
     out_dir: Path, target: Path, *, deidentify: bool = False, key_file: Path | None = None
 ) -> ExportSummary:
@@ -144,6 +181,7 @@ def export_outputs(
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     summary = ExportSummary(target, pseudonyms=pseudonyms if deidentify else {})
+    uids = UidMap()
     try:
         cohort = out_dir / "cohort.tsv"
         if cohort.is_file():
@@ -167,6 +205,9 @@ def export_outputs(
                     frame = _deidentify(frame, pseudonyms, sessions)
                 _write(frame, destination / table)
                 summary.tables += 1
+            summary.dicom += _export_dicom(
+                folder, destination, name, sessions if deidentify else None, uids
+            )
             bundle = folder / "medication_administrations.fhir.json"
             if bundle.is_file() and not deidentify:
                 shutil.copy2(bundle, destination / bundle.name)

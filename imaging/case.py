@@ -46,6 +46,8 @@ class SeriesEntry:
     problem: str | None
     loader: Callable[[], MRImage] = field(repr=False)
     uid: str | None = None
+    #: The DICOM files of the series (empty for NIfTI input).
+    paths: tuple[Path, ...] = ()
 
     def load(self) -> MRImage:
         """Read the pixels and return the image."""
@@ -141,6 +143,7 @@ def _scan_dicom_case(root: Path) -> list[Session]:
                     problem=series.problem,
                     loader=series.load,
                     uid=series.uid,
+                    paths=tuple(series.paths),
                 )
             )
         sessions.append(

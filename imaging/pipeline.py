@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,8 @@ class SessionImages:
     adc: MRImage | None = None
     adc_source: str = ""
     sources: dict[str, str] = field(default_factory=dict)
+    #: DICOM files of the series used, by role (``flair``, ``dwi``, ``adc``); empty for NIfTI input.
+    source_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
     flair_brain: MRImage | None = None
     dwi_brain: MRImage | None = None
     flair_wm_prior: MRImage | None = None
@@ -151,16 +154,19 @@ def _load_session(session: Session, params: PipelineParams) -> SessionImages:
         flair = flair_entry.load()
         result.flair = flair.volume(0) if flair.n_volumes > 1 else flair
         result.sources["flair"] = flair_entry.source
+        result.source_files["flair"] = flair_entry.paths
     dwi_entry = session.pick(SequenceClass.DWI)
     if dwi_entry is not None:
         b0, b1000, high_b = split_dwi(dwi_entry.load(), params.min_high_b_s_mm2)
         result.b0, result.b1000 = b0, b1000
         result.sources["dwi"] = dwi_entry.source
+        result.source_files["dwi"] = dwi_entry.paths
         adc_entry = session.pick(SequenceClass.ADC)
         adc = adc_entry.load() if adc_entry is not None else None
         if adc is not None and adc.same_grid(b0):
             result.adc, result.adc_source = adc, "scanner"
             result.sources["adc"] = adc_entry.source if adc_entry else ""
+            result.source_files["adc"] = adc_entry.paths if adc_entry else ()
         else:
             if adc is not None:
                 result.notes.append("the scanner ADC is on another grid than the DWI; recomputed")

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from typer.testing import CliRunner
 
 from followup.cli import app
 from followup.export import DATE_COLUMNS, FREE_TEXT_COLUMNS, TABLES, export_outputs
+from tests.conftest import SAMPLE_SCANS as SAMPLE
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -21,6 +24,50 @@ DATE_PATTERNS = [
     r"\b(19|20)\d\d-[01]\d-[0-3]\d",
     r"\b(19|20)\d\d[01]\d[0-3]\d\b",
     r"\b[0-3]\d\.[01]\d\.(19|20)\d\d",
+]
+#: The dummy value of date attributes that must keep one (PS3.15 action D).
+DUMMY_DATE = "19000101"
+#: The dummy value of text attributes that must keep one (Device Serial Number of a SEG, Type 1).
+DUMMY_TEXT = "ANONYMIZED"
+#: Attributes of PS3.15 Table E.1-1 that a SEG derived from an MR study can carry. After
+#: de-identification each is absent or empty (dates: at most the dummy); Patient's Name and ID hold
+#: the pseudonym.
+IDENTIFYING_TAGS = [
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "SeriesTime",
+    "AcquisitionDate",
+    "AcquisitionTime",
+    "ContentDate",
+    "ContentTime",
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "StationName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "NameOfPhysiciansReadingStudy",
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+    "DeviceSerialNumber",
+    "ContentCreatorName",
+    "RequestingPhysician",
+    "PatientComments",
 ]
 IDENTIFYING_COLUMNS = {"PatientName", "PatientID", "PatientBirthDate", "name", "birth_date", "mrn"}
 
@@ -77,11 +124,13 @@ def test_deidentified_export_has_no_identifiers_and_no_dates(analyzed_samples, t
         if not path.is_file():
             continue
         raw = path.read_bytes().decode("latin-1")
+        if path.suffix == ".dcm":  # the profile's dummy date (checked attribute by attribute below)
+            raw = raw.replace(DUMMY_DATE, "")
         for original in ("indexcase", "cnsmyeloma"):
             assert original not in raw, (path, original)
         for pattern in DATE_PATTERNS:
             assert not re.search(pattern, raw), (path, pattern)
-        assert path.suffix in {".tsv", ".parquet", ".json"}  # no provenance, FHIR, images
+        assert path.suffix in {".tsv", ".parquet", ".json", ".dcm"}  # no provenance, FHIR, NIfTI
         if path.suffix == ".tsv":
             columns = set(pd.read_csv(path, sep="\t", nrows=0).columns)
             assert not columns & (DATE_COLUMNS | FREE_TEXT_COLUMNS | IDENTIFYING_COLUMNS), path
@@ -118,3 +167,85 @@ def test_export_refuses_to_overwrite_and_to_keep_the_key_inside(analyzed_samples
     empty = runner.invoke(app, ["export", str(tmp_path / "taken"), "--to", str(tmp_path / "x")])
     assert empty.exit_code == 1 and "no analysed case" in empty.output
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
+
+
+def _elements(dataset: pydicom.Dataset):
+    """Every data element, nested ones included."""
+    for element in dataset:
+        yield element
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from _elements(item)
+
+
+def _instance_uids(dataset: pydicom.Dataset) -> set[str]:
+    """The instance UIDs of an object (not SOP classes, transfer syntaxes or coding schemes)."""
+    return {
+        str(value)
+        for element in _elements(dataset)
+        if element.VR == "UI" and not element.keyword.endswith("ClassUID")
+        for value in (element.value if element.VM > 1 else [element.value])
+        if value
+    }
+
+
+def test_deidentified_dicom_seg_follows_the_basic_confidentiality_profile(
+    analyzed_samples, tmp_path
+):
+    import highdicom as hd
+
+    from tests.test_dicom_seg import dciodvfy_errors
+
+    export_outputs(analyzed_samples, tmp_path / "deid", deidentify=True)
+    originals = sorted((analyzed_samples / "sub-indexcase").glob("ses-*/*_seg.dcm"))
+    exported = sorted((tmp_path / "deid" / "sub-P002").glob("ses-*/*_seg.dcm"))
+    assert [p.name.split("_")[-2] for p in exported] == [p.name.split("_")[-2] for p in originals]
+    assert [p.parent.name for p in exported] == ["ses-01"] * 2 + ["ses-02"] * 2 + ["ses-03"] * 2 + [
+        "ses-04"
+    ] * 2 + ["ses-05"]
+    # what identifies the patient in the sample's DICOM headers (one header per study)
+    from imaging.dicom.files import iter_files
+
+    secrets: set[str] = set()
+    for study in sorted((SAMPLE / "indexcase" / "DICOM" / "PT000000").iterdir()):
+        header = pydicom.dcmread(next(iter_files(study)), stop_before_pixels=True)
+        for keyword in [*IDENTIFYING_TAGS, "StudyInstanceUID", "FrameOfReferenceUID"]:
+            value = str(header.get(keyword, "") or "")
+            # short numbers could occur by chance inside the export's random UIDs
+            if len(value) >= 8 or (len(value) >= 4 and not value.isdigit()):
+                secrets.add(value)
+    assert {"DEMO^INDEXCASE", "LTDEMO0001", "19610822", "Leukotrack Demo Hospital"} <= secrets
+    tracking: dict[str, set[str]] = {}
+    for original_path, path in zip(originals, exported, strict=True):
+        raw = path.read_bytes()
+        original = pydicom.dcmread(original_path)
+        for secret in secrets | _instance_uids(original):
+            assert secret.encode() not in raw, (path.name, secret)
+        seg = pydicom.dcmread(path)
+        for element in _elements(seg):
+            if element.keyword not in IDENTIFYING_TAGS or element.value in (None, "", []):
+                continue
+            if element.keyword in ("PatientName", "PatientID"):
+                assert str(element.value).rstrip("^") == "P002", element
+            elif element.VR == "DA":
+                assert element.value == DUMMY_DATE, element
+            elif element.VR == "TM":
+                assert float(element.value) == 0, element
+            elif element.value != DUMMY_TEXT:
+                pytest.fail(f"{path.name}: {element} is left")
+        assert not any(element.tag.is_private for element in _elements(seg))
+        assert seg.PatientIdentityRemoved == "YES"
+        assert seg.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+        assert seg.file_meta.MediaStorageSOPInstanceUID == seg.SOPInstanceUID
+        # still a valid SEG with the same segments, pixels and plane positions
+        assert dciodvfy_errors(path) == []
+        back, before = hd.seg.segread(path), hd.seg.segread(original_path)
+        np.testing.assert_array_equal(back.pixel_array, before.pixel_array)
+        assert [f.PlanePositionSequence for f in back.PerFrameFunctionalGroupsSequence] == [
+            f.PlanePositionSequence for f in before.PerFrameFunctionalGroupsSequence
+        ]
+        assert {i for i, _ in back.get_tracking_ids()} == {i for i, _ in before.get_tracking_ids()}
+        for lesion_id, uid in back.get_tracking_ids():
+            tracking.setdefault(lesion_id, set()).add(uid)
+    # new Tracking UIDs, still one per lesion across the sessions of the export
+    assert all(len(uids) == 1 for uids in tracking.values()), tracking
