@@ -346,6 +346,14 @@ def report(
             "(default: the analysis' own).",
         ),
     ] = None,
+    pseudonym: Annotated[
+        str | None,
+        typer.Option(
+            "--pseudonym",
+            help="De-identify: name the case by this pseudonym, sessions by order, and show no "
+            "calendar date (days from the index date only).",
+        ),
+    ] = None,
 ) -> None:
     """Write the printable follow-up report of one analysed case (PDF, A4)."""
     from followup.report import write_report
@@ -355,7 +363,7 @@ def report(
             f"{case}: not an analysed case folder (no provenance.json); give OUT_DIR/sub-<case> of "
             "`leukotrack analyze` or `batch`"
         )
-    path = write_report(case, out, index)
+    path = write_report(case, out, index, pseudonym=pseudonym)
     console.print(
         f"report written: {path} ({path.stat().st_size / 1024:.0f} kB)\n[dim]{RESEARCH_USE}[/]"
     )

@@ -18,7 +18,9 @@ administrations. With ``deidentify=True`` it carries no names, birth dates, iden
   and the case pseudonym as Patient's Name and ID.
 
 The DICOM SEG objects of every session are exported in ``sub-<case>/ses-<label>/`` (verbatim when
-not de-identifying).
+not de-identifying), and each case's PDF report as ``sub-<case>/sub-<case>_report.pdf`` (when
+de-identifying: named by the pseudonym, sessions by order, days from the index date, no calendar
+date).
 
 The export is written into a hidden folder beside the target and renamed into place when complete.
 """
@@ -35,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 
+from followup.report import write_report
 from followup.results import case_folders_in
 from imaging.dicom.deidentify import UidMap, deidentify
 
@@ -207,6 +210,11 @@ def export_outputs(
                 summary.tables += 1
             summary.dicom += _export_dicom(
                 folder, destination, name, sessions if deidentify else None, uids
+            )
+            write_report(
+                folder,
+                destination / f"sub-{name}_report.pdf",
+                pseudonym=name if deidentify else None,
             )
             bundle = folder / "medication_administrations.fhir.json"
             if bundle.is_file() and not deidentify:

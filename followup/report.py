@@ -17,6 +17,7 @@ import io
 import os
 import tempfile
 import textwrap
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,19 @@ RESEARCH_USE = (
 A4 = (8.27, 11.69)
 SEQUENCES = ("DWI", "ADC", "FLAIR")
 _EVENT_COLOURS = {"symptom_onset": "#d62728", "admission": "#7f7f7f", "drug_stop": "#000000"}
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """How a de-identified report names things: the case pseudonym and session aliases; it shows no
+    calendar date (days from the index date only) and no analysis time stamps."""
+
+    name: str
+    sessions: dict[str, str]
+
+    def session(self, session_id: str) -> str:
+        """The alias of a session label."""
+        return self.sessions.get(session_id, "ses-xx")
 
 
 def _frame(fig: Figure, page: int, pages: int, case_id: str) -> None:
@@ -240,8 +254,11 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{number:.{digits}f}"
 
 
-def session_table(outputs: CaseOutputs, offset: int) -> pd.DataFrame:
-    """The report's session table: one row per MRI (volumes in mL, rADC, change counts)."""
+def session_table(
+    outputs: CaseOutputs, offset: int, redaction: Redaction | None = None
+) -> pd.DataFrame:
+    """The report's session table: one row per MRI (volumes in mL, rADC, change counts); with a
+    redaction, sessions by alias and no date column."""
     rows = []
     lesions = outputs.lesions
     for _, row in outputs.sessions.sort_values("day").iterrows():
@@ -261,7 +278,11 @@ def session_table(outputs: CaseOutputs, offset: int) -> pd.DataFrame:
                 "new / enlarging": f"{int(counts.get('new', 0))} / {int(counts.get('enlarging', 0))}",
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if redaction is not None and not table.empty:
+        table["session"] = table["session"].map(redaction.session)
+        table = table.drop(columns=["date"])
+    return table
 
 
 def lesion_summary(outputs: CaseOutputs, offset: int, limit: int = 14) -> pd.DataFrame:
@@ -303,7 +324,14 @@ def most_affected_slice(outputs: CaseOutputs) -> int | None:
     return int(np.argmax(totals))
 
 
-def _grid(fig: Figure, box: list[float], outputs: CaseOutputs, index: int, offset: int) -> None:
+def _grid(
+    fig: Figure,
+    box: list[float],
+    outputs: CaseOutputs,
+    index: int,
+    offset: int,
+    redaction: Redaction | None = None,
+) -> None:
     """Sessions (rows) by DWI, ADC, FLAIR at axial slice ``index``, lesions drawn, new or enlarging
     lesions outlined in red."""
     sessions = outputs.session_ids
@@ -363,7 +391,8 @@ def _grid(fig: Figure, box: list[float], outputs: CaseOutputs, index: int, offse
         fig.text(
             box[0],
             top - height / 2,
-            f"{session}\nday {int(day) + offset if day is not None else '–'}\n"
+            f"{redaction.session(session) if redaction else session}\n"
+            f"day {int(day) + offset if day is not None else '–'}\n"
             f"FLAIR {_fmt(match.get('flair_lesion_volume_ml'))} mL\n"
             f"DWI {_fmt(match.get('dwi_lesion_volume_ml'))} mL",
             fontsize=7,
@@ -371,43 +400,63 @@ def _grid(fig: Figure, box: list[float], outputs: CaseOutputs, index: int, offse
         )
 
 
-def _methods(outputs: CaseOutputs, index_key: str, index_on: date | None) -> str:
+def _methods(
+    outputs: CaseOutputs, index_key: str, index_on: date | None, redaction: Redaction | None
+) -> str:
     provenance = outputs.provenance
+    baseline = str(provenance.get("baseline_session", "–"))
+    baseline = redaction.session(baseline) if redaction else baseline
+    shown_on = index_on.isoformat() if index_on and redaction is None else "–"
+    finished = provenance.get("finished_utc", "–") if redaction is None else "–"
     software = provenance.get("software", {})
     parameters = provenance.get("parameters", {})
     return textwrap.dedent(
         f"""\
         Methods. Sessions were loaded from {provenance.get("layout", "the case folder")} input, bias-corrected
-        (N4), registered rigidly to the baseline session ({provenance.get("baseline_session", "–")}) and
+        (N4), registered rigidly to the baseline session ({baseline}) and
         segmented by intensity rules on normal-appearing white matter: FLAIR lesions by hysteresis
         thresholding within the white-matter prior; DWI lesions as b=1000-bright tissue with ADC below 0.75
         of normal white matter. Lesions were tracked in baseline space between consecutive sessions
         (new, enlarging or shrinking by at least 30 %, stable, resolved, merged, split). rADC is the mean ADC
         in the lesions divided by that of normal-appearing white matter. Day 0 is the
-        {INDEX_CHOICES.get(index_key, index_key)} ({index_on.isoformat() if index_on else "–"}). Drug
+        {INDEX_CHOICES.get(index_key, index_key)} ({shown_on}). Drug
         exposure curves are indicative population curves of published models for a typical patient, not
         patient estimates. Images are shown resampled onto the baseline grid; read the original series.
         Software: {software.get("name", "leukotrack")} {software.get("version", "")}, Python
-        {provenance.get("python", "")}; analysis finished {provenance.get("finished_utc", "–")};
+        {provenance.get("python", "")}; analysis finished {finished};
         {len(parameters.get("pipeline", {}))} pipeline parameters and every registration are in
         provenance.json of the output folder."""
     ).replace("\n", " ")
 
 
-def _csf(outputs: CaseOutputs) -> list[str]:
+def _csf(outputs: CaseOutputs, offset: int, redaction: Redaction | None) -> list[str]:
     csf = outputs.csf
     if csf.empty:
         return []
+
+    def when(row: pd.Series) -> str:
+        if redaction is None:
+            return str(row["sample_date"])
+        day = finite(row.get("day"))
+        return f"day {int(day) + offset}" if day is not None else "day –"
+
     return [
-        f"{row['sample_date']}: {row['reading']}"
+        f"{when(row)}: {row['reading']}"
         for _, row in csf.iterrows()
         if isinstance(row["reading"], str)
     ]
 
 
-def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
+def report_bytes(
+    case_folder: Path, index_key: str | None = None, *, pseudonym: str | None = None
+) -> bytes:
     """The PDF report of ``OUT/sub-<case>`` as bytes (``index_key``: day 0, a key of INDEX_CHOICES;
-    default the analysis' own index date)."""
+    default the analysis' own index date).
+
+    With ``pseudonym`` the report is de-identified: the case is named by the pseudonym, sessions by
+    ``ses-01``, ``ses-02``... in time order, and no calendar date or time stamp is shown (days from the
+    index date only).
+    """
     outputs = load_case_outputs(Path(case_folder))
     dates = index_dates(outputs)
     if index_key is None or index_key not in dates:
@@ -417,30 +466,47 @@ def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
         )
     index_on = dates.get(index_key, outputs.analysis_index)
     offset = outputs.day_offset(index_on)
-    label = (
-        f"{INDEX_CHOICES.get(index_key, index_key)} ({index_on.isoformat() if index_on else '–'})"
+    redaction = (
+        Redaction(
+            pseudonym, {s: f"ses-{n:02d}" for n, s in enumerate(outputs.session_ids, start=1)}
+        )
+        if pseudonym is not None
+        else None
+    )
+    name = redaction.name if redaction else outputs.case_id
+    label = INDEX_CHOICES.get(index_key, index_key) + (
+        f" ({index_on.isoformat() if index_on else '–'})" if redaction is None else ""
     )
     slice_index = most_affected_slice(outputs) if outputs.session_ids else None
     pages = 2 + (slice_index is not None)
     buffer = io.BytesIO()
     with PdfPages(
-        buffer, metadata={"Title": f"leukotrack report {outputs.case_id}", "Creator": "leukotrack"}
+        buffer,
+        metadata={
+            "Title": f"leukotrack report {name}",
+            "Creator": "leukotrack",
+            **({"CreationDate": None} if redaction else {}),
+        },
     ) as pdf:
         page = 1
         fig = plt.figure(figsize=A4)
-        _frame(fig, page, pages, outputs.case_id)
+        _frame(fig, page, pages, name)
         dated = [d for d in outputs.sessions.get("study_date", []) if isinstance(d, str)]
-        fig.text(0.06, 0.945, f"Follow-up of case {outputs.case_id}", fontsize=15, weight="bold")
+        if redaction is not None:
+            dated = []
+        fig.text(0.06, 0.945, f"Follow-up of case {name}", fontsize=15, weight="bold")
+        generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         header = (
             f"{len(outputs.session_ids)} MRI sessions"
             + (f", {min(dated)} to {max(dated)}" if dated else "")
-            + f"; day 0 = {label}. Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}."
+            + f"; day 0 = {label}."
+            + (f" Generated {generated}." if redaction is None else " De-identified.")
         )
         fig.text(0.06, 0.925, header, fontsize=8.5)
         _course(fig, [0.16, 0.40, 0.95, 0.9], outputs, offset, label)
         if not outputs.sessions.empty:
             fig.text(0.06, 0.345, "Sessions", fontsize=10, weight="bold")
-            _table(fig, [0.04, 0.04, 0.92, 0.295], session_table(outputs, offset))
+            _table(fig, [0.04, 0.04, 0.92, 0.295], session_table(outputs, offset, redaction))
         else:
             fig.text(0.06, 0.345, "No MRI sessions in this case (clinical files only).", fontsize=9)
         pdf.savefig(fig)
@@ -448,7 +514,7 @@ def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
         if slice_index is not None:
             page += 1
             fig = plt.figure(figsize=A4)
-            _frame(fig, page, pages, outputs.case_id)
+            _frame(fig, page, pages, name)
             fig.text(
                 0.06,
                 0.945,
@@ -463,7 +529,7 @@ def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
                 "previous session.\nRadiological convention (patient's right on the left).",
                 fontsize=7.5,
             )
-            _grid(fig, [0.04, 0.40, 0.96, 0.92], outputs, slice_index, offset)
+            _grid(fig, [0.04, 0.40, 0.96, 0.92], outputs, slice_index, offset, redaction)
             fig.text(0.06, 0.375, "Lesions (largest first)", fontsize=10, weight="bold")
             _table(
                 fig,
@@ -476,9 +542,9 @@ def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
             plt.close(fig)
         page += 1
         fig = plt.figure(figsize=A4)
-        _frame(fig, page, pages, outputs.case_id)
+        _frame(fig, page, pages, name)
         y = 0.94
-        readings = _csf(outputs)
+        readings = _csf(outputs, offset, redaction)
         if readings:
             fig.text(0.06, y, "CSF and serum", fontsize=10, weight="bold")
             y -= 0.025
@@ -489,7 +555,7 @@ def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
             y -= 0.02
         fig.text(0.06, y, "Methods and provenance", fontsize=10, weight="bold")
         y -= 0.025
-        for line in textwrap.wrap(_methods(outputs, index_key, index_on), 115):
+        for line in textwrap.wrap(_methods(outputs, index_key, index_on, redaction), 115):
             fig.text(0.06, y, line, fontsize=7.5)
             y -= 0.016
         y -= 0.02
@@ -499,15 +565,22 @@ def report_bytes(case_folder: Path, index_key: str | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(case_folder: Path, out_pdf: Path, index_key: str | None = None) -> Path:
-    """Write the report of ``OUT/sub-<case>`` to ``out_pdf`` (atomically) and return its path.
+def write_report(
+    case_folder: Path,
+    out_pdf: Path,
+    index_key: str | None = None,
+    *,
+    pseudonym: str | None = None,
+) -> Path:
+    """Write the report of ``OUT/sub-<case>`` to ``out_pdf`` (atomically) and return its path
+    (``pseudonym``: de-identified, see :func:`report_bytes`).
 
     Raises
     ------
     FileNotFoundError
         When ``case_folder`` is not a finished analysis (no provenance.json).
     """
-    data = report_bytes(case_folder, index_key)
+    data = report_bytes(case_folder, index_key, pseudonym=pseudonym)
     out_pdf = Path(out_pdf)
     out_pdf.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{out_pdf.name}.", dir=out_pdf.parent)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,6 +103,14 @@ def test_plain_export_keeps_every_table_as_tsv_and_parquet(analyzed_samples, tmp
         (tmp_path / "export" / "sub-indexcase" / "medication_administrations.fhir.json").read_text()
     )
     assert bundle["resourceType"] == "Bundle"
+    # the DICOM SEG objects verbatim, and one report per case
+    assert summary.dicom == 9
+    for original in (analyzed_samples / "sub-indexcase").glob("ses-*/*_seg.dcm"):
+        copy = tmp_path / "export" / "sub-indexcase" / original.parent.name / original.name
+        assert copy.read_bytes() == original.read_bytes()
+    assert "indexcase" in _pdf_text(
+        tmp_path / "export" / "sub-indexcase" / "sub-indexcase_report.pdf"
+    )
 
 
 def test_deidentified_export_has_no_identifiers_and_no_dates(analyzed_samples, tmp_path):
@@ -124,13 +135,16 @@ def test_deidentified_export_has_no_identifiers_and_no_dates(analyzed_samples, t
         if not path.is_file():
             continue
         raw = path.read_bytes().decode("latin-1")
+        if path.suffix == ".pdf":  # the text a reader sees, and the document's metadata
+            raw = _pdf_text(path)
+            assert "P00" in raw and "De-identified" in raw, path
         if path.suffix == ".dcm":  # the profile's dummy date (checked attribute by attribute below)
             raw = raw.replace(DUMMY_DATE, "")
         for original in ("indexcase", "cnsmyeloma"):
             assert original not in raw, (path, original)
         for pattern in DATE_PATTERNS:
             assert not re.search(pattern, raw), (path, pattern)
-        assert path.suffix in {".tsv", ".parquet", ".json", ".dcm"}  # no provenance, FHIR, NIfTI
+        assert path.suffix in {".tsv", ".parquet", ".json", ".dcm", ".pdf"}  # no FHIR, NIfTI
         if path.suffix == ".tsv":
             columns = set(pd.read_csv(path, sep="\t", nrows=0).columns)
             assert not columns & (DATE_COLUMNS | FREE_TEXT_COLUMNS | IDENTIFYING_COLUMNS), path
@@ -144,6 +158,9 @@ def test_deidentified_export_has_no_identifiers_and_no_dates(analyzed_samples, t
     assert (
         sessions["flair_lesion_volume_ml"].tolist() == original["flair_lesion_volume_ml"].tolist()
     )
+    report = _pdf_text(folder / "sub-P002" / "sub-P002_report.pdf")
+    assert "Follow-up of case P002" in report and "ses-05" in report
+    assert "28.34" in report and "165" in report  # peak FLAIR volume (mL), last day
 
 
 def test_export_refuses_to_overwrite_and_to_keep_the_key_inside(analyzed_samples, tmp_path):
@@ -167,6 +184,16 @@ def test_export_refuses_to_overwrite_and_to_keep_the_key_inside(analyzed_samples
     empty = runner.invoke(app, ["export", str(tmp_path / "taken"), "--to", str(tmp_path / "x")])
     assert empty.exit_code == 1 and "no analysed case" in empty.output
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
+
+
+def _pdf_text(path: Path) -> str:
+    """What pdftotext and pdfinfo read from a PDF (poppler-utils; CI installs it)."""
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) not installed")
+    return "\n".join(
+        subprocess.run([tool, str(path), *extra], check=True, capture_output=True, text=True).stdout
+        for tool, extra in (("pdftotext", ["-"]), ("pdfinfo", []))
+    )
 
 
 def _elements(dataset: pydicom.Dataset):
