@@ -114,18 +114,23 @@ def _segments(count: int) -> list[LesionSegment]:
     ]
 
 
-def test_phantom_seg_round_trip_is_exact_and_references_every_source_plane(tmp_path):
-    _, image, sources = _phantom(tmp_path)
-    labels = _three_lesions(image.shape)
-    seg = lesion_segmentation(
-        image.with_data(labels, sequence="OTHER"),
-        _segments(3),
+def _build(labels: MRImage, sources: list[pydicom.Dataset]) -> hd.seg.Segmentation:
+    """A SEG of ``labels`` (values 1..N) with N tracked FLAIR lesion segments."""
+    return lesion_segmentation(
+        labels,
+        _segments(int(np.asarray(labels.data).max())),
         sources,
         series_number=9901,
         series_description="leukotrack FLAIR lesions (research use)",
         software_version="test",
-        uid_parts=("phantom",),
+        uid_parts=("test",),
     )
+
+
+def test_phantom_seg_round_trip_is_exact_and_references_every_source_plane(tmp_path):
+    _, image, sources = _phantom(tmp_path)
+    labels = _three_lesions(image.shape)
+    seg = _build(image.with_data(labels, sequence="OTHER"), sources)
     path = tmp_path / "seg.dcm"
     seg.save_as(path)
     back = hd.seg.segread(path)
@@ -167,15 +172,7 @@ def test_a_mask_off_the_source_grid_is_refused(tmp_path):
     shifted[:3, 3] += 0.5 * image.affine[:3, 2]  # half a slice along the normal
     moved = MRImage(_three_lesions(image.shape), shifted, sequence="OTHER")
     with pytest.raises(SegReferenceError, match="lie on no plane of the source series"):
-        lesion_segmentation(
-            moved,
-            _segments(3),
-            sources,
-            series_number=9901,
-            series_description="x",
-            software_version="test",
-            uid_parts=("phantom",),
-        )
+        _build(moved, sources)
 
 
 def test_labels_and_segments_must_match():
@@ -289,14 +286,9 @@ def test_seg_on_real_scanner_series_round_trips(realdata, folder, tmp_path):
     labels = np.zeros(shape, np.uint16)
     labels[10:20, 30:41, 5:9] = 1  # a box across four slices, off the centre
     labels[50:53, 12:14, shape[2] - 3] = 2
-    seg = lesion_segmentation(
+    seg = _build(
         image.with_data(labels, sequence="OTHER", bvals_s_mm2=None),
-        _segments(2),
-        source_datasets(sorted(iter_files(realdata / folder)), b_value_s_mm2=None),
-        series_number=9902,
-        series_description="leukotrack lesions (test)",
-        software_version="test",
-        uid_parts=(folder,),
+        source_datasets(sorted(iter_files(realdata / folder))),
     )
     path = tmp_path / "seg.dcm"
     seg.save_as(path)
