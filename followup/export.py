@@ -38,7 +38,7 @@ import pandas as pd
 import pydicom
 
 from followup.report import write_report
-from followup.results import case_folders_in
+from followup.results import case_folders_in, session_aliases
 from imaging.dicom.deidentify import UidMap, deidentify
 
 __all__ = [
@@ -130,7 +130,7 @@ def _session_pseudonyms(folder: Path) -> dict[str, str]:
     ordered = sessions.assign(_day=pd.to_numeric(sessions["day"], errors="coerce")).sort_values(
         "_day"
     )
-    return {label: f"ses-{n:02d}" for n, label in enumerate(ordered["session_id"], start=1)}
+    return session_aliases([str(label) for label in ordered["session_id"]])
 
 
 def _export_dicom(

@@ -41,6 +41,7 @@ from followup.results import (
     lesion_courses,
     load_case_outputs,
     marked_labels,
+    session_aliases,
 )
 from imaging.display import (
     DWI_RGB,
@@ -467,9 +468,7 @@ def report_bytes(
     index_on = dates.get(index_key, outputs.analysis_index)
     offset = outputs.day_offset(index_on)
     redaction = (
-        Redaction(
-            pseudonym, {s: f"ses-{n:02d}" for n, s in enumerate(outputs.session_ids, start=1)}
-        )
+        Redaction(pseudonym, session_aliases(outputs.session_ids))
         if pseudonym is not None
         else None
     )

@@ -32,6 +32,7 @@ __all__ = [
     "lesion_courses",
     "load_case_outputs",
     "marked_labels",
+    "session_aliases",
 ]
 
 ImageKind = Literal["FLAIR", "DWI", "ADC", "flair_lesions", "dwi_lesions", "lesions"]
@@ -155,6 +156,15 @@ def _first(timeline: pd.DataFrame, kind: str, item: str | None = None) -> date |
         rows = rows[rows["item"] == item]
     dates = [d for d in rows["date"] if isinstance(d, str) and d]
     return date.fromisoformat(min(dates)[:10]) if dates else None
+
+
+def session_aliases(session_ids: list[str]) -> dict[str, str]:
+    """De-identified session labels: ``ses-01``, ``ses-02``, ... for sessions given in time order.
+
+    >>> session_aliases(["ses-20230314", "ses-20230317"])
+    {'ses-20230314': 'ses-01', 'ses-20230317': 'ses-02'}
+    """
+    return {label: f"ses-{n:02d}" for n, label in enumerate(session_ids, start=1)}
 
 
 def index_dates(outputs: CaseOutputs) -> dict[str, date]:
