@@ -84,6 +84,7 @@ SESSION_COLUMNS = [
     "has_dwi",
     "adc_source",
     "registration_to_baseline_mask_dice",
+    "dwi_input",
 ]
 #: lesions.tsv: the columns of DESIGN.md §3.3 first, then leukotrack's own.
 LESION_COLUMNS = [
@@ -193,6 +194,7 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
         "has_flair": int(images.flair is not None),
         "has_dwi": int(images.b1000 is not None),
         "adc_source": images.adc_source,
+        "dwi_input": images.dwi_kind,
     }
     fit = case.template
     flair, dwi = images.flair_result, images.dwi_result
@@ -210,7 +212,7 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
         if images.flair_brain is not None:
             brain = np.count_nonzero(np.asarray(images.flair_brain.data))
             row["brain_volume_ml"] = mm3_to_ml(brain * images.flair.voxel_volume_mm3)
-    if dwi is not None and images.b1000 is not None and images.adc is not None:
+    if dwi is not None and images.b1000 is not None:
         to_mni = case.to_mni(images, dwi=images.flair is not None)
         row.update(
             lesion_volumes(
@@ -221,6 +223,10 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
             )
         )
         row["dwi_lesion_count"] = lesion_count(dwi.lesion_mask)
+        if "brain_volume_ml" not in row and images.dwi_brain is not None:  # a DWI-only session
+            brain = np.count_nonzero(np.asarray(images.dwi_brain.data))
+            row["brain_volume_ml"] = mm3_to_ml(brain * images.b1000.voxel_volume_mm3)
+    if dwi is not None and images.b1000 is not None and images.adc is not None:
         nawm = adc_in_mask(images.adc, dwi.nawm_mask)
         lesion_adc = adc_in_mask(images.adc, dwi.lesion_mask)
         row["nawm_adc_mean_um2s"] = nawm
@@ -459,6 +465,7 @@ def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, A
             s.label: {
                 "sources": s.sources,
                 "adc_source": s.adc_source,
+                "dwi_input": _dwi_input(s),
                 "registrations": s.registrations,
                 "to_baseline_ras_mm": np.round(s.to_baseline, 6).tolist(),
                 "dwi_to_reference_ras_mm": np.round(s.dwi_to_reference, 6).tolist(),
@@ -470,6 +477,23 @@ def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, A
         "dseg_codes": (
             f"FLAIR lesion n -> n; DWI lesion n -> {_DSEG_DWI_OFFSET} + n (FLAIR wins where both)"
         ),
+    }
+
+
+def _dwi_input(images: SessionImages) -> dict[str, Any] | None:
+    """What the session's DWI export held and what the DWI lesion measurement could use."""
+    if images.b1000 is None:
+        return None
+    result = images.dwi_result
+    return {
+        "kind": images.dwi_kind,
+        "trace_b_value_s_mm2": images.dwi_b_value_s_mm2,
+        "adc_source": images.adc_source or "none",
+        "registered_to_flair": images.dwi_registrable if images.flair is not None else None,
+        "restriction_checked": bool(result is not None and result.adc_used),
+        "seed_z_used": result.seed_z_used if result is not None else None,
+        "gm_ceiling_z": result.gm_ceiling_z if result is not None else None,
+        "seed_radc_max": (result.seed_radc_max if result is not None and result.adc_used else None),
     }
 
 

@@ -1,15 +1,34 @@
-"""Diffusion: split a DWI series into its b=0 and high-b volumes, and compute ADC maps."""
+"""Diffusion: what a DWI series holds (trace, b=0, b-value), ADC maps, and which DWI input kind it is.
+
+Clinical exports carry DWI in several forms; each is accepted and what it allows is stated:
+
+========================  =================================================================
+input kind                what is measured
+========================  =================================================================
+``b0+trace+adc``          DWI lesions (trace hyperintense and ADC restricted), scanner ADC
+``b0+trace``              the same, with ADC computed as ln(S0/Sb)/b
+``trace+adc``             the same with the scanner ADC; no b=0 (registration uses the trace)
+``trace``                 trace hyperintensity only: restriction cannot be told from T2
+                          shine-through, so ADC, rADC and the lesions' ADC stay empty
+========================  =================================================================
+
+The trace is the highest-b volume of the series (b >= ``min_high_b``, 500 s/mm2 by default: 800,
+1000, 2500 are all accepted); the b=0 is the lowest-b volume when that is at most ``max_low_b``
+(50 s/mm2: some scanners store b = 5 or 10 for their "b=0").
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from imaging.errors import ImagingError
+from imaging.errors import DwiInputError
 from imaging.image import MRImage
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT
 
-__all__ = ["adc_from_dwi", "split_dwi"]
+__all__ = ["DwiVolumes", "adc_from_dwi", "dwi_input_kind", "split_dwi"]
 
 
 def adc_from_dwi(b0: MRImage, high: MRImage, b_value_s_mm2: float) -> MRImage:
@@ -28,27 +47,84 @@ def adc_from_dwi(b0: MRImage, high: MRImage, b_value_s_mm2: float) -> MRImage:
     adc[valid] = np.log(s0[valid] / sb[valid]) / b_value_s_mm2 * 1e6
     adc = np.clip(adc, 0.0, 5000.0)
     return high.with_data(adc, sequence=SequenceClass.ADC, bvals_s_mm2=None).with_acquisition(
-        unit=ADC_UNIT, notes=("ADC computed from the DWI: ln(S0/Sb)/b",)
+        unit=ADC_UNIT, notes=(f"ADC computed from the DWI: ln(S0/Sb)/b, b = {b_value_s_mm2:g}",)
     )
 
 
-def split_dwi(dwi: MRImage, min_high_b: float) -> tuple[MRImage, MRImage, float]:
-    """The b=0 volume (lowest b) and the highest-b volume (>= ``min_high_b``) of a DWI series."""
+@dataclass(frozen=True)
+class DwiVolumes:
+    """The volumes of one DWI series that the pipeline uses.
+
+    Attributes
+    ----------
+    trace : MRImage
+        3-D diffusion-weighted (trace) image at ``b_value_s_mm2``: the mean of the series' volumes
+        at its highest b-value.
+    b_value_s_mm2 : float
+        The trace's b-value, s/mm2.
+    b0 : MRImage or None
+        3-D mean of the volumes at the lowest b-value when that is a b=0 (<= ``max_low_b``);
+        ``None`` when the series holds the trace only.
+    """
+
+    trace: MRImage
+    b_value_s_mm2: float
+    b0: MRImage | None
+
+
+def split_dwi(dwi: MRImage, min_high_b: float = 500.0, max_low_b: float = 50.0) -> DwiVolumes:
+    """The trace (highest b, >= ``min_high_b``) and, when present, the b=0 of a DWI series.
+
+    Parameters
+    ----------
+    dwi : MRImage
+        3-D (one volume) or 4-D DWI series with one b-value (s/mm2) per volume.
+    min_high_b : float
+        Smallest b-value (s/mm2) accepted for the trace.
+    max_low_b : float
+        Largest b-value (s/mm2) that counts as b=0.
+
+    Raises
+    ------
+    DwiInputError
+        When the b-values are missing, or no volume has b >= ``min_high_b``.
+
+    >>> import numpy as np
+    >>> trace = MRImage(np.ones((4, 5, 6)), np.eye(4), sequence="DWI", bvals_s_mm2=[800.0])
+    >>> volumes = split_dwi(trace)
+    >>> volumes.b0 is None, volumes.b_value_s_mm2
+    (True, 800.0)
+    """
     bvals = np.asarray(dwi.bvals_s_mm2 or (), dtype=float)
-    if dwi.n_volumes < 2 or bvals.size != dwi.n_volumes:
-        raise ImagingError(
-            f"{dwi.acquisition.source}: the DWI series needs a b=0 and a b>={min_high_b:g} volume, "
-            f"found b-values {bvals.tolist()}"
+    source = dwi.acquisition.source or "the DWI series"
+    if bvals.size != dwi.n_volumes:
+        raise DwiInputError(
+            f"{source}: {bvals.size} b-value(s) for {dwi.n_volumes} volume(s); give one b-value "
+            "per volume (a .bval file beside a NIfTI DWI, or the DICOM diffusion tags)"
         )
     high_b = float(bvals.max())
-    if high_b < min_high_b or bvals.min() > 50:
-        raise ImagingError(
-            f"{dwi.acquisition.source}: the DWI series needs a b=0 and a b>={min_high_b:g} volume, "
-            f"found b-values {bvals.tolist()}"
+    if high_b < min_high_b:
+        raise DwiInputError(
+            f"{source}: the DWI series needs a diffusion-weighted (trace) volume at "
+            f"b >= {min_high_b:g} s/mm2, found b-values {bvals.tolist()}"
         )
-    low = [i for i in range(dwi.n_volumes) if bvals[i] == bvals.min()]
-    high = [i for i in range(dwi.n_volumes) if bvals[i] == high_b]
     data = np.asarray(dwi.data, dtype=np.float32)
-    b0 = dwi.with_data(data[..., low].mean(axis=-1), bvals_s_mm2=[float(bvals.min())])
-    b1000 = dwi.with_data(data[..., high].mean(axis=-1), bvals_s_mm2=[high_b])
-    return b0, b1000, high_b
+    if data.ndim == 3:
+        data = data[..., np.newaxis]
+    high = [i for i in range(dwi.n_volumes) if bvals[i] == high_b]
+    trace = dwi.with_data(data[..., high].mean(axis=-1), bvals_s_mm2=[high_b])
+    low_b = float(bvals.min())
+    b0 = None
+    if low_b <= max_low_b:
+        low = [i for i in range(dwi.n_volumes) if bvals[i] == low_b]
+        b0 = dwi.with_data(data[..., low].mean(axis=-1), bvals_s_mm2=[low_b])
+    return DwiVolumes(trace=trace, b_value_s_mm2=high_b, b0=b0)
+
+
+def dwi_input_kind(*, has_b0: bool, has_scanner_adc: bool) -> str:
+    """The input kind of the module table: ``b0+trace+adc``, ``b0+trace``, ``trace+adc``, ``trace``.
+
+    >>> dwi_input_kind(has_b0=False, has_scanner_adc=True)
+    'trace+adc'
+    """
+    return ("b0+" if has_b0 else "") + "trace" + ("+adc" if has_scanner_adc else "")

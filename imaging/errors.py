@@ -10,6 +10,7 @@ __all__ = [
     "AdcUnitError",
     "DicomReadError",
     "DuplicateSliceError",
+    "DwiInputError",
     "GeometryError",
     "ImagingError",
     "MissingSliceError",
@@ -18,6 +19,7 @@ __all__ = [
     "MixedVolumesError",
     "NiftiLayoutError",
     "NoImagesFoundError",
+    "SeriesTooSmallError",
     "TruncatedFileError",
     "UnevenSpacingError",
 ]
@@ -73,3 +75,11 @@ class AdcUnitError(ImagingError):
 
 class NiftiLayoutError(ImagingError):
     """A NIfTI case folder does not follow the documented BIDS-like layout."""
+
+
+class DwiInputError(ImagingError):
+    """A DWI series lacks what the pipeline needs (b-values, a diffusion-weighted volume)."""
+
+
+class SeriesTooSmallError(GeometryError):
+    """A series covers too few slices to be registered or measured (e.g. a 2-slice test series)."""

@@ -3,7 +3,8 @@
 Spaces and transforms (4x4, RAS+ mm, each mapping a point of one world to the corresponding point of
 another):
 
-* ``reference`` of a session: its FLAIR, or its b=0 image when the session has no FLAIR;
+* ``reference`` of a session: its FLAIR, or its DWI reference when the session has no FLAIR;
+* ``dwi reference``: the b=0 image, or the trace when the series has no b=0 (trace + ADC exports);
 * ``baseline``: the reference of the first session that has a FLAIR (else the first session);
 * ``to_baseline``: session reference world -> baseline world (from a rigid registration);
 * ``dwi_to_reference``: DWI world -> session reference world (rigid, within the session);
@@ -12,7 +13,14 @@ another):
 Registration runs on N4-corrected images. FLAIR-to-FLAIR registrations are brain-masked and start
 from the brains' centres of mass; DWI-to-FLAIR registrations start from identity (same scanner frame
 within a session) with the b=0 image as the fixed image and no masks, which was the most accurate
-set-up on the sample case (see README, *Registration*).
+set-up on the sample case (see README, *Registration*). Without a b=0 the trace is the fixed image
+(mutual information does not need the same contrast).
+
+DWI input kinds (:mod:`imaging.diffusion`): b=0 + trace (+ scanner ADC), trace + scanner ADC, or
+the trace alone. A DWI series with fewer than ``min_registration_slices`` voxels along an axis (a
+2-slice test series) cannot be bias-corrected or registered: in a session with a FLAIR it is taken as
+aligned (same scanner frame) with a note; as the only image of a session it raises
+:class:`~imaging.errors.SeriesTooSmallError`.
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ from numpy.typing import NDArray
 from imaging.bias import N4Params, correct_bias
 from imaging.brain import BrainEstimateParams, estimate_brain, head_mask
 from imaging.case import CaseIndex, Session
-from imaging.diffusion import adc_from_dwi, split_dwi
-from imaging.errors import ImagingError
+from imaging.diffusion import adc_from_dwi, dwi_input_kind, split_dwi
+from imaging.errors import ImagingError, SeriesTooSmallError
 from imaging.image import MRImage
-from imaging.register import Registration, RegistrationParams, register
+from imaging.normalize import NormalizationError
+from imaging.register import Registration, RegistrationParams, register, resample
 from imaging.segment import (
     DwiLesionParams,
     DwiLesionResult,
@@ -77,8 +86,11 @@ class PipelineParams:
     dwi_registration: RegistrationParams = DWI_REGISTRATION
     flair: FlairLesionParams = field(default_factory=FlairLesionParams)
     dwi: DwiLesionParams = field(default_factory=DwiLesionParams)
-    #: Minimum b-value (s/mm2) of the diffusion-weighted volume used for lesions.
+    #: Minimum b-value (s/mm2) of the diffusion-weighted (trace) volume used for lesions.
     min_high_b_s_mm2: float = 500.0
+    #: A DWI series needs at least this many voxels along every axis to be bias-corrected and
+    #: registered (the coarsest pyramid level halves it; N4 and ITK's registration fail below).
+    min_registration_slices: int = 8
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, nested."""
@@ -95,9 +107,18 @@ class SessionImages:
     study_uid: str | None
     flair: MRImage | None = None
     b0: MRImage | None = None
+    #: The diffusion-weighted trace at the series' highest b-value (b >= 500; 1000 usually, but
+    #: 800 or 2500 too: see ``dwi_b_value_s_mm2``). The name is kept for the output contracts.
     b1000: MRImage | None = None
     adc: MRImage | None = None
+    #: ``scanner``, ``computed`` (from b=0 and trace) or ``""`` (no ADC: trace alone).
     adc_source: str = ""
+    #: b-value of ``b1000``, s/mm2.
+    dwi_b_value_s_mm2: float | None = None
+    #: ``b0+trace+adc``, ``b0+trace``, ``trace+adc`` or ``trace`` (see :mod:`imaging.diffusion`).
+    dwi_kind: str = ""
+    #: False when the DWI series is too small to bias-correct and register (taken as aligned).
+    dwi_registrable: bool = True
     sources: dict[str, str] = field(default_factory=dict)
     #: DICOM files of the series used, by role (``flair``, ``dwi``, ``adc``); empty for NIfTI input.
     source_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
@@ -113,9 +134,14 @@ class SessionImages:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def dwi_reference(self) -> MRImage | None:
+        """The DWI image registrations use: the b=0, else the trace (``None`` without DWI)."""
+        return self.b0 if self.b0 is not None else self.b1000
+
+    @property
     def reference(self) -> MRImage:
-        """The session's reference image (FLAIR, else b=0)."""
-        image = self.flair if self.flair is not None else self.b0
+        """The session's reference image (FLAIR, else the DWI reference)."""
+        image = self.flair if self.flair is not None else self.dwi_reference
         if image is None:
             raise ImagingError(f"{self.label}: neither FLAIR nor DWI")
         return image
@@ -157,30 +183,81 @@ def _load_session(session: Session, params: PipelineParams) -> SessionImages:
         result.source_files["flair"] = flair_entry.paths
     dwi_entry = session.pick(SequenceClass.DWI)
     if dwi_entry is not None:
-        b0, b1000, high_b = split_dwi(dwi_entry.load(), params.min_high_b_s_mm2)
-        result.b0, result.b1000 = b0, b1000
+        _load_dwi(result, session, dwi_entry.load(), params)
         result.sources["dwi"] = dwi_entry.source
         result.source_files["dwi"] = dwi_entry.paths
-        adc_entry = session.pick(SequenceClass.ADC)
-        adc = adc_entry.load() if adc_entry is not None else None
-        if adc is not None and adc.same_grid(b0):
-            result.adc, result.adc_source = adc, "scanner"
-            result.sources["adc"] = adc_entry.source if adc_entry else ""
-            result.source_files["adc"] = adc_entry.paths if adc_entry else ()
-        else:
-            if adc is not None:
-                result.notes.append("the scanner ADC is on another grid than the DWI; recomputed")
-            result.adc, result.adc_source = adc_from_dwi(b0, b1000, high_b), "computed"
     return result
+
+
+def _load_dwi(
+    result: SessionImages, session: Session, dwi: MRImage, params: PipelineParams
+) -> None:
+    """Fill the session's DWI fields from whatever the export holds (see :mod:`imaging.diffusion`)."""
+    volumes = split_dwi(dwi, params.min_high_b_s_mm2)
+    trace, b0 = volumes.trace, volumes.b0
+    result.b0, result.b1000, result.dwi_b_value_s_mm2 = b0, trace, volumes.b_value_s_mm2
+    thinnest = min(trace.spatial_shape)
+    if thinnest < params.min_registration_slices:
+        problem = (
+            f"{dwi.acquisition.source}: the DWI series has {thinnest} voxels along one axis "
+            f"(shape {trace.spatial_shape}), fewer than the {params.min_registration_slices} needed "
+            "to bias-correct and register it"
+        )
+        if result.flair is None:
+            raise SeriesTooSmallError(
+                f"{problem}; a session without FLAIR cannot be measured from it. Export the whole "
+                "DWI series (all slices), or leave this series out of the case folder"
+            )
+        result.dwi_registrable = False
+        result.notes.append(
+            f"{problem}: taken as aligned with the FLAIR (same scanner frame), not bias-corrected"
+        )
+    adc_entry = session.pick(SequenceClass.ADC)
+    adc = adc_entry.load() if adc_entry is not None else None
+    if adc is not None and adc_entry is not None and not adc.same_grid(trace):
+        if b0 is not None:
+            result.notes.append("the scanner ADC is on another grid than the DWI; recomputed")
+            adc = None
+        else:
+            adc = resample(adc, trace, np.eye(4), interpolation="linear")
+            result.notes.append(
+                "the scanner ADC is on another grid than the DWI trace and there is no b=0 to "
+                "recompute it: resampled onto the trace grid (same scanner frame, linear)"
+            )
+    if adc is not None and adc_entry is not None:
+        result.adc, result.adc_source = adc, "scanner"
+        result.sources["adc"] = adc_entry.source
+        result.source_files["adc"] = adc_entry.paths
+    elif b0 is not None:
+        result.adc = adc_from_dwi(b0, trace, volumes.b_value_s_mm2)
+        result.adc_source = "computed"
+    else:
+        result.notes.append(
+            f"DWI trace alone (b = {volumes.b_value_s_mm2:g}, no b=0 and no ADC map): DWI lesions "
+            "are trace-hyperintense tissue only; restriction cannot be told from T2 "
+            "shine-through, so the ADC and rADC columns stay empty"
+        )
+    result.dwi_kind = dwi_input_kind(
+        has_b0=b0 is not None, has_scanner_adc=result.adc_source == "scanner"
+    )
+    if volumes.b_value_s_mm2 != 1000.0:
+        result.notes.append(
+            f"DWI trace at b = {volumes.b_value_s_mm2:g} s/mm2: lesion contrast and ADC are "
+            "normalised to this session's normal-appearing white matter (z-score, rADC)"
+        )
 
 
 def _bias_correct(images: SessionImages, params: PipelineParams) -> None:
     if images.flair is not None:
         images.flair, _ = correct_bias(images.flair, head_mask(images.flair), params=params.n4)
-    if images.b0 is not None and images.b1000 is not None:
+    if images.b1000 is None or not images.dwi_registrable:
+        return
+    if images.b0 is not None:  # the field of the b=0 applies to the trace (same coil, same frame)
         images.b0, field_b0 = correct_bias(images.b0, head_mask(images.b0), params=params.n4)
         corrected = np.asarray(images.b1000.data, dtype=np.float32) / np.asarray(field_b0.data)
         images.b1000 = images.b1000.with_data(corrected)
+    else:
+        images.b1000, _ = correct_bias(images.b1000, head_mask(images.b1000), params=params.n4)
 
 
 def _register_to_baseline(
@@ -199,22 +276,30 @@ def _register_to_baseline(
         images.to_baseline = np.asarray(np.linalg.inv(fit.matrix), dtype=np.float64)
         images.registrations["reference_to_baseline"] = fit.to_dict()
         return
-    # a session or a baseline without FLAIR: register the b=0 images or the b=0 to the FLAIR
-    moving = baseline.flair if baseline.flair is not None else baseline.b0
-    assert moving is not None and images.b0 is not None
-    fit = register(images.b0, moving, initial=None, params=params.dwi_registration)
+    # a session or a baseline without FLAIR: register the DWI references, or the DWI to the FLAIR
+    moving = baseline.flair if baseline.flair is not None else baseline.dwi_reference
+    fixed = images.dwi_reference
+    assert moving is not None and fixed is not None
+    fit = register(fixed, moving, initial=None, params=params.dwi_registration)
     images.to_baseline = fit.matrix  # fixed = this session's b=0: its world -> baseline world
     images.registrations["reference_to_baseline"] = fit.to_dict()
 
 
 def _register_dwi(images: SessionImages, params: PipelineParams) -> None:
-    if images.b0 is None or images.flair is None:
-        return  # without FLAIR the b=0 is the reference itself
+    fixed = images.dwi_reference
+    if fixed is None or images.flair is None:
+        return  # without FLAIR the DWI reference is the session reference itself
+    if not images.dwi_registrable:
+        images.registrations["dwi_to_reference"] = {"skipped": "DWI series too small; identity"}
+        return
     fit: Registration = register(
-        images.b0, images.flair, initial=np.eye(4), params=params.dwi_registration
+        fixed, images.flair, initial=np.eye(4), params=params.dwi_registration
     )
-    images.dwi_to_reference = fit.matrix  # fixed = b=0: DWI world -> FLAIR world
-    images.registrations["dwi_to_reference"] = fit.to_dict()
+    images.dwi_to_reference = fit.matrix  # fixed = b=0 (or trace): DWI world -> FLAIR world
+    images.registrations["dwi_to_reference"] = {
+        **fit.to_dict(),
+        "fixed": "b0" if images.b0 is not None else "trace",
+    }
 
 
 def _segment(case: CaseImages, images: SessionImages) -> None:
@@ -226,13 +311,18 @@ def _segment(case: CaseImages, images: SessionImages) -> None:
         images.flair_result = segment_flair_lesions(
             images.flair, images.flair_brain, images.flair_wm_prior, params=params.flair
         )
-    if images.b1000 is not None and images.adc is not None:
+    if images.b1000 is not None:
         to_mni = case.to_mni(images, dwi=images.flair is not None)
         images.dwi_brain = fit.prior(images.b1000, "brain", to_mni=to_mni)
         images.dwi_wm_prior = fit.prior(images.b1000, "wm", to_mni=to_mni)
-        images.dwi_result = segment_dwi_lesions(
-            images.b1000, images.adc, images.dwi_brain, images.dwi_wm_prior, params=params.dwi
-        )
+        try:
+            images.dwi_result = segment_dwi_lesions(
+                images.b1000, images.adc, images.dwi_brain, images.dwi_wm_prior, params=params.dwi
+            )
+        except NormalizationError as error:
+            if images.dwi_registrable:
+                raise
+            images.notes.append(f"DWI lesions not measured on the small DWI series: {error}")
 
 
 def process_case(
@@ -259,7 +349,7 @@ def process_case(
     for session in case.sessions:
         say(f"{session.label}: loading")
         images = _load_session(session, params)
-        if images.flair is None and images.b0 is None:
+        if images.flair is None and images.b1000 is None:
             continue
         say(f"{session.label}: bias correction")
         _bias_correct(images, params)

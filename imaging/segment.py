@@ -176,17 +176,36 @@ class DwiLesionParams:
     Attributes
     ----------
     nawm : NawmParams
-        NAWM estimate on b=1000 (the NAWM ADC is the median ADC over the same voxels).
+        NAWM estimate on the trace (the NAWM ADC is the median ADC over the same voxels).
     seed_z : float
-        A lesion must contain a voxel at least this bright on b=1000 (z).
+        A lesion must contain a voxel at least this bright on the trace (z) ...
+    seed_above_gm_z : float
+        ... and brighter than the grey-matter ceiling plus this margin (z): grey matter is brighter
+        than white matter on the trace (longer T2, more protons), so "hyperintense" is measured
+        against the brightest normal parenchyma once lesions may lie in grey matter.
+    gm_prior_max_wm : float
+        Deep (> ``edge_distance_mm``), non-CSF brain voxels with a white-matter prior below this
+        are the grey-matter sample.
+    gm_ceiling_percentile : float
+        The grey-matter ceiling is this percentile (0-100) of z over that sample.
     grow_z : float
-        Lesions grow into connected voxels at least this bright on b=1000 (z).
+        Lesions grow into connected voxels at least this bright on the trace (z).
     radc_max : float
-        Restricted: ADC / NAWM ADC below this (0.75 = the sample's ground-truth definition).
+        Restricted: ADC / NAWM ADC below this, for every lesion voxel (0.75: the automated
+        ischaemic-core rule ADC <= 620 um2/s relative to normal tissue, 620 / 843 = 0.74 with
+        Nagesh et al. 1998's contralateral ADC; also the synthetic truth definition).
+    seed_adc_sd : float
+        Seed voxels are also restricted beyond this many robust SDs of the NAWM ADC (the scan's
+        own ADC noise): ``rADC < 1 - seed_adc_sd * sd / median``. On noisy thick-slice EPI
+        (NAWM ADC SD 12-14 % of the median) a voxel at rADC 0.7 is within noise of normal.
     adc_min_um2s : float
         Voxels with ADC below this are background or fit failures, not tissue, um2/s.
+    territory : {"parenchyma", "white_matter"}
+        Where lesions may be: the whole brain parenchyma (restricted diffusion is abnormal in grey
+        and white matter: infarcts, toxic lesions of the dentate nuclei or cortex), or white
+        matter only (the ``wm_prior_min`` region dilated by ``wm_dilation_mm``).
     wm_prior_min : float
-        White-matter prior (0..1) defining the white matter where lesions may be.
+        White-matter prior (0..1) of the white-matter territory.
     wm_dilation_mm : float
         That white matter is dilated by this distance, mm.
     edge_distance_mm : float
@@ -197,9 +216,14 @@ class DwiLesionParams:
 
     nawm: NawmParams = field(default_factory=NawmParams)
     seed_z: float = 4.0
+    seed_above_gm_z: float = 2.0
+    gm_prior_max_wm: float = 0.2
+    gm_ceiling_percentile: float = 95.0
     grow_z: float = 2.0
     radc_max: float = 0.75
+    seed_adc_sd: float = 3.0
     adc_min_um2s: float = 100.0
+    territory: str = "parenchyma"
     wm_prior_min: float = 0.3
     wm_dilation_mm: float = 2.0
     edge_distance_mm: float = 5.0
@@ -279,33 +303,47 @@ class DwiLesionResult(_LesionResult):
         uint8 lesion mask (1 = restricted lesion).
     zscore : MRImage
         float32 NAWM z-score of the b=1000 image (0 outside the brain).
-    radc : MRImage
-        float32 ADC relative to the NAWM ADC (0 outside the brain).
+    radc : MRImage or None
+        float32 ADC relative to the NAWM ADC (0 outside the brain); ``None`` without an ADC map.
     nawm_mask : MRImage
         uint8 mask of the NAWM voxels (b=1000 estimate; the NAWM ADC uses the same voxels).
     nawm_b1000_median, nawm_b1000_sigma : float
         NAWM median and robust SD of the b=1000 image, in its units.
     nawm_adc_um2s : float
-        Median ADC of the NAWM, um2/s.
+        Median ADC of the NAWM, um2/s (nan without an ADC map).
     lesion_adc_mean_um2s : float
-        Mean ADC inside the lesion mask, um2/s (nan when there is no lesion).
+        Mean ADC inside the lesion mask, um2/s (nan when there is no lesion or no ADC).
+    gm_ceiling_z : float
+        The grey-matter ceiling (z) of the trace measured on this image.
+    seed_z_used : float
+        The seed threshold applied: ``max(seed_z, gm_ceiling_z + seed_above_gm_z)``.
+    seed_radc_max : float
+        The seeds' rADC bound applied (nan without ADC).
     params : DwiLesionParams
         The parameters used.
     """
 
     lesion_mask: MRImage
     zscore: MRImage
-    radc: MRImage
+    radc: MRImage | None
     nawm_mask: MRImage
     nawm_b1000_median: float
     nawm_b1000_sigma: float
     nawm_adc_um2s: float
     lesion_adc_mean_um2s: float
+    gm_ceiling_z: float
+    seed_z_used: float
+    seed_radc_max: float
     params: DwiLesionParams
 
     @property
+    def adc_used(self) -> bool:
+        """Whether an ADC map was used (False: trace alone, restriction not checked)."""
+        return self.radc is not None
+
+    @property
     def radc_lesion(self) -> float:
-        """Mean lesion ADC / NAWM ADC (nan when there is no lesion)."""
+        """Mean lesion ADC / NAWM ADC (nan when there is no lesion or no ADC)."""
         return self.lesion_adc_mean_um2s / self.nawm_adc_um2s
 
 
@@ -547,20 +585,22 @@ def _crop_affine(image: MRImage, box: tuple[slice, ...]) -> NDArray[np.float64]:
 # ---------------------------------------------------------------------------------------- DWI
 def segment_dwi_lesions(
     b1000: MRImage,
-    adc_um2s: MRImage,
+    adc_um2s: MRImage | None,
     brain_mask: MRImage,
     wm_prior: MRImage,
     *,
     params: DwiLesionParams | None = None,
 ) -> DwiLesionResult:
-    """Segment diffusion-restricted white-matter lesions (method in the module docstring).
+    """Segment diffusion-restricted lesions (method in the module docstring).
 
     Parameters
     ----------
     b1000 : MRImage
-        3-D DWI volume at b = 1000 s/mm2 (e.g. ``dwi.volume(1)``), shape (I, J, K).
-    adc_um2s : MRImage
-        ADC map in um2/s on the same grid.
+        3-D diffusion-weighted trace at b >= 500 s/mm2 (1000 usually; e.g. ``dwi.volume(1)``),
+        shape (I, J, K).
+    adc_um2s : MRImage or None
+        ADC map in um2/s on the same grid; ``None`` for a trace-only export: lesions are then
+        trace-hyperintense tissue only (``adc_used`` False, ADC figures nan, ``radc`` None).
     brain_mask : MRImage
         Brain mask on the DWI grid.
     wm_prior : MRImage
@@ -571,7 +611,7 @@ def segment_dwi_lesions(
     Returns
     -------
     DwiLesionResult
-        Lesion mask (uint8), b=1000 z-score map, rADC map and NAWM mask on the DWI grid, with the
+        Lesion mask (uint8), trace z-score map, rADC map and NAWM mask on the DWI grid, with the
         NAWM and lesion ADC.
 
     Raises
@@ -582,7 +622,10 @@ def segment_dwi_lesions(
         If the brain mask is empty or holds too little white matter to normalise on.
     """
     params = params or DwiLesionParams()
-    _check_inputs(b1000, adc_um2s=adc_um2s, brain_mask=brain_mask, wm_prior=wm_prior)
+    others = {"brain_mask": brain_mask, "wm_prior": wm_prior}
+    if adc_um2s is not None:
+        others["adc_um2s"] = adc_um2s
+    _check_inputs(b1000, **others)
     spacing = b1000.spacing_mm
     brain_full = np.asarray(brain_mask.data) > 0
     box = _brain_box(brain_full)
@@ -594,34 +637,67 @@ def segment_dwi_lesions(
     z = np.asarray(norm.zscore.data, dtype=np.float32)
     brain = brain_full[box]
     prior = np.asarray(crops[2].data, dtype=np.float32)
-    adc = np.asarray(adc_um2s.data, dtype=np.float32)[box]
     nawm = np.asarray(norm.nawm_mask.data) > 0
-    nawm_adc = nawm & (adc >= params.adc_min_um2s)
-    if not nawm_adc.any():
-        raise NormalizationError(
-            "no normal-appearing white-matter voxel has a valid ADC; check the ADC map and its unit"
-        )
-    nawm_adc_um2s, _, _ = robust_location_scale(
-        adc[nawm_adc], trim_z=params.nawm.trim_z, n_trim_iterations=params.nawm.n_trim_iterations
-    )
-    radc = np.where(brain, adc / np.float32(nawm_adc_um2s), np.float32(0.0)).astype(np.float32)
 
-    region = brain & _wm_region(prior, spacing, params.wm_prior_min, params.wm_dilation_mm)
-    region &= _distance_inside_mm(brain, spacing) > params.edge_distance_mm
-    restricted = region & (radc < params.radc_max) & (adc >= params.adc_min_um2s)
-    lesion = _hysteresis(z, restricted, restricted, params.grow_z, params.seed_z)
+    deep = brain & (_distance_inside_mm(brain, spacing) > params.edge_distance_mm)
+    if params.territory == "white_matter":
+        region = deep & _wm_region(prior, spacing, params.wm_prior_min, params.wm_dilation_mm)
+    elif params.territory == "parenchyma":
+        region = deep
+    else:
+        raise ValueError(
+            f"territory must be 'parenchyma' or 'white_matter', not {params.territory!r}"
+        )
+    radc: NDArray[np.float32] | None = None
+    nawm_adc_um2s = math.nan
+    grey = deep & (prior < params.gm_prior_max_wm)
+    if adc_um2s is not None:
+        adc = np.asarray(adc_um2s.data, dtype=np.float32)[box]
+        nawm_adc = nawm & (adc >= params.adc_min_um2s)
+        if not nawm_adc.any():
+            raise NormalizationError(
+                "no normal-appearing white-matter voxel has a valid ADC; check the ADC map and "
+                "its unit"
+            )
+        nawm_adc_um2s, nawm_adc_sd, _ = robust_location_scale(
+            adc[nawm_adc],
+            trim_z=params.nawm.trim_z,
+            n_trim_iterations=params.nawm.n_trim_iterations,
+        )
+        radc = np.where(brain, adc / np.float32(nawm_adc_um2s), np.float32(0.0)).astype(np.float32)
+        valid = adc >= params.adc_min_um2s
+        grey &= valid & (radc < 1.5)  # CSF (free water, ADC about 3000 um2/s) is not grey matter
+        seed_radc_max = min(params.radc_max, 1.0 - params.seed_adc_sd * nawm_adc_sd / nawm_adc_um2s)
+        grow = region & valid & (radc < params.radc_max)
+        seeds = grow & (radc < seed_radc_max)
+    else:
+        seed_radc_max = math.nan
+        grow = seeds = region
+    gm_ceiling_z = (
+        float(np.percentile(z[grey], params.gm_ceiling_percentile)) if grey.any() else 0.0
+    )
+    seed_z_used = max(params.seed_z, gm_ceiling_z + params.seed_above_gm_z)
+    # without ADC nothing tells a lesion from normal grey matter but its brightness: grow only
+    # into voxels brighter than the grey-matter ceiling
+    grow_z_used = params.grow_z if radc is not None else max(params.grow_z, gm_ceiling_z)
+    lesion = _hysteresis(z, grow, seeds, grow_z_used, seed_z_used)
     lesion = _remove_small(lesion, b1000.voxel_volume_mm3, params.min_lesion_volume_mm3)
 
-    lesion_adc = float(adc[lesion].mean()) if lesion.any() else math.nan
+    lesion_adc = math.nan
+    if adc_um2s is not None and lesion.any():
+        lesion_adc = float(np.asarray(adc_um2s.data, dtype=np.float32)[box][lesion].mean())
     shape = b1000.spatial_shape
     return DwiLesionResult(
         lesion_mask=derived_image(b1000, _paste(shape, box, lesion.astype(np.uint8))),
         zscore=derived_image(b1000, _paste(shape, box, z)),
-        radc=derived_image(b1000, _paste(shape, box, radc)),
+        radc=derived_image(b1000, _paste(shape, box, radc)) if radc is not None else None,
         nawm_mask=derived_image(b1000, _paste(shape, box, nawm.astype(np.uint8))),
         nawm_b1000_median=norm.median,
         nawm_b1000_sigma=norm.sigma,
         nawm_adc_um2s=float(nawm_adc_um2s),
         lesion_adc_mean_um2s=lesion_adc,
+        gm_ceiling_z=gm_ceiling_z,
+        seed_z_used=seed_z_used,
+        seed_radc_max=seed_radc_max,
         params=params,
     )
