@@ -221,7 +221,11 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
             )
         )
         row["dwi_lesion_count"] = lesion_count(dwi.lesion_mask)
-        nawm = adc_in_mask(images.adc, dwi.nawm_mask)
+        nawm = (
+            adc_in_mask(images.adc, images.dwi_nawm_mask)
+            if images.dwi_nawm_mask is not None
+            else math.nan
+        )
         lesion_adc = adc_in_mask(images.adc, dwi.lesion_mask)
         row["nawm_adc_mean_um2s"] = nawm
         row["dwi_lesion_adc_mean_um2s"] = lesion_adc
@@ -454,6 +458,7 @@ def analyze_case(
 def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, Any]:
     return {
         "baseline_session": case.baseline.label,
+        "engines": {source: info.to_dict() for source, info in case.engines.items()},
         "parameters": {"pipeline": params.to_dict(), "tracking": TrackingParams().to_dict()},
         "sessions": {
             s.label: {
@@ -463,6 +468,11 @@ def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, A
                 "to_baseline_ras_mm": np.round(s.to_baseline, 6).tolist(),
                 "dwi_to_reference_ras_mm": np.round(s.dwi_to_reference, 6).tolist(),
                 "notes": s.notes,
+                "engine_details": {
+                    source: result.details
+                    for source, result in (("flair", s.flair_result), ("dwi", s.dwi_result))
+                    if result is not None
+                },
             }
             for s in case.sessions
         },
@@ -523,6 +533,7 @@ def _write_images(
             {source: labels[source].get(images.label) for source in ("flair", "dwi")},
             lineage=case.baseline.study_uid or case.case_id,
             software_version=software_version(),
+            engines=case.engines,
         )
         if notes:
             seg_notes[images.label] = notes

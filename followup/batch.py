@@ -34,7 +34,7 @@ from followup.analyze import OUTPUT_LAYOUT, analyze_case, input_hashes, software
 from followup.inspect import case_folders
 from followup.store import COHORT_COLUMNS, Store
 from imaging.case import case_id_from_folder
-from imaging.pipeline import PipelineParams
+from imaging.pipeline import PipelineParams, engine_infos
 from imaging.quantify import as_cell
 from imaging.track import TrackingParams
 
@@ -90,19 +90,24 @@ class BatchSummary:
         return sum(o.status == FAILED for o in self.outcomes)
 
 
-def _parameters() -> dict[str, Any]:
+def _parameters(params: PipelineParams | None = None) -> dict[str, Any]:
+    params = params or PipelineParams()
     return {
-        "pipeline": PipelineParams().to_dict(),
+        "pipeline": params.to_dict(),
+        "engines": engine_infos(params),
         "tracking": TrackingParams().to_dict(),
         "software": software_version(),
         "output_layout": OUTPUT_LAYOUT,
     }
 
 
-def case_fingerprint(case_dir: Path, hashes: dict[str, str] | None = None) -> str:
-    """sha256 over the case's file contents, the analysis parameters and the software version
-    (``hashes``: the files' sha256 when the caller already has them, from :func:`input_hashes`)."""
-    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": _parameters()}
+def case_fingerprint(
+    case_dir: Path, hashes: dict[str, str] | None = None, params: PipelineParams | None = None
+) -> str:
+    """sha256 over the case's file contents, the analysis parameters (engines with their versions
+    and model files included) and the software version (``hashes``: the files' sha256 when the
+    caller already has them, from :func:`input_hashes`)."""
+    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": _parameters(params)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -139,7 +144,11 @@ def _stored_fingerprint(folder: Path) -> str | None:
 
 
 def process_case_task(
-    case_dir: str, out_dir: str, threads: int = 0, progress: Callable[[str], None] | None = None
+    case_dir: str,
+    out_dir: str,
+    threads: int = 0,
+    progress: Callable[[str], None] | None = None,
+    params: PipelineParams | None = None,
 ) -> CaseOutcome:
     """Analyse one case unless its outputs are up to date; never raises (runs on a Dask worker).
 
@@ -152,6 +161,8 @@ def process_case_task(
         per core runs each single-threaded.
     progress : callable, optional
         Called with a short message at each step of the analysis (in-process use only).
+    params : PipelineParams, optional
+        Pipeline settings (engines); default :class:`PipelineParams`.
     """
     start = time.perf_counter()
     case = Path(case_dir)
@@ -165,13 +176,15 @@ def process_case_task(
         with case_lock(Path(out_dir), case_id):
             _clean_leftovers(Path(out_dir), case_id)
             hashes = input_hashes(case)  # read every input once: fingerprint and provenance
-            fingerprint = case_fingerprint(case, hashes)
+            fingerprint = case_fingerprint(case, hashes, params)
             outcome.fingerprint = fingerprint
             if _stored_fingerprint(Path(out_dir) / f"sub-{case_id}") == fingerprint:
                 outcome.status = UNCHANGED
             else:
                 extra = {"fingerprint": fingerprint, "input_sha256": hashes}
-                analyze_case(case, Path(out_dir), provenance_extra=extra, progress=progress)
+                analyze_case(
+                    case, Path(out_dir), params=params, provenance_extra=extra, progress=progress
+                )
                 outcome.status = DONE
     except Exception as error:  # one bad case must never stop the batch
         outcome.status = FAILED
@@ -229,6 +242,7 @@ def run_batch(
     database_url: str | None = None,
     on_outcome: Callable[[CaseOutcome, bool], None] | None = None,
     threads: int | None = None,
+    params: PipelineParams | None = None,
 ) -> BatchSummary:
     """Analyse every case folder directly under ``root`` into ``out_dir``.
 
@@ -247,6 +261,8 @@ def run_batch(
     threads : int, optional
         SimpleITK threads per case (default: cores / local workers; all cores for ``workers=0``
         and for an external scheduler).
+    params : PipelineParams, optional
+        Pipeline settings (engines) for every case; recorded in the run and the fingerprints.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -254,7 +270,7 @@ def run_batch(
     cases = case_folders(Path(root))
     store = Store(out_dir, database_url)
     parameters = {
-        **_parameters(),
+        **_parameters(params),
         "root": str(Path(root).resolve()),
         "workers": workers,
         "scheduler": scheduler,
@@ -273,9 +289,9 @@ def run_batch(
     try:
         if workers == 0 and scheduler is None:
             for case in cases:
-                handle(process_case_task(str(case), str(out_dir), threads or 0))
+                handle(process_case_task(str(case), str(out_dir), threads or 0, None, params))
         else:
-            _run_on_dask(cases, out_dir, workers, scheduler, handle, threads)
+            _run_on_dask(cases, out_dir, workers, scheduler, handle, threads, params)
     finally:
         write_cohort(store, out_dir)
         store.finish_run(
@@ -293,6 +309,7 @@ def analyze_into_store(
     database_url: str | None = None,
     progress: Callable[[str], None] | None = None,
     command: str = "analyze",
+    params: PipelineParams | None = None,
 ) -> CaseOutcome:
     """One case analysed in this process and recorded in the store, as one batch of one case would
     be (same lock, fingerprint, skip-if-unchanged and cohort.tsv); never raises on a bad case.
@@ -303,9 +320,9 @@ def analyze_into_store(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = Store(out_dir, database_url)
     try:
-        parameters = {**_parameters(), "case_dir": str(Path(case_dir).resolve())}
+        parameters = {**_parameters(params), "case_dir": str(Path(case_dir).resolve())}
         run_id = store.start_run(command, parameters, software_version(), 1)
-        outcome = process_case_task(str(case_dir), str(out_dir), 0, progress)
+        outcome = process_case_task(str(case_dir), str(out_dir), 0, progress, params)
         skipped = _record(store, out_dir, outcome, run_id)
         write_cohort(store, out_dir)
         store.finish_run(
@@ -326,6 +343,7 @@ def _run_on_dask(
     scheduler: str | None,
     handle: Callable[[CaseOutcome], None],
     threads: int | None = None,
+    params: PipelineParams | None = None,
 ) -> None:
     from distributed import Client, LocalCluster, as_completed
 
@@ -354,6 +372,8 @@ def _run_on_dask(
                 str(case),
                 str(out_dir),
                 threads,
+                None,
+                params,
                 key=f"leukotrack-{case.name}-{uuid.uuid4().hex[:8]}",
                 pure=False,
             ): case

@@ -40,6 +40,25 @@ error_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: ``--engine`` of analyze and batch.
+EngineOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--engine",
+        help="Lesion engine by name: NAME or flair=NAME for FLAIR, dwi=NAME for DWI; repeatable. "
+        "`leukotrack engines` lists them. Default: the built-in engines.",
+    ),
+]
+
+
+def _pipeline_params(engine: list[str] | None) -> Any:
+    from imaging.pipeline import PipelineParams, parse_engine_choice
+
+    chosen = parse_engine_choice(engine or [])
+    return PipelineParams(
+        **{f"{source}_engine": name for source, name in chosen.items()}  # type: ignore[arg-type]
+    )
+
 
 def _reports_errors(command: F) -> F:
     """Turn the named errors of the layers into one readable line on stderr and exit status 1."""
@@ -147,6 +166,30 @@ def convert(
 
 @app.command()
 @_reports_errors
+def engines() -> None:
+    """List the lesion segmentation engines (name, version, method) usable with --engine."""
+    from rich.markup import escape
+
+    from imaging.engines import available_engines, dwi_engine, flair_engine
+    from imaging.pipeline import PipelineParams
+
+    params = PipelineParams()
+    table = Table(title="lesion engines", title_justify="left")
+    for column in ("source", "name", "version", "default", "method"):
+        table.add_column(column)
+    for source, names in available_engines().items():
+        default = getattr(params, f"{source}_engine")
+        for name in names:
+            make = flair_engine if source == "flair" else dwi_engine
+            info = make(name, params).info
+            table.add_row(
+                source, name, info.version, "yes" if name == default else "", escape(info.method)
+            )
+    console.print(table)
+
+
+@app.command()
+@_reports_errors
 def analyze(
     case_dir: Annotated[
         Path,
@@ -164,6 +207,7 @@ def analyze(
             "first MRI.",
         ),
     ] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Register, segment, measure and track every session of one case, place it beside the drug
     exposure; write OUT/sub-<case>/."""
@@ -173,6 +217,7 @@ def analyze(
     from followup.analyze import analyze_case
     from imaging.case import case_id_from_folder, scan_case
 
+    params = _pipeline_params(engine)
     try:
         index = scan_case(case_dir)
     except NoImagesFoundError:
@@ -189,7 +234,9 @@ def analyze(
         def step(message: str) -> None:
             bar.update(task, description=f"{case_id}: {message}", advance=1)
 
-        result = analyze_case(case_dir, out, progress=step, index=index, index_rule=index_date)
+        result = analyze_case(
+            case_dir, out, params=params, progress=step, index=index, index_rule=index_date
+        )
         bar.update(task, completed=steps, description=f"{case_id}: done")
     if result.sessions:
         _print_sessions(result.sessions)
@@ -224,12 +271,14 @@ def batch(
             help="Store URL (default: $LEUKOTRACK_DATABASE_URL, else OUT/leukotrack.sqlite).",
         ),
     ] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Analyse every case folder under ROOT in parallel; resumable (unchanged cases are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from followup.batch import CaseOutcome, run_batch
 
+    params = _pipeline_params(engine)
     if not root.is_dir():
         raise NoImagesFoundError(f"{root}: no such folder")
     total = len(case_folders(root))
@@ -252,7 +301,13 @@ def batch(
             bar.update(task, advance=1)
 
         summary = run_batch(
-            root, out, workers=workers, scheduler=scheduler, database_url=database, on_outcome=show
+            root,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            database_url=database,
+            on_outcome=show,
+            params=params,
         )
     console.print(
         f"{total} cases: {summary.n_done} analysed, {summary.n_skipped} unchanged, "

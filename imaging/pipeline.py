@@ -30,21 +30,36 @@ from imaging.bias import N4Params, correct_bias
 from imaging.brain import BrainEstimateParams, estimate_brain, head_mask
 from imaging.case import CaseIndex, Session
 from imaging.diffusion import adc_from_dwi, split_dwi
+from imaging.engines import (
+    BUILTIN_DWI,
+    BUILTIN_FLAIR,
+    DwiEngine,
+    DwiInputs,
+    EngineError,
+    EngineInfo,
+    FlairEngine,
+    FlairInputs,
+    LesionMap,
+    available_engines,
+    dwi_engine,
+    flair_engine,
+)
 from imaging.errors import ImagingError
 from imaging.image import MRImage
+from imaging.quantify import nawm_for_adc
 from imaging.register import Registration, RegistrationParams, register
-from imaging.segment import (
-    DwiLesionParams,
-    DwiLesionResult,
-    FlairLesionParams,
-    FlairLesionResult,
-    segment_dwi_lesions,
-    segment_flair_lesions,
-)
+from imaging.segment import DwiLesionParams, FlairLesionParams
 from imaging.sequence import SequenceClass
 from imaging.template import TEMPLATE_REGISTRATION, TemplateFit, fit_template
 
-__all__ = ["CaseImages", "PipelineParams", "SessionImages", "process_case"]
+__all__ = [
+    "CaseImages",
+    "PipelineParams",
+    "SessionImages",
+    "engine_infos",
+    "parse_engine_choice",
+    "process_case",
+]
 
 Progress = Callable[[str], None]
 
@@ -75,6 +90,10 @@ class PipelineParams:
     template_registration: RegistrationParams = TEMPLATE_REGISTRATION
     session_registration: RegistrationParams = SESSION_REGISTRATION
     dwi_registration: RegistrationParams = DWI_REGISTRATION
+    #: Lesion engines by registry name (:mod:`imaging.engines`).
+    flair_engine: str = BUILTIN_FLAIR
+    dwi_engine: str = BUILTIN_DWI
+    #: Parameters of the built-in engines.
     flair: FlairLesionParams = field(default_factory=FlairLesionParams)
     dwi: DwiLesionParams = field(default_factory=DwiLesionParams)
     #: Minimum b-value (s/mm2) of the diffusion-weighted volume used for lesions.
@@ -83,6 +102,42 @@ class PipelineParams:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, nested."""
         return asdict(self)
+
+
+def parse_engine_choice(choices: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``--engine`` values to engine names by source: ``NAME`` (FLAIR), ``flair=NAME``, ``dwi=NAME``.
+
+    >>> parse_engine_choice(["flair=nawm-hysteresis", "dwi=restricted-diffusion"])
+    {'flair': 'nawm-hysteresis', 'dwi': 'restricted-diffusion'}
+
+    Raises
+    ------
+    EngineError
+        On an unknown source or engine name.
+    """
+    chosen: dict[str, str] = {}
+    known = available_engines()
+    for choice in choices:
+        source, _, name = choice.rpartition("=")
+        source = (source or "flair").strip().lower()
+        name = name.strip()
+        if source not in known:
+            raise EngineError(f"--engine {choice!r}: the source must be flair or dwi")
+        if name not in known[source]:
+            raise EngineError(
+                f"--engine {choice!r}: no {source.upper()} engine {name!r}; choose one of "
+                f"{known[source]}"
+            )
+        chosen[source] = name
+    return chosen
+
+
+def engine_infos(params: PipelineParams) -> dict[str, dict[str, Any]]:
+    """What the chosen engines are (name, version, parameters, model files' sha256), by source."""
+    return {
+        "flair": flair_engine(params.flair_engine, params).info.to_dict(),
+        "dwi": dwi_engine(params.dwi_engine, params).info.to_dict(),
+    }
 
 
 @dataclass
@@ -105,8 +160,10 @@ class SessionImages:
     dwi_brain: MRImage | None = None
     flair_wm_prior: MRImage | None = None
     dwi_wm_prior: MRImage | None = None
-    flair_result: FlairLesionResult | None = None
-    dwi_result: DwiLesionResult | None = None
+    flair_result: LesionMap | None = None
+    dwi_result: LesionMap | None = None
+    #: Normal-appearing white matter on the DWI grid (for rADC), estimated outside the engine.
+    dwi_nawm_mask: MRImage | None = None
     to_baseline: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
     dwi_to_reference: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
     registrations: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -135,6 +192,8 @@ class CaseImages:
     baseline: SessionImages
     template: TemplateFit
     params: PipelineParams
+    #: The engines that segmented the case, by source (``flair``, ``dwi``).
+    engines: dict[str, EngineInfo] = field(default_factory=dict)
 
     def to_mni(self, session: SessionImages, *, dwi: bool = False) -> NDArray[np.float64]:
         """Session reference (or DWI) world -> MNI."""
@@ -217,21 +276,44 @@ def _register_dwi(images: SessionImages, params: PipelineParams) -> None:
     images.registrations["dwi_to_reference"] = fit.to_dict()
 
 
-def _segment(case: CaseImages, images: SessionImages) -> None:
+def _segment(
+    case: CaseImages, images: SessionImages, flair_seg: FlairEngine, dwi_seg: DwiEngine
+) -> None:
     fit, params = case.template, case.params
     if images.flair is not None:
         to_mni = case.to_mni(images)
         images.flair_brain = fit.prior(images.flair, "brain", to_mni=to_mni)
         images.flair_wm_prior = fit.prior(images.flair, "wm", to_mni=to_mni)
-        images.flair_result = segment_flair_lesions(
-            images.flair, images.flair_brain, images.flair_wm_prior, params=params.flair
+        inputs = FlairInputs(
+            flair=images.flair,
+            brain_mask=images.flair_brain,
+            wm_prior=images.flair_wm_prior,
+            gm_prior=fit.prior(images.flair, "gm", to_mni=to_mni),
         )
+        images.flair_result = flair_seg.segment(inputs).checked(images.flair, flair_seg.info.name)
     if images.b1000 is not None and images.adc is not None:
         to_mni = case.to_mni(images, dwi=images.flair is not None)
         images.dwi_brain = fit.prior(images.b1000, "brain", to_mni=to_mni)
         images.dwi_wm_prior = fit.prior(images.b1000, "wm", to_mni=to_mni)
-        images.dwi_result = segment_dwi_lesions(
-            images.b1000, images.adc, images.dwi_brain, images.dwi_wm_prior, params=params.dwi
+        high_b = images.b1000.bvals_s_mm2
+        dwi_inputs = DwiInputs(
+            trace=images.b1000,
+            b_value_s_mm2=float(high_b[0]) if high_b else 1000.0,
+            adc_um2s=images.adc,
+            brain_mask=images.dwi_brain,
+            wm_prior=images.dwi_wm_prior,
+            gm_prior=fit.prior(images.b1000, "gm", to_mni=to_mni),
+        )
+        result = dwi_seg.segment(dwi_inputs).checked(images.b1000, dwi_seg.info.name)
+        images.dwi_result = result
+        images.dwi_nawm_mask = nawm_for_adc(
+            images.b1000,
+            images.adc,
+            images.dwi_brain,
+            images.dwi_wm_prior,
+            result.lesion_mask,
+            params=params.dwi.nawm,
+            adc_min_um2s=params.dwi.adc_min_um2s,
         )
 
 
@@ -275,12 +357,15 @@ def process_case(
         baseline.reference, baseline_estimate, params=params.template_registration
     )
     baseline.registrations["template_to_reference"] = template.registration.to_dict()
-    result = CaseImages(case.case_id, sessions, baseline, template, params)
+    flair_seg = flair_engine(params.flair_engine, params)
+    dwi_seg = dwi_engine(params.dwi_engine, params)
+    engines = {"flair": flair_seg.info, "dwi": dwi_seg.info}
+    result = CaseImages(case.case_id, sessions, baseline, template, params, engines)
     baseline_brain = template.prior(baseline.reference, "brain")
     for images in sessions:
         say(f"{images.label}: registration")
         _register_to_baseline(images, baseline, baseline_brain, params)
         _register_dwi(images, params)
         say(f"{images.label}: segmentation")
-        _segment(result, images)
+        _segment(result, images, flair_seg, dwi_seg)
     return result

@@ -260,6 +260,13 @@ def test_sample_case_segs_equal_the_nifti_masks_with_tracking_across_sessions(an
         assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == _series_uid(series)
         assert all(f.get("DerivationImageSequence") for f in seg.PerFrameFunctionalGroupsSequence)
         assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+        # the engine that drew the lesions identifies the algorithm, with its version and parameters
+        engine = provenance["engines"][source]
+        for segment in seg.SegmentSequence:
+            algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+            assert algorithm.AlgorithmName == f"leukotrack {engine['name']}"
+            assert algorithm.AlgorithmVersion.startswith(engine["version"])
+            assert "AlgorithmParameters" in algorithm
         assert dciodvfy_errors(path) == []
     # one Tracking UID per lesion, the same in every session it appears in
     assert all(len(uids) == 1 for uids in tracking_uids.values()), tracking_uids
