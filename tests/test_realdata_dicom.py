@@ -137,3 +137,21 @@ def test_uih_grid_b_values_are_the_scanner_s_effective_values(realdata):
     image = load_series_folder(realdata / "uih_dti_grid")
     assert image.bvals_s_mm2 == tuple(stored)  # b=0 is stored as 1.2513, the others as 929.75
     assert image.acquisition.notes == ("b-values from UIH (0065,1009)",)
+
+
+def test_convert_writes_the_uih_grid_as_dcm2niix_does(realdata, tmp_path):
+    from typer.testing import CliRunner
+
+    from followup.cli import app
+
+    out = tmp_path / "dti.nii.gz"
+    result = CliRunner().invoke(app, ["convert", str(realdata / "uih_dti_grid"), str(out)])
+    assert result.exit_code == 0, result.output
+    ref = realdata / "uih_dti_grid.ref"
+    assert (tmp_path / "dti.bval").read_text().split() == (
+        ref / "dcm2niix.bval"
+    ).read_text().split()
+    ours = nib.as_closest_canonical(nib.load(out))
+    theirs = nib.as_closest_canonical(nib.load(ref / "dcm2niix.nii.gz"))
+    np.testing.assert_allclose(ours.affine, theirs.affine, atol=1e-3)
+    np.testing.assert_array_equal(ours.get_fdata(), theirs.get_fdata())
