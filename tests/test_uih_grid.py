@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from pydicom.uid import ImplicitVRLittleEndian
 from typer.testing import CliRunner
 
 from followup.cli import app
@@ -79,6 +80,21 @@ def test_each_tile_goes_to_the_position_of_its_own_item(tmp_path):
     image = load_series_folder(_write(tmp_path, phantom.uih_grid_datasets(tile_order=order)))
     np.testing.assert_array_equal(image.data, phantom.data)
     np.testing.assert_allclose(image.affine, phantom.affine_ras(), atol=1e-4)
+
+
+def test_an_implicit_vr_grid_whose_private_tags_read_as_un_loads_too(tmp_path):
+    phantom = _phantom()
+    datasets = phantom.uih_grid_datasets()
+    for ds in datasets:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    folder = _write(tmp_path, datasets)
+    header = pydicom.dcmread(folder / "grid00.dcm", stop_before_pixels=True)
+    assert header[0x0065, 0x1051].VR == "UN"  # pydicom cannot know the private sequence
+    image = load_series_folder(folder)
+    np.testing.assert_array_equal(image.data, phantom.data)
+    np.testing.assert_allclose(image.affine, phantom.affine_ras(), atol=1e-4)
+    assert image.bvals_s_mm2 == (0.0, 1000.0)  # FD values read from UN bytes, b=0 included:
+    assert not any("no b-value" in note for note in image.acquisition.notes)  # not a default 0
 
 
 def test_scanning_headers_only_gives_the_grid_shape(tmp_path):

@@ -41,7 +41,8 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bytes):
         text = value.decode("ascii", errors="ignore").strip("\x00 ")
         if not text:
-            return None
+            # An FD/FL 0.0 read as UN is all zero bytes; blanks are no value at all.
+            return 0.0 if len(value) in (4, 8) and not value.strip(b"\x00") else None
         if "\\" in text:
             text = text.split("\\")[0]
         try:

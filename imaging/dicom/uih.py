@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.values import convert_SQ
 
 from imaging.dicom.bvalues import private_tag
 from imaging.errors import UihGridError
@@ -88,11 +89,18 @@ def _number_of_tiles(dataset: Dataset, path: str) -> int:
 def _tile_positions(dataset: Dataset, path: str, n_tiles: int) -> tuple[tuple[float, ...], ...]:
     tag = private_tag(dataset, _VFRAME_SEQUENCE[0], _VFRAME_SEQUENCE[1], UIH_CREATOR)
     items = None if tag is None else dataset[tag].value
+    if isinstance(items, bytes):
+        # Implicit-VR files (and anonymisers) leave unknown private sequences as UN bytes, whose
+        # content is implicit VR little endian (PS3.5 6.2.2).
+        try:
+            items = convert_SQ(items, True, True)
+        except (ValueError, EOFError, KeyError, TypeError, NotImplementedError):
+            items = None
     if not isinstance(items, DicomSequence):
         raise UihGridError(
             f"{path}: UIH grid image (ImageType VFRAME) of {n_tiles} slices without its per-slice "
             "positions: the private sequence (0065,1051) is missing or unreadable (an export that "
-            "strips private tags, or implicit-VR transfer). Export the series again with private "
+            "strips private tags). Export the series again with private "
             "tags kept, or with one image per slice"
         )
     if len(items) != n_tiles:
