@@ -148,6 +148,10 @@ def _no_tile_count(ds: pydicom.Dataset) -> None:
     del ds[ds.private_block(0x0065, "Image Private Header").get_tag(0x50)]
 
 
+def _no_orientation(ds: pydicom.Dataset) -> None:
+    del ds.ImageOrientationPatient
+
+
 def _not_whole_tiles(ds: pydicom.Dataset) -> None:
     pixels = ds.pixel_array[:, :-1]
     ds.Columns = pixels.shape[1]
@@ -165,8 +169,16 @@ def _not_whole_tiles(ds: pydicom.Dataset) -> None:
         (_no_sequence, "without its per-slice positions"),
         (_no_tile_count, "without a valid number of slices in (0065,1050)"),
         (_not_whole_tiles, "the image is 17 columns x 8 rows, not a whole number of tiles"),
+        (_no_orientation, "UIH grid image without ImageOrientationPatient"),
     ],
-    ids=["item-missing", "item-without-position", "no-sequence", "no-count", "not-whole-tiles"],
+    ids=[
+        "item-missing",
+        "item-without-position",
+        "no-sequence",
+        "no-count",
+        "not-whole-tiles",
+        "no-orientation",
+    ],
 )
 def test_inconsistent_grids_get_a_named_error(tmp_path, damage, message):
     folder = _broken(tmp_path, damage)

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 
 from imaging.dicom.bvalues import b_value_s_mm2, frame_b_value
 from imaging.dicom.uih import is_uih_grid, split_tiles, uih_grid
-from imaging.errors import DicomReadError, TruncatedFileError
+from imaging.errors import DicomReadError, TruncatedFileError, UihGridError
 
 __all__ = ["Frame", "frames_from_dataset", "is_enhanced", "is_mosaic"]
 
@@ -278,7 +278,10 @@ def _uih_grid_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
     """Split a UIH grid into its slices, each placed at its own position from (0065,1051)."""
     grid = uih_grid(dataset)
     if "ImageOrientationPatient" not in dataset:
-        raise DicomReadError(f"{path}: UIH grid image without ImageOrientationPatient")
+        raise UihGridError(
+            f"{path}: UIH grid image without ImageOrientationPatient; its slices cannot be "
+            "oriented. Export the series again"
+        )
     tiles = split_tiles(_pixels(dataset, path), grid) if with_pixels else None
     base = _classic_frame(dataset, path, with_pixels=False, position_lps=grid.positions_lps[0])
     return [
