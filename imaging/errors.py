@@ -19,6 +19,7 @@ __all__ = [
     "NiftiLayoutError",
     "NoImagesFoundError",
     "TruncatedFileError",
+    "UihGridError",
     "UnevenSpacingError",
 ]
 
@@ -57,6 +58,10 @@ class UnevenSpacingError(GeometryError):
 
 class MixedOrientationError(GeometryError):
     """The images of one series have different orientations (a localizer, or a mixed folder)."""
+
+
+class UihGridError(GeometryError):
+    """A United Imaging grid ("VFRAME") image whose private header cannot place its slices."""
 
 
 class MixedSeriesError(ImagingError):

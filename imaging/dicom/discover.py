@@ -17,7 +17,7 @@ from imaging.dicom.frames import Frame, frames_from_dataset
 from imaging.dicom.header import parse_da, parse_tm
 from imaging.dicom.series import load_dicom_series, nothing_found, read_images
 from imaging.dicom.stack import Layout, plan_layout
-from imaging.errors import ImagingError, NoImagesFoundError
+from imaging.errors import GeometryError, ImagingError, NoImagesFoundError
 from imaging.image import MRImage
 from imaging.sequence import SequenceClass
 
@@ -34,6 +34,9 @@ class DicomSeries:
     paths: list[Path]
     header: Dataset
     frames: list[Frame]
+    #: Why the files' frames could not all be read from the headers (e.g. a UIH grid whose private
+    #: header cannot place its slices); reported as the series' :attr:`problem`.
+    frame_error: ImagingError | None = None
 
     @property
     def number(self) -> int | None:
@@ -63,6 +66,8 @@ class DicomSeries:
 
     @cached_property
     def _layout(self) -> Layout | ImagingError:
+        if self.frame_error is not None:
+            return self.frame_error
         try:
             return plan_layout(self.frames, where=self.label)
         except ImagingError as error:
@@ -147,13 +152,18 @@ def scan_dicom(root: Path) -> list[DicomStudy]:
         datasets.sort(key=lambda ds: (int(ds.get("InstanceNumber", 0) or 0), str(ds.filename)))
         header = datasets[0]
         frames: list[Frame] = []
-        for dataset in datasets:
-            frames.extend(frames_from_dataset(dataset, with_pixels=False))
+        frame_error: GeometryError | None = None
+        try:
+            for dataset in datasets:
+                frames.extend(frames_from_dataset(dataset, with_pixels=False))
+        except GeometryError as error:  # one unplaceable series does not stop the scan
+            frame_error = error
         series = DicomSeries(
             uid=uid,
             paths=[Path(str(ds.filename)) for ds in datasets],
             header=header,
             frames=frames,
+            frame_error=frame_error,
         )
         study_uid = str(header.get("StudyInstanceUID", ""))
         if study_uid not in studies:

@@ -17,6 +17,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 
+from imaging.dicom.uih import is_uih_grid
 from imaging.errors import DicomReadError, TruncatedFileError
 
 __all__ = ["NON_DICOM_SUFFIXES", "iter_files", "read_dataset", "why_not_an_image"]
@@ -198,7 +199,9 @@ def why_not_an_image(dataset: Dataset) -> str | None:
     if "Rows" not in dataset or "Columns" not in dataset:
         return f"no image ({sop_class or 'unknown SOP class'})"
     has_geometry = (
-        "ImagePositionPatient" in dataset or "PerFrameFunctionalGroupsSequence" in dataset
+        "ImagePositionPatient" in dataset
+        or "PerFrameFunctionalGroupsSequence" in dataset
+        or is_uih_grid(dataset)  # per-slice positions in a private sequence
     )
     if not has_geometry:
         return "image without patient geometry (ImagePositionPatient absent)"
