@@ -5,6 +5,7 @@
     CASE/
       sessions.tsv                       session_id (ses-<label>), acq_time (ISO date or date-time)
       ses-<label>/anat/*_FLAIR.nii[.gz]
+      ses-<label>/anat/*_T1w.nii[.gz]    optional (handed to lesion engines that use a T1)
       ses-<label>/dwi/*_dwi.nii[.gz]     with *_dwi.bval beside it
       ses-<label>/dwi/*_ADC.nii[.gz]     optional (computed from the DWI when absent)
 
@@ -27,6 +28,7 @@ __all__ = ["read_sessions_tsv", "scan_bids_case"]
 
 _PATTERNS = (
     ("anat", "*_FLAIR.nii*", SequenceClass.FLAIR),
+    ("anat", "*_T1w.nii*", SequenceClass.T1),
     ("dwi", "*_dwi.nii*", SequenceClass.DWI),
     ("dwi", "*_ADC.nii*", SequenceClass.ADC),
 )

@@ -47,7 +47,7 @@ from imaging.engines import (
 from imaging.errors import ImagingError
 from imaging.image import MRImage
 from imaging.quantify import nawm_for_adc
-from imaging.register import Registration, RegistrationParams, register
+from imaging.register import Registration, RegistrationParams, register, resample
 from imaging.segment import DwiLesionParams, FlairLesionParams
 from imaging.sequence import SequenceClass
 from imaging.template import TEMPLATE_REGISTRATION, TemplateFit, fit_template
@@ -152,6 +152,10 @@ class SessionImages:
     b0: MRImage | None = None
     b1000: MRImage | None = None
     adc: MRImage | None = None
+    #: The session's T1-weighted image, as loaded (its own grid); on the FLAIR grid after
+    #: :func:`_register_t1` (only when the FLAIR engine uses a T1).
+    t1: MRImage | None = None
+    t1_on_flair: MRImage | None = None
     adc_source: str = ""
     sources: dict[str, str] = field(default_factory=dict)
     #: DICOM files of the series used, by role (``flair``, ``dwi``, ``adc``); empty for NIfTI input.
@@ -214,6 +218,11 @@ def _load_session(session: Session, params: PipelineParams) -> SessionImages:
         result.flair = flair.volume(0) if flair.n_volumes > 1 else flair
         result.sources["flair"] = flair_entry.source
         result.source_files["flair"] = flair_entry.paths
+    t1_entry = session.pick(SequenceClass.T1)
+    if t1_entry is not None and flair_entry is not None:
+        t1 = t1_entry.load()
+        result.t1 = t1.volume(0) if t1.n_volumes > 1 else t1
+        result.sources["t1"] = t1_entry.source
     dwi_entry = session.pick(SequenceClass.DWI)
     if dwi_entry is not None:
         b0, b1000, high_b = split_dwi(dwi_entry.load(), params.min_high_b_s_mm2)
@@ -276,6 +285,15 @@ def _register_dwi(images: SessionImages, params: PipelineParams) -> None:
     images.registrations["dwi_to_reference"] = fit.to_dict()
 
 
+def _register_t1(images: SessionImages, params: PipelineParams) -> None:
+    """The session's T1 rigidly onto its FLAIR (same session: identity start), resampled there."""
+    if images.t1 is None or images.flair is None:
+        return
+    fit = register(images.flair, images.t1, initial=np.eye(4), params=params.dwi_registration)
+    images.registrations["t1_to_flair"] = fit.to_dict()
+    images.t1_on_flair = resample(images.t1, images.flair, fit.matrix, interpolation="linear")
+
+
 def _segment(
     case: CaseImages, images: SessionImages, flair_seg: FlairEngine, dwi_seg: DwiEngine
 ) -> None:
@@ -289,6 +307,7 @@ def _segment(
             brain_mask=images.flair_brain,
             wm_prior=images.flair_wm_prior,
             gm_prior=fit.prior(images.flair, "gm", to_mni=to_mni),
+            t1=images.t1_on_flair,
         )
         images.flair_result = flair_seg.segment(inputs).checked(images.flair, flair_seg.info.name)
     if images.b1000 is not None and images.adc is not None:
@@ -366,6 +385,8 @@ def process_case(
         say(f"{images.label}: registration")
         _register_to_baseline(images, baseline, baseline_brain, params)
         _register_dwi(images, params)
+        if flair_seg.info.uses_t1:
+            _register_t1(images, params)
         say(f"{images.label}: segmentation")
         _segment(result, images, flair_seg, dwi_seg)
     return result

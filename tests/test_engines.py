@@ -72,8 +72,27 @@ class OffGridEngine(BallEngine):
         return LesionMap(lesion_mask=MRImage(np.zeros((3, 4, 5), np.uint8), flair.affine))
 
 
+class T1ProbeEngine(BallEngine):
+    """Uses the T1: reports what it received (grid, and the T1 itself for the test to compare)."""
+
+    received = {}
+
+    @property
+    def info(self):
+        return EngineInfo(name="t1-probe", version="1", source="flair", uses_t1=True)
+
+    def segment(self, inputs):
+        T1ProbeEngine.received["t1"] = inputs.t1
+        empty = np.zeros(inputs.flair.spatial_shape, np.uint8)
+        return LesionMap(lesion_mask=inputs.flair.with_data(empty, sequence="OTHER"))
+
+
 def make(options):
     return BallEngine()
+
+
+def make_t1_probe(options):
+    return T1ProbeEngine()
 
 
 def make_off_grid(options):
@@ -97,6 +116,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "[leukotrack.flair_engines]\n"
         "ball = ball_engine:make\n"
         "off-grid = ball_engine:make_off_grid\n"
+        "t1-probe = ball_engine:make_t1_probe\n"
     )
     return site
 
@@ -321,3 +341,51 @@ def test_real_samseg_on_patient07(realdata: Path):
     result = SamsegFlairEngine(threads=2).segment(FlairInputs(flair, brain, brain, t1=t1))
     truth = MRImage.from_nifti(nib.load(folder / "lesion_mask.nii.gz"))
     assert evaluate_segmentation(truth, result.lesion_mask).dice >= 0.45
+
+
+def test_a_t1_is_registered_to_the_flair_and_handed_to_engines_that_use_it(
+    with_plugin: Path, tmp_path: Path
+):
+    """The session's T1w (another grid, the head 4 mm to the left) reaches the engine on the FLAIR
+    grid and aligned with it; an engine without uses_t1 never costs the registration."""
+    import ball_engine  # type: ignore[import-not-found]
+
+    from followup.analyze import analyze_case
+    from imaging.register import resample
+
+    case = _mni_case(tmp_path)
+    template = mni_template()
+    t1 = template.t1
+    shifted = t1.affine.copy()
+    shifted[0, 3] -= 4.0  # the same voxels 4 mm further left: the head moved between sequences
+    anat = case / "ses-01" / "anat"
+    data = ndi.zoom(np.asarray(t1.data, np.float32), 4 / 3, order=1) * 1000
+    affine = shifted.copy()
+    affine[:3, :3] = shifted[:3, :3] * 0.75  # 1.5 mm voxels
+    nib.save(nib.Nifti1Image(data, affine), anat / "sub-x_ses-01_T1w.nii.gz")
+    result = analyze_case(case, tmp_path / "out", params=PipelineParams(flair_engine="t1-probe"))
+    provenance = json.loads((result.folder / "provenance.json").read_text())
+    session = provenance["sessions"]["ses-01"]
+    assert session["sources"]["t1"].endswith("sub-x_ses-01_T1w.nii.gz")
+    moved = np.asarray(session["registrations"]["t1_to_flair"]["matrix_ras_mm"])
+    assert moved[0, 3] == pytest.approx(-4.0, abs=1.0)  # FLAIR world -> T1 world: 4 mm left
+    received = ball_engine.T1ProbeEngine.received["t1"]
+    flair = MRImage.from_nifti(nib.load(anat / "sub-x_ses-01_FLAIR.nii.gz"))
+    assert received.same_grid(flair)
+    expected = np.asarray(resample(t1, flair, np.eye(4)).data)
+    brain = expected > 0.2
+    r = np.corrcoef(np.asarray(received.data)[brain], expected[brain])[0, 1]
+    assert r > 0.9
+    # without the registration it would be 4 mm off: the correlation drops clearly
+    off = np.asarray(resample(t1, flair, _translation(4.0)).data)
+    assert np.corrcoef(off[brain], expected[brain])[0, 1] < r - 0.05
+    # the built-in engine does not read the T1: no registration is spent on it
+    other = analyze_case(case, tmp_path / "out2")
+    plain = json.loads((other.folder / "provenance.json").read_text())["sessions"]["ses-01"]
+    assert "t1_to_flair" not in plain["registrations"]
+
+
+def _translation(x_mm: float) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[0, 3] = x_mm
+    return matrix

@@ -68,6 +68,9 @@ class EngineInfo:
         One or two sentences for the report's methods text.
     dicom_family : str
         Attribute of ``highdicom.sr.codes.cid7162`` (DICOM CID 7162, segmentation algorithm family).
+    uses_t1 : bool
+        The engine reads the session's T1 (:attr:`FlairInputs.t1`) when there is one; the pipeline
+        registers the T1 to the FLAIR only then.
     """
 
     name: str
@@ -77,6 +80,7 @@ class EngineInfo:
     model_sha256: dict[str, str] = field(default_factory=dict)
     method: str = ""
     dicom_family: str = "ArtificialIntelligence"
+    uses_t1: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (provenance.json, batch fingerprint)."""
@@ -88,6 +92,7 @@ class EngineInfo:
             "model_sha256": dict(self.model_sha256),
             "method": self.method,
             "dicom_family": self.dicom_family,
+            "uses_t1": self.uses_t1,
         }
 
 

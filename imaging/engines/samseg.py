@@ -88,6 +88,7 @@ class SamsegFlairEngine:
                 "contrast-adaptive generative model with a lesion class"
             ),
             dicom_family="ArtificialIntelligence",
+            uses_t1=True,
         )
 
     def segment(self, inputs: FlairInputs) -> LesionMap:
