@@ -39,6 +39,8 @@ And one row with volume 0 for each previous lesion whose identifier ends in this
 * **resolved**: it shares no voxel with a current lesion [empty];
 * **merged**: its voxels are now part of lesions that carry other identifiers [those lesions].
 
+A closing row's centroid, hemisphere and region are those of the lesion's last extent.
+
 The first session's lesions are **baseline**. The vocabulary and the 30 % threshold follow the
 lesion-wise taxonomy proposed for MS lesion follow-up (disappearing, new, merging, splitting,
 enlarging >= 30 %, shrinking >= 30 %, stable). Matching by shared voxels assumes the sessions are

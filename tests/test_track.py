@@ -231,6 +231,15 @@ def test_a_lesion_that_resolves_and_comes_back_is_new_and_linked_to_its_earlier_
     assert _changes(tracked, 4) == {"F001": ("stable", "", 48), "F003": ("resolved", "", 0)}
     elsewhere = _track_all([a, b], [a], [a, _x(22, 26)])
     assert _changes(elsewhere, 2)["F003"] == ("new", "", 32)
+    # One lesion coming back over the places of two that resolved is linked to both.
+    c = _x(24, 28)
+    both = _track_all([a, b, c], [c], [_x(2, 20), c])
+    assert _changes(both, 1) == {
+        "F001": ("resolved", "", 0),
+        "F002": ("resolved", "", 0),
+        "F003": ("stable", "", 32),
+    }
+    assert _changes(both, 2) == {"F003": ("stable", "", 32), "F004": ("new", "F001;F002", 144)}
 
 
 def test_lesion_course_ends_with_merged_for_a_lesion_absorbed_by_another():
