@@ -105,7 +105,9 @@ _DSEG_DWI_OFFSET = 1000
 #: Version of the output folder's layout; a batch re-analyses cases written under an older one.
 #: 2: adds the session images and per-source lesion labels resampled onto the baseline grid.
 #: 3: adds the DICOM SEG objects of each session (DICOM input).
-OUTPUT_LAYOUT = 3
+#: 4: lesion identifiers unique per session through simultaneous splits and merges; a closing row
+#:    (volume 0, ``resolved`` or ``merged``) for every identifier that ends (imaging/track.py).
+OUTPUT_LAYOUT = 4
 
 
 def software_version() -> str:
