@@ -17,7 +17,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imaging.dicom.frames import Frame
-from imaging.limits import check_image_bytes
 from imaging.errors import (
     DuplicateSliceError,
     GeometryError,
@@ -27,6 +26,7 @@ from imaging.errors import (
     MixedVolumesError,
     UnevenSpacingError,
 )
+from imaging.limits import check_image_bytes
 
 __all__ = [
     "LPS_TO_RAS",
