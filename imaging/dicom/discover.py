@@ -74,6 +74,11 @@ class DicomSeries:
         return self._layout if isinstance(self._layout, Layout) else None
 
     @property
+    def error(self) -> ImagingError | None:
+        """The named error of :attr:`problem` (``None`` when the series forms a grid)."""
+        return self._layout if isinstance(self._layout, ImagingError) else None
+
+    @property
     def problem(self) -> str | None:
         """Why the series cannot be stacked, or ``None``."""
         if not isinstance(self._layout, ImagingError):
