@@ -99,10 +99,17 @@ def _parameters() -> dict[str, Any]:
     }
 
 
-def case_fingerprint(case_dir: Path, hashes: dict[str, str] | None = None) -> str:
+def case_fingerprint(
+    case_dir: Path, hashes: dict[str, str] | None = None, *, allow_mixed_patients: bool = False
+) -> str:
     """sha256 over the case's file contents, the analysis parameters and the software version
-    (``hashes``: the files' sha256 when the caller already has them, from :func:`input_hashes`)."""
-    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": _parameters()}
+    (``hashes``: the files' sha256 when the caller already has them, from :func:`input_hashes`).
+    A case analysed with ``allow_mixed_patients`` has another fingerprint than one without, so a run
+    without the flag refuses it again instead of skipping it as unchanged."""
+    parameters = _parameters()
+    if allow_mixed_patients:
+        parameters["allow_mixed_patients"] = True
+    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": parameters}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -139,7 +146,11 @@ def _stored_fingerprint(folder: Path) -> str | None:
 
 
 def process_case_task(
-    case_dir: str, out_dir: str, threads: int = 0, progress: Callable[[str], None] | None = None
+    case_dir: str,
+    out_dir: str,
+    threads: int = 0,
+    progress: Callable[[str], None] | None = None,
+    allow_mixed_patients: bool = False,
 ) -> CaseOutcome:
     """Analyse one case unless its outputs are up to date; never raises (runs on a Dask worker).
 
@@ -152,6 +163,8 @@ def process_case_task(
         per core runs each single-threaded.
     progress : callable, optional
         Called with a short message at each step of the analysis (in-process use only).
+    allow_mixed_patients : bool
+        Accept studies of several patients in the case folder (see :func:`imaging.case.scan_case`).
     """
     start = time.perf_counter()
     case = Path(case_dir)
@@ -165,13 +178,19 @@ def process_case_task(
         with case_lock(Path(out_dir), case_id):
             _clean_leftovers(Path(out_dir), case_id)
             hashes = input_hashes(case)  # read every input once: fingerprint and provenance
-            fingerprint = case_fingerprint(case, hashes)
+            fingerprint = case_fingerprint(case, hashes, allow_mixed_patients=allow_mixed_patients)
             outcome.fingerprint = fingerprint
             if _stored_fingerprint(Path(out_dir) / f"sub-{case_id}") == fingerprint:
                 outcome.status = UNCHANGED
             else:
                 extra = {"fingerprint": fingerprint, "input_sha256": hashes}
-                analyze_case(case, Path(out_dir), provenance_extra=extra, progress=progress)
+                analyze_case(
+                    case,
+                    Path(out_dir),
+                    provenance_extra=extra,
+                    progress=progress,
+                    allow_mixed_patients=allow_mixed_patients,
+                )
                 outcome.status = DONE
     except Exception as error:  # one bad case must never stop the batch
         outcome.status = FAILED
@@ -229,6 +248,7 @@ def run_batch(
     database_url: str | None = None,
     on_outcome: Callable[[CaseOutcome, bool], None] | None = None,
     threads: int | None = None,
+    allow_mixed_patients: bool = False,
 ) -> BatchSummary:
     """Analyse every case folder directly under ``root`` into ``out_dir``.
 
@@ -247,6 +267,9 @@ def run_batch(
     threads : int, optional
         SimpleITK threads per case (default: cores / local workers; all cores for ``workers=0``
         and for an external scheduler).
+    allow_mixed_patients : bool
+        Accept case folders holding studies of several patients (recorded in each provenance.json
+        and in the run's parameters); by default such a case fails with MixedPatientsError.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -258,6 +281,7 @@ def run_batch(
         "root": str(Path(root).resolve()),
         "workers": workers,
         "scheduler": scheduler,
+        "allow_mixed_patients": allow_mixed_patients,
     }
     run_id = store.start_run("batch", parameters, software_version(), len(cases))
     summary = BatchSummary(run_id)
@@ -273,9 +297,16 @@ def run_batch(
     try:
         if workers == 0 and scheduler is None:
             for case in cases:
-                handle(process_case_task(str(case), str(out_dir), threads or 0))
+                handle(
+                    process_case_task(
+                        str(case),
+                        str(out_dir),
+                        threads or 0,
+                        allow_mixed_patients=allow_mixed_patients,
+                    )
+                )
         else:
-            _run_on_dask(cases, out_dir, workers, scheduler, handle, threads)
+            _run_on_dask(cases, out_dir, workers, scheduler, handle, threads, allow_mixed_patients)
     finally:
         write_cohort(store, out_dir)
         store.finish_run(
@@ -293,6 +324,7 @@ def analyze_into_store(
     database_url: str | None = None,
     progress: Callable[[str], None] | None = None,
     command: str = "analyze",
+    allow_mixed_patients: bool = False,
 ) -> CaseOutcome:
     """One case analysed in this process and recorded in the store, as one batch of one case would
     be (same lock, fingerprint, skip-if-unchanged and cohort.tsv); never raises on a bad case.
@@ -305,7 +337,9 @@ def analyze_into_store(
     try:
         parameters = {**_parameters(), "case_dir": str(Path(case_dir).resolve())}
         run_id = store.start_run(command, parameters, software_version(), 1)
-        outcome = process_case_task(str(case_dir), str(out_dir), 0, progress)
+        outcome = process_case_task(
+            str(case_dir), str(out_dir), 0, progress, allow_mixed_patients=allow_mixed_patients
+        )
         skipped = _record(store, out_dir, outcome, run_id)
         write_cohort(store, out_dir)
         store.finish_run(
@@ -326,6 +360,7 @@ def _run_on_dask(
     scheduler: str | None,
     handle: Callable[[CaseOutcome], None],
     threads: int | None = None,
+    allow_mixed_patients: bool = False,
 ) -> None:
     from distributed import Client, LocalCluster, as_completed
 
@@ -354,6 +389,8 @@ def _run_on_dask(
                 str(case),
                 str(out_dir),
                 threads,
+                None,
+                allow_mixed_patients,
                 key=f"leukotrack-{case.name}-{uuid.uuid4().hex[:8]}",
                 pure=False,
             ): case
