@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from imaging.errors import (
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_IMAGE_ENV",
     "check_image_bytes",
     "gunzip_capped",
+    "gunzip_chunks",
     "max_decompressed_bytes",
     "max_image_bytes",
 ]
@@ -99,45 +101,50 @@ def check_image_bytes(n_bytes: int, *, where: str, what: str) -> None:
         )
 
 
-def gunzip_capped(handle: BinaryIO, *, where: str) -> bytes:
-    """Decompress a gzip stream in chunks, stopping at :func:`max_decompressed_bytes`.
+def gunzip_chunks(handle: BinaryIO, *, where: str) -> Iterator[bytes]:
+    """Decompress a gzip stream chunk by chunk (about 1 MB each), stopping at
+    :func:`max_decompressed_bytes`; a caller that stops iterating reads no further.
 
     Raises
     ------
     DecompressionLimitError
-        When the output would exceed the cap (nothing beyond the cap is ever allocated).
+        When the output would exceed the cap (nothing beyond the cap is ever produced).
     TruncatedFileError
         When the stream is damaged or ends early.
     """
     cap = max_decompressed_bytes()
-    parts: list[bytes] = []
     total = 0
     decompressor = zlib.decompressobj(wbits=31)  # gzip container
     pending = False  # the current gzip member has started but not ended
-    try:
-        while chunk := handle.read(_CHUNK):
-            while chunk:
-                pending = True
-                out = decompressor.decompress(chunk, cap + 1 - total)
-                total += len(out)
-                parts.append(out)
-                if total > cap:
-                    raise DecompressionLimitError(
-                        f"{where}: expands to more than {cap / _MB:,.0f} MB when decompressed "
-                        "(a damaged file or a decompression bomb). If it is a real image, raise the "
-                        f"cap with the environment variable {MAX_DECOMPRESSED_ENV} (megabytes)"
-                    )
-                chunk = decompressor.unconsumed_tail
-                if decompressor.eof:  # a further gzip member may follow
-                    chunk, pending = decompressor.unused_data, False
-                    decompressor = zlib.decompressobj(wbits=31)
-    except zlib.error as error:
-        raise TruncatedFileError(
-            f"{where}: gzip-compressed file is damaged ({error}); export it again"
-        ) from error
+    while chunk := handle.read(_CHUNK):
+        while chunk:
+            pending = True
+            try:
+                out = decompressor.decompress(chunk, min(_CHUNK, cap + 1 - total))
+            except zlib.error as error:
+                raise TruncatedFileError(
+                    f"{where}: gzip-compressed file is damaged ({error}); export it again"
+                ) from error
+            total += len(out)
+            if total > cap:
+                raise DecompressionLimitError(
+                    f"{where}: expands to more than {cap / _MB:,.0f} MB when decompressed (a "
+                    "damaged file or a decompression bomb). If it is a real image, raise the cap "
+                    f"with the environment variable {MAX_DECOMPRESSED_ENV} (megabytes)"
+                )
+            if out:
+                yield out
+            chunk = decompressor.unconsumed_tail
+            if decompressor.eof:  # a further gzip member may follow
+                chunk, pending = decompressor.unused_data, False
+                decompressor = zlib.decompressobj(wbits=31)
     if pending:
         raise TruncatedFileError(
             f"{where}: gzip-compressed file ends early (after {total} decompressed bytes); the "
             "export or copy was interrupted: export it again"
         )
-    return b"".join(parts)
+
+
+def gunzip_capped(handle: BinaryIO, *, where: str) -> bytes:
+    """The whole decompressed content of a gzip stream, capped (see :func:`gunzip_chunks`)."""
+    return b"".join(gunzip_chunks(handle, where=where))

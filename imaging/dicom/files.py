@@ -19,8 +19,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 
-from imaging.errors import DicomReadError, TruncatedFileError
-from imaging.limits import check_image_bytes, gunzip_capped
+from imaging.errors import DecompressionLimitError, DicomReadError, TruncatedFileError
+from imaging.limits import check_image_bytes, gunzip_chunks
 from imaging.walk import walk_files
 
 __all__ = ["NON_DICOM_SUFFIXES", "iter_files", "read_dataset", "why_not_an_image"]
@@ -53,6 +53,10 @@ NON_DICOM_SUFFIXES = (
 _GZIP_MAGIC = b"\x1f\x8b"
 #: Bytes read to tell DICOM from other files (preamble, ``DICM``, first tag).
 _HEAD_BYTES = 140
+#: A gzip-compressed file is decompressed in prefixes of at least this size until its header is whole.
+_GZ_PREFIX_BYTES = 1 << 16
+#: Bytes a compressed image may hold beyond its header and declared pixel data (trailing elements).
+_GZ_SLACK_BYTES = 1 << 20
 #: A file with one of these endings that is too short for a DICOM preamble is a cut DICOM file.
 _DICOM_SUFFIXES = (".dcm", ".dcm.gz", ".ima", ".dicom")
 #: Storage SOP classes live below this root; the non-image ones are listed below.
@@ -112,18 +116,75 @@ def _truncated(path: Path, size: int) -> TruncatedFileError:
     )
 
 
+def _header_complete(prefix: bytes) -> bool:
+    """Whether ``prefix`` (the start of a decompressed file) holds the whole header: the data set
+    up to its pixel data, or all of it. ``True`` for a prefix that is not DICOM (nothing to read)."""
+    if not _looks_like_dicom(prefix[:_HEAD_BYTES]):
+        return True
+    stream = io.BytesIO(prefix)
+    try:
+        pydicom.dcmread(stream, stop_before_pixels=True, force=True)
+    except Exception:  # a prefix cut inside an element: read more
+        return False
+    return stream.tell() + 16 < len(prefix)
+
+
+def _gunzip_dicom(handle: BinaryIO, path: Path, *, headers_only: bool) -> tuple[bytes, int]:
+    """A gzip-compressed file, decompressed without trusting it.
+
+    The header is decompressed first (growing prefixes) and the image size it declares checked
+    against the limit; headers only: the rest is decompressed and counted, never kept; with pixels:
+    the rest is kept only up to what the header declares (plus 1 MB for trailing elements), so a
+    bomb never gets further than a real file of the declared size would.
+
+    Returns
+    -------
+    bytes, int
+        The decompressed bytes kept (all, or the header only) and the full decompressed size.
+    """
+    where = str(path)
+    chunks = gunzip_chunks(handle, where=where)
+    prefix = bytearray()
+    want = _GZ_PREFIX_BYTES
+    for chunk in chunks:
+        prefix += chunk
+        if len(prefix) >= want:
+            if _header_complete(bytes(prefix)):
+                break
+            want = 2 * len(prefix)
+    if not _looks_like_dicom(bytes(prefix[:_HEAD_BYTES])):
+        return bytes(prefix), len(prefix)  # not DICOM: the rest is never decompressed
+    header = io.BytesIO(bytes(prefix))
+    dataset = _parse(header, path, stop_before_pixels=True)
+    allowed = len(prefix)
+    if _is_image_storage(dataset):
+        n_bytes, what = _declared_pixel_bytes(dataset)
+        check_image_bytes(n_bytes, where=where, what=what)
+        allowed = header.tell() + n_bytes + _GZ_SLACK_BYTES
+    if headers_only:
+        return bytes(prefix), len(prefix) + sum(len(chunk) for chunk in chunks)
+    for chunk in chunks:
+        prefix += chunk
+        if len(prefix) > allowed:
+            raise DecompressionLimitError(
+                f"{path}: expands beyond the {allowed} bytes its DICOM header accounts for (a "
+                "damaged file or a decompression bomb); export the series again"
+            )
+    return bytes(prefix), len(prefix)
+
+
 @contextlib.contextmanager
-def _open_dicom(path: Path) -> Iterator[tuple[BinaryIO, int] | None]:
-    """The file as a readable stream with its size, gunzipped (capped) when gzip-compressed, or
-    ``None`` when it is not DICOM. Only the first bytes of a non-DICOM file are ever read."""
+def _open_dicom(path: Path, *, headers_only: bool) -> Iterator[tuple[BinaryIO, int] | None]:
+    """The file as a readable stream with its size (gzip: see :func:`_gunzip_dicom`), or ``None``
+    when it is not DICOM. Only the first bytes of a non-DICOM file are ever read."""
     with path.open("rb") as handle:
         head = handle.read(_HEAD_BYTES)
         if head[:2] == _GZIP_MAGIC:
             handle.seek(0)
-            raw = gunzip_capped(handle, where=str(path))
-            if _cut_preamble(raw[:_HEAD_BYTES], path):
-                raise _truncated(path, len(raw))
-            yield (io.BytesIO(raw), len(raw)) if _looks_like_dicom(raw[:_HEAD_BYTES]) else None
+            kept, size = _gunzip_dicom(handle, path, headers_only=headers_only)
+            if _cut_preamble(kept[:_HEAD_BYTES], path):
+                raise _truncated(path, size)
+            yield (io.BytesIO(kept), size) if _looks_like_dicom(kept[:_HEAD_BYTES]) else None
             return
         if _cut_preamble(head, path):
             raise _truncated(path, len(head))
@@ -156,7 +217,7 @@ def read_dataset(path: Path, *, headers_only: bool) -> Dataset | None:
     DicomReadError
         When the file starts as DICOM but cannot be parsed.
     """
-    with _open_dicom(path) as source:
+    with _open_dicom(path, headers_only=headers_only) as source:
         if source is None:
             log.debug("skipped %s: not a DICOM file", path)
             return None
