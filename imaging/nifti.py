@@ -21,9 +21,14 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from imaging.errors import ImageContentError, NiftiLayoutError, TruncatedNiftiError
+from imaging.errors import (
+    ImageContentError,
+    NiftiLayoutError,
+    TruncatedFileError,
+    TruncatedNiftiError,
+)
 from imaging.image import Acquisition, MRImage
-from imaging.limits import check_image_bytes
+from imaging.limits import check_image_bytes, gunzip_chunks
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT, adc_to_um2s
 
@@ -267,6 +272,20 @@ def _acquisition_from_sidecar(
     )
 
 
+def _check_gzip_whole(path: Path) -> None:
+    """Raise :class:`TruncatedNiftiError` when a ``.nii.gz`` is a cut or damaged gzip stream
+    (decompressed in chunks and counted, within the decompression cap)."""
+    try:
+        with path.open("rb") as handle:
+            for _chunk in gunzip_chunks(handle, where=str(path)):
+                pass
+    except TruncatedFileError as error:
+        raise TruncatedNiftiError(
+            f"{path}: the gzip stream is cut or damaged ({error}); the file is truncated (an "
+            "interrupted copy): copy or convert it again"
+        ) from error
+
+
 def open_nifti(path: Path) -> nib.Nifti1Image:
     """Open a NIfTI-1/2 file lazily (header read, voxels not yet), its declared size checked.
 
@@ -284,6 +303,8 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     try:
         image = nib.load(path)
     except Exception as error:  # nibabel raises several types for damaged files
+        if path.name.endswith(".gz"):
+            _check_gzip_whole(path)
         raise NiftiLayoutError(f"{path}: not a readable NIfTI file ({error})") from error
     if not isinstance(image, nib.Nifti1Image):
         raise NiftiLayoutError(f"{path}: {type(image).__name__} is not a NIfTI image")
@@ -297,7 +318,7 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
         what=f"{'x'.join(str(n) for n in shape)} voxels of {itemsize * 8} bits",
     )
     if not path.name.endswith(".gz"):
-        end = int(header.get_data_offset()) + n_bytes
+        end = int(getattr(image.dataobj, "offset", header.get_data_offset())) + n_bytes
         size = path.stat().st_size
         if size < end:
             raise TruncatedNiftiError(

@@ -102,11 +102,12 @@ def _looks_like_dicom(head: bytes) -> bool:
 
 def _cut_preamble(head: bytes, path: Path) -> bool:
     """Whether a file too short to hold a DICOM preamble is a cut DICOM file: named like one, or
-    holding only NUL bytes (the usual preamble)."""
+    holding only NUL bytes (the usual preamble), possibly followed by the start of ``DICM``."""
     if len(head) >= 132 or _looks_like_dicom(head):
         return False
     named = path.name.lower().endswith(_DICOM_SUFFIXES)
-    return named or (len(head) > 0 and not head.strip(b"\x00"))
+    preamble_only = not head[:128].strip(b"\x00") and b"DICM".startswith(head[128:])
+    return named or (len(head) > 0 and preamble_only)
 
 
 def _truncated(path: Path, size: int) -> TruncatedFileError:
@@ -133,9 +134,9 @@ def _gunzip_dicom(handle: BinaryIO, path: Path, *, headers_only: bool) -> tuple[
     """A gzip-compressed file, decompressed without trusting it.
 
     The header is decompressed first (growing prefixes) and the image size it declares checked
-    against the limit; headers only: the rest is decompressed and counted, never kept; with pixels:
-    the rest is kept only up to what the header declares (plus 1 MB for trailing elements), so a
-    bomb never gets further than a real file of the declared size would.
+    against the limit; the rest is decompressed only up to what the header declares (plus 1 MB for
+    trailing elements), so a bomb never gets further than a real file of the declared size would.
+    Headers only: the rest is counted, never kept.
 
     Returns
     -------
@@ -156,21 +157,23 @@ def _gunzip_dicom(handle: BinaryIO, path: Path, *, headers_only: bool) -> tuple[
         return bytes(prefix), len(prefix)  # not DICOM: the rest is never decompressed
     header = io.BytesIO(bytes(prefix))
     dataset = _parse(header, path, stop_before_pixels=True)
-    allowed = len(prefix)
-    if _is_image_storage(dataset):
-        n_bytes, what = _declared_pixel_bytes(dataset)
-        check_image_bytes(n_bytes, where=where, what=what)
-        allowed = header.tell() + n_bytes + _GZ_SLACK_BYTES
-    if headers_only:
-        return bytes(prefix), len(prefix) + sum(len(chunk) for chunk in chunks)
+    if not _is_image_storage(dataset):  # skipped by the caller: no need to read on
+        return bytes(prefix), len(prefix)
+    n_bytes, what = _declared_pixel_bytes(dataset)
+    check_image_bytes(n_bytes, where=where, what=what)
+    allowed = header.tell() + n_bytes + _GZ_SLACK_BYTES
+    kept = len(prefix)
+    size = len(prefix)
     for chunk in chunks:
-        prefix += chunk
-        if len(prefix) > allowed:
+        size += len(chunk)
+        if size > allowed:
             raise DecompressionLimitError(
                 f"{path}: expands beyond the {allowed} bytes its DICOM header accounts for (a "
                 "damaged file or a decompression bomb); export the series again"
             )
-    return bytes(prefix), len(prefix)
+        if not headers_only:
+            prefix += chunk
+    return bytes(prefix[:kept] if headers_only else prefix), size
 
 
 @contextlib.contextmanager
@@ -188,6 +191,8 @@ def _open_dicom(path: Path, *, headers_only: bool) -> Iterator[tuple[BinaryIO, i
             return
         if _cut_preamble(head, path):
             raise _truncated(path, len(head))
+        if not head:
+            log.warning("%s: empty file skipped (if it was a DICOM image, copy it again)", path)
         if not _looks_like_dicom(head):
             yield None
             return
