@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from followup.analyze import analyze_case, input_hashes
-from followup.batch import case_fingerprint
+from followup.batch import FAILED, case_fingerprint, process_case_task
 from followup.cli import app
 from imaging.case import Patient, scan_case
 from imaging.dicom import load_series_folder, scan_dicom
@@ -81,6 +81,15 @@ def test_mixed_patients_pass_only_when_allowed_and_are_recorded(tmp_path):
     assert case_fingerprint(root, hashes) != case_fingerprint(
         root, hashes, allow_mixed_patients=True
     )
+
+
+def test_batch_fails_a_mixed_case_by_name_and_writes_nothing(tmp_path):
+    root = hostile.mixed_patients_dicom(tmp_path / "cases" / "p1")
+    out = tmp_path / "out"
+    outcome = process_case_task(str(root), str(out))
+    assert outcome.status == FAILED
+    assert outcome.error is not None and outcome.error.startswith("MixedPatientsError: ")
+    _nothing_written(out)
 
 
 def test_one_patient_with_and_without_birth_date_is_one_patient(tmp_path):
