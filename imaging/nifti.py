@@ -185,6 +185,19 @@ _TEXT_FIELDS = (
 )
 
 
+def _whole(value: object) -> int | None:
+    """A whole number from JSON (``3``, ``3.0`` or ``"3"``), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
 def read_sidecar(path: Path) -> dict[str, Any]:
     """The JSON sidecar of a NIfTI image (``{}`` when absent), its known fields type-checked.
 
@@ -223,12 +236,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
             or not math.isfinite(value)
         ):
             raise wrong(key, "a finite number")
-    number = sidecar.get("SeriesNumber")
-    if number is not None and (
-        isinstance(number, bool)
-        or not isinstance(number, int | float | str)
-        or not str(number).strip().lstrip("-").isdigit()
-    ):
+    if sidecar.get("SeriesNumber") is not None and _whole(sidecar["SeriesNumber"]) is None:
         raise wrong("SeriesNumber", "a whole number")
     for key in _TEXT_FIELDS:
         if sidecar.get(key) is not None and not isinstance(sidecar[key], str | int | float):
@@ -256,7 +264,7 @@ def _acquisition_from_sidecar(
     return Acquisition(
         study_uid=sidecar.get("StudyInstanceUID"),
         series_uid=sidecar.get("SeriesInstanceUID"),
-        series_number=int(str(number).strip()) if number is not None else None,
+        series_number=_whole(number) if number is not None else None,
         series_description=str(sidecar.get("SeriesDescription", "")),
         vendor=str(sidecar.get("Manufacturer", "")),
         model=str(sidecar.get("ManufacturersModelName", "")),

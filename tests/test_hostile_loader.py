@@ -160,8 +160,12 @@ def test_image_limit_is_configurable(tmp_path, monkeypatch):
     monkeypatch.setenv(MAX_IMAGE_ENV, "0.01")  # about 10 KB: each file passes, the series not
     with pytest.raises(ImageTooLargeError, match="64x64x4 voxels"):
         load_series_folder(tmp_path / "s")
+    (session,) = scan_case(tmp_path / "s").sessions  # headers fit; the series is refused
+    with pytest.raises(ImageTooLargeError, match="64x64x4 voxels of 16 bits"):
+        session.series[0].load()  # before any pixel data are read
     monkeypatch.setenv(MAX_IMAGE_ENV, "1")
     assert load_series_folder(tmp_path / "s").shape == (64, 64, 4)
+    assert session.series[0].load().shape == (64, 64, 4)
     monkeypatch.setenv(MAX_IMAGE_ENV, "lots")
     with pytest.raises(ImagingError, match=f"{MAX_IMAGE_ENV}='lots' is not a positive number"):
         load_series_folder(tmp_path / "s")
