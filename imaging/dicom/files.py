@@ -286,7 +286,7 @@ def _declared_pixel_bytes(dataset: Dataset) -> tuple[int, str]:
     frames = max(_header_int(dataset, "NumberOfFrames", 1), 1)
     samples = max(_header_int(dataset, "SamplesPerPixel", 1), 1)
     bits = max(_header_int(dataset, "BitsAllocated", 16), 1)
-    n_bytes = rows * columns * frames * samples * ((bits + 7) // 8)
+    n_bytes = (rows * columns * frames * samples * bits + 7) // 8
     what = f"{rows}x{columns}x{frames} pixels" + (f" x {samples} samples" if samples > 1 else "")
     return n_bytes, f"{what} of {bits} bits"
 
