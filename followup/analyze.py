@@ -48,6 +48,7 @@ from imaging.regions import Region
 from imaging.register import resample
 from imaging.track import TrackedSession, TrackingParams, track_lesions
 from imaging.units import mm3_to_ml
+from imaging.walk import walk_files
 
 __all__ = [
     "LESION_COLUMNS",
@@ -119,9 +120,13 @@ def software_version() -> str:
 
 
 def input_hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file below ``root`` (relative path -> hex digest), in sorted order."""
+    """sha256 of every file below ``root`` (relative path -> hex digest), in sorted order.
+
+    Symlinked folders and files are followed as the loaders follow them (:func:`imaging.walk.walk_files`),
+    so a changed file in a session linked in from elsewhere changes the fingerprint.
+    """
     hashes = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in walk_files(root, skip_hidden=False):
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -345,6 +350,7 @@ def analyze_case(
     processed: CaseImages | None = None,
     index_rule: str | None = None,
     provenance_extra: dict[str, Any] | None = None,
+    allow_mixed_patients: bool = False,
 ) -> AnalysisResult:
     """Analyse one case folder and write ``out_dir/sub-<case>`` (atomically).
 
@@ -354,12 +360,14 @@ def analyze_case(
     ``index_rule`` overrides the index date of patient.csv (``first_mri``, ``first_dose``,
     ``symptom_onset``, ``admission``, ``drug_stop`` or a date); ``day`` counts from it everywhere.
     ``provenance_extra`` is merged into provenance.json (the batch runner's input fingerprint, and
-    the inputs' sha256 it has already computed).
+    the inputs' sha256 it has already computed). ``allow_mixed_patients`` accepts studies of several
+    patients in the case folder (recorded in provenance.json); by default they are refused.
 
     Raises
     ------
     ImagingError
-        On unreadable or incomplete images; nothing is written then.
+        On unreadable or incomplete images, or studies of several patients
+        (:class:`~imaging.errors.MixedPatientsError`); nothing is written then.
     ClinicalError
         On malformed clinical files (every problem with its line); nothing is written then.
     """
@@ -369,7 +377,7 @@ def analyze_case(
     record = load_clinical(case_dir)
     if processed is None and index is None:
         try:
-            index = scan_case(case_dir)
+            index = scan_case(case_dir, allow_mixed_patients=allow_mixed_patients)
         except NoImagesFoundError:
             if record is None:
                 raise
@@ -436,6 +444,9 @@ def analyze_case(
             "index_date_rule": index_date.rule,
             "output_layout": OUTPUT_LAYOUT,
         }
+        if index is not None:
+            provenance["patients"] = index.patients_record()
+            provenance["allow_mixed_patients"] = index.mixed_patients_allowed
         if course is not None and record is not None:
             covariates = pk_covariates(course)
             provenance["clinical"] = {

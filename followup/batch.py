@@ -102,12 +102,21 @@ def _parameters(params: PipelineParams | None = None) -> dict[str, Any]:
 
 
 def case_fingerprint(
-    case_dir: Path, hashes: dict[str, str] | None = None, params: PipelineParams | None = None
+    case_dir: Path,
+    hashes: dict[str, str] | None = None,
+    params: PipelineParams | None = None,
+    *,
+    allow_mixed_patients: bool = False,
 ) -> str:
     """sha256 over the case's file contents, the analysis parameters (engines with their versions
     and model files included) and the software version (``hashes``: the files' sha256 when the
-    caller already has them, from :func:`input_hashes`)."""
-    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": _parameters(params)}
+    caller already has them, from :func:`input_hashes`). A case analysed with
+    ``allow_mixed_patients`` has another fingerprint than one without, so a run without the flag
+    refuses it again instead of skipping it as unchanged."""
+    parameters = _parameters(params)
+    if allow_mixed_patients:
+        parameters["allow_mixed_patients"] = True
+    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": parameters}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -149,6 +158,7 @@ def process_case_task(
     threads: int = 0,
     progress: Callable[[str], None] | None = None,
     params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> CaseOutcome:
     """Analyse one case unless its outputs are up to date; never raises (runs on a Dask worker).
 
@@ -163,6 +173,8 @@ def process_case_task(
         Called with a short message at each step of the analysis (in-process use only).
     params : PipelineParams, optional
         Pipeline settings (engines); default :class:`PipelineParams`.
+    allow_mixed_patients : bool
+        Accept studies of several patients in the case folder (see :func:`imaging.case.scan_case`).
     """
     start = time.perf_counter()
     case = Path(case_dir)
@@ -176,14 +188,21 @@ def process_case_task(
         with case_lock(Path(out_dir), case_id):
             _clean_leftovers(Path(out_dir), case_id)
             hashes = input_hashes(case)  # read every input once: fingerprint and provenance
-            fingerprint = case_fingerprint(case, hashes, params)
+            fingerprint = case_fingerprint(
+                case, hashes, params, allow_mixed_patients=allow_mixed_patients
+            )
             outcome.fingerprint = fingerprint
             if _stored_fingerprint(Path(out_dir) / f"sub-{case_id}") == fingerprint:
                 outcome.status = UNCHANGED
             else:
                 extra = {"fingerprint": fingerprint, "input_sha256": hashes}
                 analyze_case(
-                    case, Path(out_dir), params=params, provenance_extra=extra, progress=progress
+                    case,
+                    Path(out_dir),
+                    params=params,
+                    provenance_extra=extra,
+                    progress=progress,
+                    allow_mixed_patients=allow_mixed_patients,
                 )
                 outcome.status = DONE
     except Exception as error:  # one bad case must never stop the batch
@@ -243,6 +262,7 @@ def run_batch(
     on_outcome: Callable[[CaseOutcome, bool], None] | None = None,
     threads: int | None = None,
     params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> BatchSummary:
     """Analyse every case folder directly under ``root`` into ``out_dir``.
 
@@ -263,6 +283,9 @@ def run_batch(
         and for an external scheduler).
     params : PipelineParams, optional
         Pipeline settings (engines) for every case; recorded in the run and the fingerprints.
+    allow_mixed_patients : bool
+        Accept case folders holding studies of several patients (recorded in each provenance.json
+        and in the run's parameters); by default such a case fails with MixedPatientsError.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -274,6 +297,7 @@ def run_batch(
         "root": str(Path(root).resolve()),
         "workers": workers,
         "scheduler": scheduler,
+        "allow_mixed_patients": allow_mixed_patients,
     }
     run_id = store.start_run("batch", parameters, software_version(), len(cases))
     summary = BatchSummary(run_id)
@@ -289,9 +313,20 @@ def run_batch(
     try:
         if workers == 0 and scheduler is None:
             for case in cases:
-                handle(process_case_task(str(case), str(out_dir), threads or 0, None, params))
+                handle(
+                    process_case_task(
+                        str(case),
+                        str(out_dir),
+                        threads or 0,
+                        None,
+                        params,
+                        allow_mixed_patients,
+                    )
+                )
         else:
-            _run_on_dask(cases, out_dir, workers, scheduler, handle, threads, params)
+            _run_on_dask(
+                cases, out_dir, workers, scheduler, handle, threads, params, allow_mixed_patients
+            )
     finally:
         write_cohort(store, out_dir)
         store.finish_run(
@@ -310,6 +345,7 @@ def analyze_into_store(
     progress: Callable[[str], None] | None = None,
     command: str = "analyze",
     params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> CaseOutcome:
     """One case analysed in this process and recorded in the store, as one batch of one case would
     be (same lock, fingerprint, skip-if-unchanged and cohort.tsv); never raises on a bad case.
@@ -322,7 +358,9 @@ def analyze_into_store(
     try:
         parameters = {**_parameters(params), "case_dir": str(Path(case_dir).resolve())}
         run_id = store.start_run(command, parameters, software_version(), 1)
-        outcome = process_case_task(str(case_dir), str(out_dir), 0, progress, params)
+        outcome = process_case_task(
+            str(case_dir), str(out_dir), 0, progress, params, allow_mixed_patients
+        )
         skipped = _record(store, out_dir, outcome, run_id)
         write_cohort(store, out_dir)
         store.finish_run(
@@ -344,6 +382,7 @@ def _run_on_dask(
     handle: Callable[[CaseOutcome], None],
     threads: int | None = None,
     params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> None:
     from distributed import Client, LocalCluster, as_completed
 
@@ -374,6 +413,7 @@ def _run_on_dask(
                 threads,
                 None,
                 params,
+                allow_mixed_patients,
                 key=f"leukotrack-{case.name}-{uuid.uuid4().hex[:8]}",
                 pure=False,
             ): case

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from clinical.errors import ClinicalError
@@ -95,6 +96,12 @@ def _fmt_shape(shape: list[int] | None) -> str:
     return "x".join(str(n) for n in shape) if shape else "-"
 
 
+def _fmt_patient(patient: dict[str, str]) -> str:
+    name = f"name #{patient['name_sha256_8']}" if patient["name_sha256_8"] else "no name"
+    born = f"born {patient['birth_date']}" if patient["birth_date"] else "no birth date"
+    return escape(f"patient {patient['patient_id']!r} ({name}, {born})")
+
+
 def _fmt_spacing(spacing: list[float] | None) -> str:
     return "x".join(f"{v:.3g}" for v in spacing) if spacing else "-"
 
@@ -117,10 +124,16 @@ def inspect(
             f"[bold]case {case['case_id']}[/] ({case['layout']}, {len(case['sessions'])} sessions) "
             f"in {case['root']}"
         )
+        if case["mixed_patients"]:
+            console.print(
+                f"[bold red]{len(case['patients'])} patients in one case folder[/]: analyze and "
+                "batch refuse it (a case is one patient) unless given --allow-mixed-patients"
+            )
         for session in case["sessions"]:
+            who = ", ".join(_fmt_patient(p) for p in session["patients"]) or "patient unknown"
             table = Table(
                 title=f"{session['session_id']}  {session['study_date'] or 'undated'}  "
-                f"[dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
+                f"{who}  [dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
                 title_justify="left",
                 show_lines=False,
             )
@@ -208,6 +221,14 @@ def analyze(
         ),
     ] = None,
     engine: EngineOption = None,
+    allow_mixed_patients: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed-patients",
+            help="Accept studies of several patients (PatientID, name, birth date) in the case "
+            "folder, e.g. one patient under two IDs; recorded in provenance.json.",
+        ),
+    ] = False,
 ) -> None:
     """Register, segment, measure and track every session of one case, place it beside the drug
     exposure; write OUT/sub-<case>/."""
@@ -219,7 +240,7 @@ def analyze(
 
     params = _pipeline_params(engine)
     try:
-        index = scan_case(case_dir)
+        index = scan_case(case_dir, allow_mixed_patients=allow_mixed_patients)
     except NoImagesFoundError:
         if not has_clinical_files(case_dir):
             raise
@@ -235,7 +256,13 @@ def analyze(
             bar.update(task, description=f"{case_id}: {message}", advance=1)
 
         result = analyze_case(
-            case_dir, out, params=params, progress=step, index=index, index_rule=index_date
+            case_dir,
+            out,
+            params=params,
+            progress=step,
+            index=index,
+            index_rule=index_date,
+            allow_mixed_patients=allow_mixed_patients,
         )
         bar.update(task, completed=steps, description=f"{case_id}: done")
     if result.sessions:
@@ -272,6 +299,14 @@ def batch(
         ),
     ] = None,
     engine: EngineOption = None,
+    allow_mixed_patients: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed-patients",
+            help="Accept case folders holding studies of several patients; recorded in each "
+            "case's provenance.json. Without it such a case fails with MixedPatientsError.",
+        ),
+    ] = False,
 ) -> None:
     """Analyse every case folder under ROOT in parallel; resumable (unchanged cases are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -308,6 +343,7 @@ def batch(
             database_url=database,
             on_outcome=show,
             params=params,
+            allow_mixed_patients=allow_mixed_patients,
         )
     console.print(
         f"{total} cases: {summary.n_done} analysed, {summary.n_skipped} unchanged, "

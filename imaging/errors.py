@@ -8,17 +8,22 @@ from __future__ import annotations
 
 __all__ = [
     "AdcUnitError",
+    "DecompressionLimitError",
     "DicomReadError",
     "DuplicateSliceError",
     "GeometryError",
+    "ImageContentError",
+    "ImageTooLargeError",
     "ImagingError",
     "MissingSliceError",
     "MixedOrientationError",
+    "MixedPatientsError",
     "MixedSeriesError",
     "MixedVolumesError",
     "NiftiLayoutError",
     "NoImagesFoundError",
     "TruncatedFileError",
+    "TruncatedNiftiError",
     "UihGridError",
     "UnevenSpacingError",
 ]
@@ -78,3 +83,23 @@ class AdcUnitError(ImagingError):
 
 class NiftiLayoutError(ImagingError):
     """A NIfTI case folder does not follow the documented BIDS-like layout."""
+
+
+class TruncatedNiftiError(NiftiLayoutError):
+    """A NIfTI file (or its gzip stream) ends before the voxels its header declares."""
+
+
+class ImageTooLargeError(ImagingError):
+    """An image declares more voxel data than the configured limit (``LEUKOTRACK_MAX_IMAGE_MB``)."""
+
+
+class DecompressionLimitError(ImagingError):
+    """A compressed file expands beyond the configured cap (``LEUKOTRACK_MAX_DECOMPRESSED_MB``)."""
+
+
+class ImageContentError(ImagingError):
+    """The voxel values cannot be an MR image of that kind (all NaN, inverted, NaN rescale)."""
+
+
+class MixedPatientsError(ImagingError):
+    """A case folder holds studies of more than one patient (a case must be one patient)."""

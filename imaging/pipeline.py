@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from imaging.bias import N4Params, correct_bias
 from imaging.brain import BrainEstimateParams, estimate_brain, head_mask
-from imaging.case import CaseIndex, Session
+from imaging.case import CaseIndex, SeriesEntry, Session
 from imaging.diffusion import adc_from_dwi, split_dwi
 from imaging.engines import (
     BUILTIN_DWI,
@@ -44,7 +44,7 @@ from imaging.engines import (
     dwi_engine,
     flair_engine,
 )
-from imaging.errors import ImagingError
+from imaging.errors import ImageContentError, ImagingError
 from imaging.image import MRImage
 from imaging.quantify import nawm_for_adc
 from imaging.register import Registration, RegistrationParams, register, resample
@@ -56,6 +56,7 @@ __all__ = [
     "CaseImages",
     "PipelineParams",
     "SessionImages",
+    "check_signal",
     "engine_infos",
     "parse_engine_choice",
     "process_case",
@@ -205,32 +206,94 @@ class CaseImages:
         return matrix @ session.dwi_to_reference if dwi else matrix
 
 
-def _load_session(session: Session, params: PipelineParams) -> SessionImages:
+def _pick(
+    session: Session, sequence: SequenceClass, notes: list[str], *, required: bool
+) -> SeriesEntry | None:
+    """The session's preferred series of one class; a series of that class that cannot be loaded
+    is never dropped silently.
+
+    When no series of the class can be loaded but one exists, its named error (e.g.
+    :class:`~imaging.errors.MissingSliceError`) is raised for ``required`` classes and noted
+    otherwise; when a good one is used beside a broken one, the broken one is noted.
+    """
+    broken = [s for s in session.series if s.sequence is sequence and s.error is not None]
+    picked = session.pick(sequence)
+    for entry in broken:
+        if picked is not None or not required:
+            notes.append(f"{sequence.value} series {entry.description!r} not used: {entry.problem}")
+    if picked is None and broken and required:
+        error = broken[-1].error
+        assert error is not None
+        raise type(error)(
+            f"{session.label}: the only {sequence.value} series cannot be used: {error}. Or move "
+            "that series out of the case folder to analyse the session without it"
+        ) from error
+    return picked
+
+
+def check_signal(image: MRImage, where: str) -> None:
+    """Refuse a magnitude image (FLAIR, DWI) that holds no signal or is inverted.
+
+    Raises
+    ------
+    ImageContentError
+        When no voxel is finite and non-zero, or more voxels are negative than positive (an inverted
+        or non-magnitude image: lesion thresholds would find the wrong tissue).
+    """
+    data = np.asarray(image.data)
+    finite = np.isfinite(data)
+    positive = int(np.count_nonzero(finite & (data > 0)))
+    negative = int(np.count_nonzero(finite & (data < 0)))
+    if positive == 0 and negative == 0:
+        raise ImageContentError(
+            f"{where}: the {image.sequence.value} image holds no signal (every voxel is 0, NaN or "
+            "infinite); convert or export it again"
+        )
+    if negative > positive:
+        raise ImageContentError(
+            f"{where}: the {image.sequence.value} image is mostly negative ({negative} negative "
+            f"against {positive} positive voxels): inverted, or not a magnitude image. Use the "
+            "magnitude image as the scanner wrote it"
+        )
+
+
+def _load(entry: SeriesEntry, role: str, result: SessionImages) -> MRImage:
+    image = entry.load()
+    result.notes.extend(f"{role}: {note}" for note in image.acquisition.notes)
+    return image
+
+
+def _load_session(
+    session: Session, params: PipelineParams, *, want_t1: bool = False
+) -> SessionImages:
     result = SessionImages(
         label=session.label,
         study_date=session.study_date,
         study_time=session.study_time,
         study_uid=session.study_uid,
     )
-    flair_entry = session.pick(SequenceClass.FLAIR)
+    flair_entry = _pick(session, SequenceClass.FLAIR, result.notes, required=True)
     if flair_entry is not None:
-        flair = flair_entry.load()
+        flair = _load(flair_entry, "flair", result)
+        check_signal(flair, f"{session.label} ({flair_entry.source})")
         result.flair = flair.volume(0) if flair.n_volumes > 1 else flair
         result.sources["flair"] = flair_entry.source
         result.source_files["flair"] = flair_entry.paths
-    t1_entry = session.pick(SequenceClass.T1)
+    t1_entry = _pick(session, SequenceClass.T1, result.notes, required=False) if want_t1 else None
     if t1_entry is not None and flair_entry is not None:
-        t1 = t1_entry.load()
+        t1 = _load(t1_entry, "t1", result)
         result.t1 = t1.volume(0) if t1.n_volumes > 1 else t1
         result.sources["t1"] = t1_entry.source
-    dwi_entry = session.pick(SequenceClass.DWI)
+    dwi_entry = _pick(session, SequenceClass.DWI, result.notes, required=True)
     if dwi_entry is not None:
-        b0, b1000, high_b = split_dwi(dwi_entry.load(), params.min_high_b_s_mm2)
+        dwi = _load(dwi_entry, "dwi", result)
+        check_signal(dwi, f"{session.label} ({dwi_entry.source})")
+        b0, b1000, high_b = split_dwi(dwi, params.min_high_b_s_mm2)
         result.b0, result.b1000 = b0, b1000
         result.sources["dwi"] = dwi_entry.source
         result.source_files["dwi"] = dwi_entry.paths
-        adc_entry = session.pick(SequenceClass.ADC)
-        adc = adc_entry.load() if adc_entry is not None else None
+        adc_entry = _pick(session, SequenceClass.ADC, result.notes, required=False)
+        adc = _load(adc_entry, "adc", result) if adc_entry is not None else None
         if adc is not None and adc.same_grid(b0):
             result.adc, result.adc_source = adc, "scanner"
             result.sources["adc"] = adc_entry.source if adc_entry else ""
@@ -356,10 +419,13 @@ def process_case(
     """
     params = params or PipelineParams()
     say = progress or (lambda _message: None)
+    flair_seg = flair_engine(params.flair_engine, params)
+    dwi_seg = dwi_engine(params.dwi_engine, params)
+    engines = {"flair": flair_seg.info, "dwi": dwi_seg.info}
     sessions: list[SessionImages] = []
     for session in case.sessions:
         say(f"{session.label}: loading")
-        images = _load_session(session, params)
+        images = _load_session(session, params, want_t1=flair_seg.info.uses_t1)
         if images.flair is None and images.b0 is None:
             continue
         say(f"{session.label}: bias correction")
@@ -376,9 +442,6 @@ def process_case(
         baseline.reference, baseline_estimate, params=params.template_registration
     )
     baseline.registrations["template_to_reference"] = template.registration.to_dict()
-    flair_seg = flair_engine(params.flair_engine, params)
-    dwi_seg = dwi_engine(params.dwi_engine, params)
-    engines = {"flair": flair_seg.info, "dwi": dwi_seg.info}
     result = CaseImages(case.case_id, sessions, baseline, template, params, engines)
     baseline_brain = template.prior(baseline.reference, "brain")
     for images in sessions:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -19,6 +20,7 @@ from imaging.dicom.series import load_dicom_series, nothing_found, read_images
 from imaging.dicom.stack import Layout, plan_layout
 from imaging.errors import GeometryError, ImagingError, NoImagesFoundError
 from imaging.image import MRImage
+from imaging.limits import check_image_bytes
 from imaging.sequence import SequenceClass
 
 __all__ = ["DicomSeries", "DicomStudy", "scan_dicom"]
@@ -79,6 +81,11 @@ class DicomSeries:
         return self._layout if isinstance(self._layout, Layout) else None
 
     @property
+    def error(self) -> ImagingError | None:
+        """The named error of :attr:`problem` (``None`` when the series forms a grid)."""
+        return self._layout if isinstance(self._layout, ImagingError) else None
+
+    @property
     def problem(self) -> str | None:
         """Why the series cannot be stacked, or ``None``."""
         if not isinstance(self._layout, ImagingError):
@@ -92,7 +99,19 @@ class DicomSeries:
         return f"{folder} (series {self.number}, {self.description or 'no description'})"
 
     def load(self) -> MRImage:
-        """Read the pixel data and build the image (see :func:`load_dicom_series`)."""
+        """Read the pixel data and build the image (see :func:`load_dicom_series`).
+
+        The series' size, known from its headers, is checked against the image limit first
+        (:func:`imaging.limits.check_image_bytes`), before any pixel data are read.
+        """
+        layout = self.layout
+        if layout is not None:
+            bits = int(self.header.get("BitsAllocated", 16) or 16)
+            check_image_bytes(
+                math.prod(layout.shape) * ((bits + 7) // 8),
+                where=self.label,
+                what=f"{'x'.join(str(n) for n in layout.shape)} voxels of {bits} bits",
+            )
         return load_dicom_series(self.paths, where=str(self.paths[0].parent))
 
 

@@ -112,6 +112,14 @@ def _pixels(dataset: Dataset, path: str) -> NDArray[Any]:
         ) from error
 
 
+def _rescale(source: Dataset) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept of a data set or functional group (1 and 0 when absent, a
+    slope of 0 read as 1). NaN or infinite values are kept: stacking refuses them with a named error."""
+    slope = _float(source.get("RescaleSlope"), 1.0)
+    intercept = _float(source.get("RescaleIntercept"), 0.0)
+    return (slope or 1.0), (intercept or 0.0)
+
+
 def _classic_frame(
     dataset: Dataset,
     path: str,
@@ -120,6 +128,7 @@ def _classic_frame(
 ) -> Frame:
     """The file's one frame; ``position_lps`` replaces ImagePositionPatient when given."""
     b_value, b_source = b_value_s_mm2(dataset)
+    slope, intercept = _rescale(dataset)
     spacing = dataset.get("PixelSpacing") or dataset.get("ImagerPixelSpacing") or (1.0, 1.0)
     if position_lps is None:
         position_lps = tuple(float(v) for v in dataset.ImagePositionPatient)  # type: ignore[assignment]
@@ -140,8 +149,8 @@ def _classic_frame(
         acquisition_number=_int(dataset.get("AcquisitionNumber")),
         instance_number=_int(dataset.get("InstanceNumber")),
         sop_uid=str(dataset.get("SOPInstanceUID", "")),
-        slope=_float(dataset.get("RescaleSlope"), 1.0) or 1.0,
-        intercept=_float(dataset.get("RescaleIntercept"), 0.0) or 0.0,
+        slope=slope,
+        intercept=intercept,
         pixels=_pixels(dataset, path) if with_pixels else None,
     )
 
@@ -183,6 +192,7 @@ def _enhanced_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
             found = file_level
         b_value, b_source = found
         spacing = measures.PixelSpacing
+        slope, intercept = _rescale(transform if transform is not None else dataset)
         frames.append(
             Frame(
                 path=path,
@@ -203,16 +213,8 @@ def _enhanced_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
                 acquisition_number=_int(dataset.get("AcquisitionNumber")),
                 instance_number=_int(dataset.get("InstanceNumber")),
                 sop_uid=str(dataset.get("SOPInstanceUID", "")),
-                slope=(
-                    _float(transform.get("RescaleSlope"), 1.0) or 1.0
-                    if transform is not None
-                    else _float(dataset.get("RescaleSlope"), 1.0) or 1.0
-                ),
-                intercept=(
-                    _float(transform.get("RescaleIntercept"), 0.0) or 0.0
-                    if transform is not None
-                    else _float(dataset.get("RescaleIntercept"), 0.0) or 0.0
-                ),
+                slope=slope,
+                intercept=intercept,
                 pixels=None if pixels is None else pixels[index],
             )
         )
