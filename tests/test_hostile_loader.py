@@ -434,7 +434,7 @@ def test_bad_sessions_tsv_is_a_named_error(tmp_path, encoded, match):
         (b'{"EchoTime": "abc"}', "EchoTime is 'abc' but must be a finite number"),
         (b'{"SeriesNumber": "x"}', "SeriesNumber"),
         (b'{"ImageType": "ORIGINAL"}', "ImageType"),
-        (b'{"LeukotrackSequenceClass": "T1"}', "LeukotrackSequenceClass"),
+        (b'{"LeukotrackSequenceClass": "T2STAR"}', "LeukotrackSequenceClass"),
         (b'{"PatientID": {"a": 1}}', "PatientID"),
         (b"\xff\xfe{", "not a readable JSON sidecar"),
     ],
