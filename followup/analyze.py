@@ -16,7 +16,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -136,6 +136,7 @@ class AnalysisResult:
     folder: Path
     sessions: list[dict[str, Any]]
     lesions: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -436,6 +437,7 @@ def analyze_case(
                 "files": list(record.files),
                 "day0_for_day_numbers": course.day0.isoformat() if course.day0 else None,
                 "notes": course.notes,
+                "warnings": list(record.warnings),
                 "pk_covariates": covariates.__dict__,
                 "pk_covariates_assumed": covariates.assumed(),
             }
@@ -448,7 +450,13 @@ def analyze_case(
             provenance["input_sha256"] = input_hashes(case_dir)
         _write_json(work / "provenance.json", provenance)
     _dataset_description(out_dir)
-    return AnalysisResult(case_id, out_dir / subject, session_rows, lesion_rows)
+    return AnalysisResult(
+        case_id,
+        out_dir / subject,
+        session_rows,
+        lesion_rows,
+        list(record.warnings if record else []),
+    )
 
 
 def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from clinical.errors import ClinicalError
@@ -195,6 +196,8 @@ def analyze(
         _print_sessions(result.sessions)
     else:
         console.print(f"{case_id}: no images; clinical files only")
+    for warning in result.warnings:  # also in provenance.json, "clinical" -> "warnings"
+        error_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(f"wrote {result.folder}")
 
 
