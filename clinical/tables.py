@@ -324,9 +324,14 @@ def read_table(
         except StopIteration:
             break
         except csv.Error as error:
-            problems.append(
-                Problem(path, number, None, f"cannot be split into cells ({error}); check the line")
-            )
+            if "field larger than field limit" in str(error):
+                message = (
+                    f"a cell longer than {csv.field_size_limit()} characters, more than a "
+                    f"spreadsheet cell holds ({MAX_CELL_CHARS}); shorten it"
+                )
+            else:
+                message = f"cannot be split into cells ({error}); check the line"
+            problems.append(Problem(path, number, None, message))
             break  # the reader cannot resume after a broken record
         if not any(c.strip() for c in cells) or cells[0].lstrip().startswith("#"):
             continue
