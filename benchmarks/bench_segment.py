@@ -60,7 +60,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
-    over = [r for r in rows if r["seconds"] > SESSION_BUDGET_S]
+    over = [r for r in rows if float(r["seconds"]) > SESSION_BUDGET_S]  # type: ignore[arg-type]
     return 1 if over else 0
 
 
