@@ -58,7 +58,7 @@ def _reports_errors(command: F) -> F:
             FileNotFoundError,
         ) as error:
             error_console.print(
-                f"[bold red]error:[/] {type(error).__name__}: {error}", soft_wrap=True
+                f"[bold red]error:[/] {type(error).__name__}: {escape(str(error))}", soft_wrap=True
             )
             raise typer.Exit(code=1) from None
 

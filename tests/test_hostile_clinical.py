@@ -134,6 +134,12 @@ def test_text_in_no_accepted_encoding_is_refused_with_what_to_save_as(tmp_path, 
     _nothing_written(tmp_path / "out", "bad")
 
 
+def test_console_markup_in_a_cell_is_printed_as_written(tmp_path):
+    result = _analyze(hostile.markup_case(tmp_path / "markup"), tmp_path / "out")
+    _refused(result, "exposures.csv:2 (route): '[/]' is not one of IV, SC, PO, IT, IM")
+    _nothing_written(tmp_path / "out", "markup")
+
+
 # ----------------------------------------------------------------------------- numbers and cells
 @pytest.mark.parametrize("value", hostile.NONFINITE)
 @pytest.mark.parametrize(

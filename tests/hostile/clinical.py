@@ -18,6 +18,7 @@ __all__ = [
     "formula_case",
     "huge_cell_case",
     "implausible_case",
+    "markup_case",
     "nonfinite_case",
     "runaway_schedule_case",
     "undecodable_case",
@@ -191,4 +192,12 @@ def formula_case(folder: Path) -> Path:
         labs="date,specimen,analyte,value,unit\n"
         f'2023-02-21,serum,albumin,35,"{FORMULAS["lab_unit"].replace(chr(34), chr(34) * 2)}"\n'
         f"2023-02-21,serum,{FORMULAS['lab_analyte']},1.5,g/L\n",
+    )
+
+
+def markup_case(folder: Path) -> Path:
+    """Console markup in cells (``[/]``, ``[bold]``): a bad route quoted in the error message, and
+    a drug name quoted in a warning, must print as written."""
+    return base_case(
+        folder, exposures=EXPOSURES_HEADER + "[bold]x[/],40,mg,[/],2023-01-13,,once,,,\n"
     )
