@@ -131,6 +131,7 @@ class Patient:
     index_date: date | None = None  # an explicit index date
     day0_date: date | None = None
     note: str = ""
+    source: str = "patient.csv"  # file:line of the row, once read
 
     @property
     def igg_myeloma(self) -> bool | None:
@@ -307,6 +308,7 @@ def _read_patient(path: Path, problems: list[Problem], warnings: list[str]) -> P
         index_date=index_date,
         day0_date=_date(row, "day0_date", problems),
         note=row.get("note"),
+        source=row.source,
     )
 
 
@@ -524,20 +526,26 @@ def plausibility_warnings(record: ClinicalRecord) -> list[str]:
     out: list[str | None] = []
     patient = record.patient
     out.append(
-        _range_warning(patient.weight_kg, PLAUSIBLE_WEIGHT_KG, "patient.csv:2 (weight_kg)", "kg")
+        _range_warning(
+            patient.weight_kg, PLAUSIBLE_WEIGHT_KG, f"{patient.source} (weight_kg)", "kg"
+        )
     )
     out.append(
-        _range_warning(patient.height_cm, PLAUSIBLE_HEIGHT_CM, "patient.csv:2 (height_cm)", "cm")
+        _range_warning(
+            patient.height_cm, PLAUSIBLE_HEIGHT_CM, f"{patient.source} (height_cm)", "cm"
+        )
     )
     out.append(
-        _range_warning(patient.age_years, PLAUSIBLE_AGE_YEARS, "patient.csv:2 (age_years)", "years")
+        _range_warning(
+            patient.age_years, PLAUSIBLE_AGE_YEARS, f"{patient.source} (age_years)", "years"
+        )
     )
     born = patient.birth_date
     if born is not None:
-        out.append(_date_warning(When(at=_at(born)), "patient.csv:2", "birth_date", None))
+        out.append(_date_warning(When(at=_at(born)), patient.source, "birth_date", None))
     for column, value in (("index_date", patient.index_date), ("day0_date", patient.day0_date)):
         if value is not None:
-            out.append(_date_warning(When(at=_at(value)), "patient.csv:2", column, born))
+            out.append(_date_warning(When(at=_at(value)), patient.source, column, born))
     named: set[str] = set()
     for row in record.exposures:
         if row.drug not in named:
