@@ -21,6 +21,7 @@ leukotrack's own ``day`` (from the index date, with day 0) is in the other outpu
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from clinical.course import Administration, ClinicalCourse
@@ -85,9 +86,7 @@ def _frequency(a: Administration) -> str:
     return _FREQUENCIES.get(a.interval_days, f"EVERY {a.interval_days} DAYS")
 
 
-def _study_day(course: ClinicalCourse, a: Administration) -> int:
-    first = course.first_dose()
-    assert first is not None
+def _study_day(first: datetime, a: Administration) -> int:
     days = (a.at.date() - first.date()).days
     return days + 1 if days >= 0 else days
 
@@ -96,9 +95,13 @@ def sdtm_ex_rows(
     course: ClinicalCourse, subject: str, study: str = "LEUKOTRACK"
 ) -> list[dict[str, Any]]:
     """One SDTM EX record per given administration (held doses are not exposure)."""
-    rows = []
-    for number, a in enumerate(course.given(), start=1):
-        day = _study_day(course, a)
+    rows: list[dict[str, Any]] = []
+    given = course.given()
+    if not given:
+        return rows
+    first = given[0].at
+    for number, a in enumerate(given, start=1):
+        day = _study_day(first, a)
         rows.append(
             {
                 "STUDYID": study,

@@ -6,6 +6,7 @@ Every ``day`` counts from one :class:`~clinical.course.IndexDate`, chosen once p
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from datetime import date, datetime, timedelta
@@ -242,9 +243,10 @@ def pk_rows(
         result = curve(doses, times, pk_covariates(course))
         assumed = ", ".join(result.assumed) or "none"
         label = f"{result.label}; covariates assumed at the model reference: {assumed}"
+        dose_times = [a.at for a in given]  # in time order
         for hours, value in zip(times, result.concentration_ug_ml, strict=True):
             moment = origin + timedelta(hours=float(hours))
-            last_dose = [a for a in given if a.at <= moment]
+            last_dose = given[: bisect.bisect_right(dose_times, moment)]
             rows.append(
                 {
                     "drug": drug,
@@ -261,7 +263,7 @@ def pk_rows(
                 }
             )
         for x in measured:
-            before = [a for a in given if a.at <= x.at]
+            before = given[: bisect.bisect_right(dose_times, x.at)]
             rows.append(
                 {
                     "drug": drug,
