@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from clinical.errors import ClinicalFileError
 from clinical.record import load_clinical
-from clinical.tables import MAX_CELL_CHARS
+from clinical.tables import MAX_CELL_CHARS, MAX_FILE_BYTES
 from clinical.units import body_surface_area_m2
 from followup.analyze import analyze_case
 from followup.cli import app
@@ -170,6 +170,25 @@ def test_over_long_cells_are_refused_with_their_line(tmp_path, characters, messa
     result = _analyze(case, tmp_path / "out")
     _refused(result, "exposures.csv:4", message, f"({MAX_CELL_CHARS})")
     _nothing_written(tmp_path / "out", "huge")
+
+
+def test_a_file_above_the_size_limit_is_refused_unread(tmp_path):
+    case = hostile.oversized_case(tmp_path / "big", MAX_FILE_BYTES + 1)
+    with pytest.raises(ClinicalFileError, match=r"events\.csv:1: larger than 16 MiB"):
+        load_clinical(case)
+
+
+def test_a_long_valid_lab_file_pairs_every_day(tmp_path):
+    case = hostile.many_labs_case(tmp_path / "labs", days=2500)
+    analyze_case(case, tmp_path / "out")
+    csf = pd.read_csv(tmp_path / "out" / "sub-labs" / "csf.tsv", sep="\t")
+    quotients = csf[csf["measure"] == "albumin_quotient"]
+    assert len(quotients) == 2500
+    first = quotients.iloc[0]
+    unit = first["unit"]
+    assert first["value"] == pytest.approx(round(200 / 30000 * 1e3, 4)), unit  # x 1e-3
+    last = quotients.iloc[-1]  # day 2499: 30 + 2499 % 7 = 30 g/L, 200 + 2499 % 11 = 202 mg/L
+    assert last["value"] == pytest.approx(round(202 / 30000 * 1e3, 4))
 
 
 def test_a_cell_of_the_spreadsheet_limit_is_read(tmp_path):

@@ -7,6 +7,7 @@ that analyses in a second) and returns it. Nothing here is random: the same call
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 __all__ = [
@@ -18,8 +19,10 @@ __all__ = [
     "formula_case",
     "huge_cell_case",
     "implausible_case",
+    "many_labs_case",
     "markup_case",
     "nonfinite_case",
+    "oversized_case",
     "runaway_schedule_case",
     "undecodable_case",
     "unknown_drugs_case",
@@ -201,3 +204,21 @@ def markup_case(folder: Path) -> Path:
     return base_case(
         folder, exposures=EXPOSURES_HEADER + "[bold]x[/],40,mg,[/],2023-01-13,,once,,,\n"
     )
+
+
+def many_labs_case(folder: Path, days: int = 2500) -> Path:
+    """A long but valid labs.csv: serum and CSF albumin on each of ``days`` days (2 rows a day)."""
+    lines = ["date,specimen,analyte,value,unit"]
+    for n in range(days):
+        on = date(2016, 1, 1) + timedelta(days=n)
+        lines += [f"{on},serum,albumin,{30 + n % 7},g/L", f"{on},csf,albumin,{200 + n % 11},mg/L"]
+    return base_case(folder, labs="\n".join(lines) + "\n")
+
+
+def oversized_case(folder: Path, size_bytes: int) -> Path:
+    """An events.csv of ``size_bytes`` (a sparse file: a header, then zero bytes)."""
+    case = base_case(folder)
+    path = case / "events.csv"
+    with path.open("r+b") as handle:
+        handle.truncate(size_bytes)
+    return case
