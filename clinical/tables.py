@@ -185,6 +185,11 @@ def parse_number(text: str, *, decimal_comma: bool = False) -> float:
     return value
 
 
+def _printable(text: str) -> str:
+    """``text`` without control characters (a header cell quoted in a message, unquoted)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 def shown(text: str, limit: int = 40) -> str:
     """A cell quoted for a message, shortened to ``limit`` characters."""
     return repr(text if len(text) <= limit else text[:limit] + "...")
@@ -368,7 +373,7 @@ def read_table(
                         path,
                         number,
                         None,
-                        f"unknown column(s) {', '.join(c[:40] for c in unknown[:5])}; "
+                        f"unknown column(s) {', '.join(_printable(c)[:40] for c in unknown[:5])}; "
                         f"allowed: {', '.join(required + optional)}",
                     )
                 )
