@@ -7,7 +7,6 @@ only when complete, so a failure leaves no partial output (and an earlier result
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import math
@@ -16,7 +15,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -39,11 +38,12 @@ from clinical.outputs import (
 )
 from clinical.record import load_clinical
 from followup.dicom_seg import write_session_segs
+from followup.tsv import write_tsv
 from imaging.case import CaseIndex, case_id_from_folder, scan_case
 from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
 from imaging.pipeline import CaseImages, PipelineParams, SessionImages, process_case
-from imaging.quantify import adc_in_mask, as_cell, lesion_count, lesion_volumes
+from imaging.quantify import adc_in_mask, lesion_count, lesion_volumes
 from imaging.regions import Region
 from imaging.register import resample
 from imaging.track import TrackedSession, TrackingParams, track_lesions
@@ -143,6 +143,7 @@ class AnalysisResult:
     folder: Path
     sessions: list[dict[str, Any]]
     lesions: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -162,14 +163,6 @@ def _atomic_folder(target: Path) -> Iterator[Path]:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-
-
-def _write_tsv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([as_cell(row.get(column)) for column in columns])
 
 
 def _save_mask(image: MRImage, path: Path) -> None:
@@ -417,20 +410,20 @@ def analyze_case(
     out_dir.mkdir(parents=True, exist_ok=True)
     say("writing")
     with _atomic_folder(out_dir / subject) as work:
-        _write_tsv(work / "sessions.tsv", session_rows, SESSION_COLUMNS + drug_columns)
-        _write_tsv(work / "lesions.tsv", lesion_rows, LESION_COLUMNS)
-        _write_tsv(
+        write_tsv(work / "sessions.tsv", session_rows, SESSION_COLUMNS + drug_columns)
+        write_tsv(work / "lesions.tsv", lesion_rows, LESION_COLUMNS)
+        write_tsv(
             work / "timeline.tsv",
             _timeline(session_rows, course, index_date, case_id),
             TIMELINE_COLUMNS,
         )
         pk = pk_rows(course, index_date, case_id, until=last_mri) if course else []
-        _write_tsv(work / "pk.tsv", pk, PK_COLUMNS)
-        _write_tsv(
+        write_tsv(work / "pk.tsv", pk, PK_COLUMNS)
+        write_tsv(
             work / "csf.tsv", csf_rows(course, index_date, case_id) if course else [], CSF_COLUMNS
         )
         if course is not None and course.administrations:
-            _write_tsv(work / "ex.tsv", sdtm_ex_rows(course, case_id), EX_COLUMNS)
+            write_tsv(work / "ex.tsv", sdtm_ex_rows(course, case_id), EX_COLUMNS)
             _write_json(work / "medication_administrations.fhir.json", fhir_bundle(course, case_id))
         seg_notes = _write_images(work, subject, case, tracked) if case is not None else {}
         provenance: dict[str, Any] = {
@@ -453,6 +446,7 @@ def analyze_case(
                 "files": list(record.files),
                 "day0_for_day_numbers": course.day0.isoformat() if course.day0 else None,
                 "notes": course.notes,
+                "warnings": list(record.warnings),
                 "pk_covariates": covariates.__dict__,
                 "pk_covariates_assumed": covariates.assumed(),
             }
@@ -465,7 +459,13 @@ def analyze_case(
             provenance["input_sha256"] = input_hashes(case_dir)
         _write_json(work / "provenance.json", provenance)
     _dataset_description(out_dir)
-    return AnalysisResult(case_id, out_dir / subject, session_rows, lesion_rows)
+    return AnalysisResult(
+        case_id,
+        out_dir / subject,
+        session_rows,
+        lesion_rows,
+        list(record.warnings if record else []),
+    )
 
 
 def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, Any]:
@@ -581,12 +581,17 @@ def _write_images(
                     t.labels, folder / f"{stem}_space-baseline_desc-{source}lesions_dseg.nii.gz"
                 )
         legend = sorted({int(v) for v in np.unique(dseg) if v > 0})
-        with (folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv").open("w") as handle:
-            handle.write("index\tname\tsource\n")
-            for value in legend:
-                source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
-                number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
-                handle.write(f"{value}\t{'D' if source == 'dwi' else 'F'}{number:03d}\t{source}\n")
+        entries = []
+        for value in legend:
+            source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
+            number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
+            name = f"{'D' if source == 'dwi' else 'F'}{number:03d}"
+            entries.append({"index": value, "name": name, "source": source})
+        write_tsv(
+            folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv",
+            entries,
+            ["index", "name", "source"],
+        )
         for source, t in (("flair", flair_t), ("dwi", dwi_t)):
             if t is not None and t.change_map is not None:
                 _save_mask(

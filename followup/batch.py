@@ -33,6 +33,7 @@ from typing import Any
 from followup.analyze import OUTPUT_LAYOUT, analyze_case, input_hashes, software_version
 from followup.inspect import case_folders
 from followup.store import COHORT_COLUMNS, Store
+from followup.tsv import safe_cell
 from imaging.case import case_id_from_folder
 from imaging.pipeline import PipelineParams, engine_infos
 from imaging.quantify import as_cell
@@ -245,7 +246,8 @@ def write_cohort(store: Store, out_dir: Path) -> Path:
                 value = row.get(column)
                 if isinstance(value, bool):
                     value = int(value)
-                cells.append(str(as_cell(value)).replace("\t", " ").replace("\n", " "))
+                cell = str(as_cell(value)).replace("\t", " ").replace("\n", " ").replace("\r", " ")
+                cells.append(str(safe_cell(cell)))
             stream.write("\t".join(cells) + "\n")
     path = out_dir / "cohort.tsv"
     Path(name).replace(path)

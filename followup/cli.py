@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from clinical.errors import ClinicalError
+from followup.errors import ExportError
 from followup.inspect import case_folders, case_summary, find_cases
 from imaging.case import scan_case
 from imaging.errors import ImagingError, NoImagesFoundError
@@ -68,9 +69,15 @@ def _reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ImagingError, ClinicalError, FileExistsError, FileNotFoundError) as error:
+        except (
+            ImagingError,
+            ClinicalError,
+            ExportError,
+            FileExistsError,
+            FileNotFoundError,
+        ) as error:
             error_console.print(
-                f"[bold red]error:[/] {type(error).__name__}: {error}", soft_wrap=True
+                f"[bold red]error:[/] {type(error).__name__}: {escape(str(error))}", soft_wrap=True
             )
             raise typer.Exit(code=1) from None
 
@@ -269,6 +276,8 @@ def analyze(
         _print_sessions(result.sessions)
     else:
         console.print(f"{case_id}: no images; clinical files only")
+    for warning in result.warnings:  # also in provenance.json, "clinical" -> "warnings"
+        error_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(f"wrote {result.folder}")
 
 
@@ -485,8 +494,6 @@ def export(
     de-identified)."""
     from followup.export import export_outputs
 
-    if key is not None and to.resolve() in key.resolve().parents:
-        raise FileExistsError(f"{key}: keep the pseudonym key outside the export folder {to}")
     summary = export_outputs(out_dir, to, deidentify=deidentify, key_file=key)
     console.print(
         f"exported {len(summary.cases)} cases, {summary.tables} tables (TSV and Parquet) and "
