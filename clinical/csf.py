@@ -77,14 +77,15 @@ def _pairs(course: ClinicalCourse) -> dict[date, dict[str, tuple[float, float]]]
     """CSF and serum values (mg/L) of each analyte, by sample date."""
     by_day: dict[date, dict[str, tuple[float, float]]] = {}
     csf = [x for x in course.labs if x.specimen == "csf" and x.value_mg_l is not None]
-    blood = [
-        x for x in course.labs if x.specimen in ("serum", "plasma") and x.value_mg_l is not None
-    ]
+    first_blood: dict[tuple[str, date], float | None] = {}  # the first serum/plasma value, in time
+    for x in course.labs:
+        if x.specimen in ("serum", "plasma") and x.value_mg_l is not None:
+            first_blood.setdefault((x.analyte, x.at.date()), x.value_mg_l)
     for sample in csf:
         day = sample.at.date()
-        match = [x for x in blood if x.analyte == sample.analyte and x.at.date() == day]
-        if match and sample.value_mg_l is not None and match[0].value_mg_l:
-            by_day.setdefault(day, {})[sample.analyte] = (sample.value_mg_l, match[0].value_mg_l)
+        serum = first_blood.get((sample.analyte, day))
+        if serum and sample.value_mg_l is not None:
+            by_day.setdefault(day, {})[sample.analyte] = (sample.value_mg_l, serum)
     return by_day
 
 

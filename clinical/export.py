@@ -21,24 +21,14 @@ leukotrack's own ``day`` (from the index date, with day 0) is in the other outpu
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from clinical.course import Administration, ClinicalCourse
+from clinical.drugs import ATC_CODES, atc_code
 
 __all__ = ["ATC_CODES", "EX_COLUMNS", "fhir_bundle", "sdtm_ex_rows"]
 
-#: WHO ATC codes of drugs met in this field (checked against the WHO ATC index, 2024).
-ATC_CODES = {
-    "daratumumab": "L01FC01",
-    "lenalidomide": "L04AX04",
-    "thalidomide": "L04AX02",
-    "pomalidomide": "L04AX06",
-    "dexamethasone": "H02AB02",
-    "bortezomib": "L01XG01",
-    "carfilzomib": "L01XG02",
-    "methotrexate": "L01BA01",
-    "cytarabine": "L01BC01",
-}
 _SNOMED_ROUTES = {
     "IV": ("47625008", "Intravenous route"),
     "SC": ("34206005", "Subcutaneous route"),
@@ -96,9 +86,7 @@ def _frequency(a: Administration) -> str:
     return _FREQUENCIES.get(a.interval_days, f"EVERY {a.interval_days} DAYS")
 
 
-def _study_day(course: ClinicalCourse, a: Administration) -> int:
-    first = course.first_dose()
-    assert first is not None
+def _study_day(first: datetime, a: Administration) -> int:
     days = (a.at.date() - first.date()).days
     return days + 1 if days >= 0 else days
 
@@ -107,9 +95,13 @@ def sdtm_ex_rows(
     course: ClinicalCourse, subject: str, study: str = "LEUKOTRACK"
 ) -> list[dict[str, Any]]:
     """One SDTM EX record per given administration (held doses are not exposure)."""
-    rows = []
-    for number, a in enumerate(course.given(), start=1):
-        day = _study_day(course, a)
+    rows: list[dict[str, Any]] = []
+    given = course.given()
+    if not given:
+        return rows
+    first = given[0].at
+    for number, a in enumerate(given, start=1):
+        day = _study_day(first, a)
         rows.append(
             {
                 "STUDYID": study,
@@ -133,7 +125,8 @@ def sdtm_ex_rows(
 
 
 def _medication_administration(a: Administration, number: int, subject: str) -> dict[str, Any]:
-    coding = [{"system": "http://www.whocc.no/atc", "code": ATC_CODES[a.drug], "display": a.drug}]
+    code = atc_code(a.drug)  # None for a drug outside the code table: shown by name only
+    coding = [{"system": "http://www.whocc.no/atc", "code": code, "display": a.drug}]
     route_code, route_name = _SNOMED_ROUTES[a.route]
     resource: dict[str, Any] = {
         "resourceType": "MedicationAdministration",
@@ -141,7 +134,7 @@ def _medication_administration(a: Administration, number: int, subject: str) -> 
         "status": "completed" if a.given else "not-done",
         "medicationCodeableConcept": {
             "text": a.drug_label,
-            **({"coding": coding} if a.drug in ATC_CODES else {}),
+            **({"coding": coding} if code is not None else {}),
         },
         "subject": {"reference": f"Patient/{subject}"},
         "effectiveDateTime": a.at.date().isoformat(),

@@ -6,6 +6,8 @@ Every ``day`` counts from one :class:`~clinical.course.IndexDate`, chosen once p
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -78,6 +80,11 @@ CSF_COLUMNS = [
 PK_STEP_H = 6.0
 #: The modelled curve runs this long past the last dose or the last date of interest, days.
 PK_TAIL_DAYS = 28
+#: ... but ends at most this long after the last dose, days (the typical-patient level is then far
+#: below 1 mg/L; a dose dated decades before the MRI would otherwise make a curve of millions of rows).
+PK_MAX_DAYS_AFTER_LAST_DOSE = 365
+#: Most points of one modelled curve; a longer course is sampled more coarsely than PK_STEP_H.
+PK_MAX_POINTS = 20000
 
 
 def drug_column(drug: str) -> str:
@@ -196,6 +203,10 @@ def pk_rows(
 ) -> list[dict[str, Any]]:
     """The modelled daratumumab curve every :data:`PK_STEP_H` hours, and the measured levels.
 
+    The curve ends :data:`PK_TAIL_DAYS` after the last dose, measured level or ``until``, but at
+    most :data:`PK_MAX_DAYS_AFTER_LAST_DOSE` after the last dose; a course longer than
+    :data:`PK_MAX_POINTS` steps is sampled at a multiple of :data:`PK_STEP_H`.
+
     Only daratumumab has a model (IV: Xu 2020; SC: Luo 2021); lenalidomide and dexamethasone have
     no accumulation between doses and appear as exposure periods in the timeline instead.
     """
@@ -222,14 +233,20 @@ def pk_rows(
             + ([until] if until else [])
             + ([course.horizon] if course.horizon else [])
         )
-        end = datetime.combine(last, datetime.min.time()) + timedelta(days=PK_TAIL_DAYS)
-        times = np.arange(0.0, (end - origin) / timedelta(hours=1) + 1e-9, PK_STEP_H)
+        end = min(
+            datetime.combine(last, datetime.min.time()) + timedelta(days=PK_TAIL_DAYS),
+            given[-1].at + timedelta(days=PK_MAX_DAYS_AFTER_LAST_DOSE),
+        )
+        span_h = (end - origin) / timedelta(hours=1)
+        step_h = max(PK_STEP_H, math.ceil(span_h / PK_MAX_POINTS / PK_STEP_H) * PK_STEP_H)
+        times = np.arange(0.0, span_h + 1e-9, step_h)
         result = curve(doses, times, pk_covariates(course))
         assumed = ", ".join(result.assumed) or "none"
         label = f"{result.label}; covariates assumed at the model reference: {assumed}"
+        dose_times = [a.at for a in given]  # in time order
         for hours, value in zip(times, result.concentration_ug_ml, strict=True):
             moment = origin + timedelta(hours=float(hours))
-            last_dose = [a for a in given if a.at <= moment]
+            last_dose = given[: bisect.bisect_right(dose_times, moment)]
             rows.append(
                 {
                     "drug": drug,
@@ -246,7 +263,7 @@ def pk_rows(
                 }
             )
         for x in measured:
-            before = [a for a in given if a.at <= x.at]
+            before = given[: bisect.bisect_right(dose_times, x.at)]
             rows.append(
                 {
                     "drug": drug,

@@ -3,19 +3,35 @@
 
 All four are optional. A file with any problem rejects the whole record (:class:`ClinicalFileError`
 lists every problem with its line), so nothing is ever derived from half a file.
+
+What is readable but unlikely is kept and named in :attr:`ClinicalRecord.warnings` (each as
+``file:line (column): what``), for the caller to show and to put into provenance.json: drugs without
+a code (and the known names close to a misspelt one), doses above a generous bound per drug
+(:mod:`clinical.drugs`), weights, heights and ages outside the human range, dates before
+:data:`EARLIEST_PLAUSIBLE_DATE`, more than :data:`FUTURE_MARGIN_DAYS` days after today or before the
+birth date, and files read in the Windows-1252 fallback encoding.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
+from clinical.drugs import close_known_names, is_known, max_single_dose_mg
 from clinical.errors import ClinicalFileError, Problem
 from clinical.schedule import Schedule, parse_schedule
-from clinical.tables import Row, When, parse_number, parse_when, read_table
-from clinical.units import CONCENTRATION_TO_MG_L, DOSE_UNITS, concentration_to_mg_l, normalise_unit
+from clinical.tables import Row, When, parse_number, parse_when, read_table, shown
+from clinical.units import (
+    CONCENTRATION_TO_MG_L,
+    DOSE_UNITS,
+    body_surface_area_m2,
+    concentration_to_mg_l,
+    normalise_unit,
+)
 
 __all__ = [
     "CLINICAL_FILES",
@@ -30,7 +46,10 @@ __all__ = [
     "Patient",
     "has_clinical_files",
     "load_clinical",
+    "plausibility_warnings",
 ]
+
+T = TypeVar("T")
 
 #: The clinical files a case folder may hold, at its root.
 CLINICAL_FILES = ("patient.csv", "exposures.csv", "events.csv", "labs.csv")
@@ -51,6 +70,15 @@ EVENT_KINDS = (
 SPECIMENS = ("serum", "plasma", "csf", "blood", "urine")
 #: What ``index_date`` in patient.csv may name (or an ISO date).
 INDEX_RULES = ("first_mri", "first_dose", "symptom_onset", "drug_stop", "admission")
+
+#: Calendar dates before this are reported as implausible (a typing error in the year).
+EARLIEST_PLAUSIBLE_DATE = date(1900, 1, 1)
+#: Dates more than this many days after today are reported as implausible.
+FUTURE_MARGIN_DAYS = 366
+#: Plausible ranges of patient.csv values (an adult or a child; outside: a unit or typing slip).
+PLAUSIBLE_WEIGHT_KG = (2.0, 350.0)
+PLAUSIBLE_HEIGHT_CM = (40.0, 250.0)
+PLAUSIBLE_AGE_YEARS = (0.0, 120.0)
 
 PATIENT_COLUMNS = (
     "age_years",
@@ -103,6 +131,7 @@ class Patient:
     index_date: date | None = None  # an explicit index date
     day0_date: date | None = None
     note: str = ""
+    source: str = "patient.csv"  # file:line of the row, once read
 
     @property
     def igg_myeloma(self) -> bool | None:
@@ -166,6 +195,7 @@ class ClinicalRecord:
     events: tuple[Event, ...] = ()
     labs: tuple[Lab, ...] = ()
     files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def drugs(self) -> list[str]:
@@ -198,7 +228,7 @@ def _number(
         problems.append(row.problem(column, f"{error}; write a plain number, e.g. 78.6"))
         return None
     if positive and not value > 0:
-        problems.append(row.problem(column, f"{text!r} must be greater than 0"))
+        problems.append(row.problem(column, f"{shown(text)} must be greater than 0"))
         return None
     return value
 
@@ -231,13 +261,13 @@ def _choice(row: Row, column: str, allowed: tuple[str, ...], problems: list[Prob
     for option in allowed:
         if text.lower() == option.lower():
             return option
-    problems.append(row.problem(column, f"{text!r} is not one of {', '.join(allowed)}"))
+    problems.append(row.problem(column, f"{shown(text)} is not one of {', '.join(allowed)}"))
     return ""
 
 
 # --------------------------------------------------------------------------------------- files
-def _read_patient(path: Path, problems: list[Problem]) -> Patient:
-    rows, header = read_table(path, (), PATIENT_COLUMNS)
+def _read_patient(path: Path, problems: list[Problem], warnings: list[str]) -> Patient:
+    rows, header = read_table(path, (), PATIENT_COLUMNS, warnings)
     problems.extend(header)
     if not rows:
         return Patient()
@@ -246,7 +276,7 @@ def _read_patient(path: Path, problems: list[Problem]) -> Patient:
     row = rows[0]
     sex = row.get("sex").upper()[:1] or None
     if sex not in (None, "F", "M"):
-        problems.append(row.problem("sex", f"{row.get('sex')!r}: write F or M"))
+        problems.append(row.problem("sex", f"{shown(row.get('sex'))}: write F or M"))
         sex = None
     index_text = row.get("index_date")
     index_rule: str | None = None
@@ -262,7 +292,7 @@ def _read_patient(path: Path, problems: list[Problem]) -> Patient:
             problems.append(
                 row.problem(
                     "index_date",
-                    f"{index_text!r}: write one of {', '.join(INDEX_RULES)} or a date (YYYY-MM-DD)",
+                    f"{shown(index_text)}: write one of {', '.join(INDEX_RULES)} or a date (YYYY-MM-DD)",
                 )
             )
         else:
@@ -278,11 +308,14 @@ def _read_patient(path: Path, problems: list[Problem]) -> Patient:
         index_date=index_date,
         day0_date=_date(row, "day0_date", problems),
         note=row.get("note"),
+        source=row.source,
     )
 
 
-def _read_exposures(path: Path, patient: Patient, problems: list[Problem]) -> list[ExposureRow]:
-    rows, header = read_table(path, EXPOSURE_REQUIRED, EXPOSURE_OPTIONAL)
+def _read_exposures(
+    path: Path, patient: Patient, problems: list[Problem], warnings: list[str]
+) -> list[ExposureRow]:
+    rows, header = read_table(path, EXPOSURE_REQUIRED, EXPOSURE_OPTIONAL, warnings)
     problems.extend(header)
     out = []
     for row in rows:
@@ -296,7 +329,9 @@ def _read_exposures(path: Path, patient: Patient, problems: list[Problem]) -> li
         unit = normalise_unit(row.get("unit"))
         if unit not in DOSE_UNITS:
             problems.append(
-                row.problem("unit", f"{row.get('unit')!r}: write one of {', '.join(DOSE_UNITS)}")
+                row.problem(
+                    "unit", f"{shown(row.get('unit'))}: write one of {', '.join(DOSE_UNITS)}"
+                )
             )
         elif unit == "mg/kg" and patient.weight_kg is None:
             problems.append(row.problem("unit", "a mg/kg dose needs weight_kg in patient.csv"))
@@ -309,7 +344,7 @@ def _read_exposures(path: Path, patient: Patient, problems: list[Problem]) -> li
         end = _when(row, "end", problems, required=False)
         status = row.get("status").lower() or "given"
         if status not in ("given", "held"):
-            problems.append(row.problem("status", f"{status!r}: write given or held"))
+            problems.append(row.problem("status", f"{shown(status)}: write given or held"))
         schedule = None
         try:
             schedule = parse_schedule(row.get("schedule"))
@@ -344,8 +379,8 @@ def _read_exposures(path: Path, patient: Patient, problems: list[Problem]) -> li
     return out
 
 
-def _read_events(path: Path, problems: list[Problem]) -> list[Event]:
-    rows, header = read_table(path, EVENT_REQUIRED, EVENT_OPTIONAL)
+def _read_events(path: Path, problems: list[Problem], warnings: list[str]) -> list[Event]:
+    rows, header = read_table(path, EVENT_REQUIRED, EVENT_OPTIONAL, warnings)
     problems.extend(header)
     out = []
     for row in rows:
@@ -362,8 +397,8 @@ def _read_events(path: Path, problems: list[Problem]) -> list[Event]:
     return out
 
 
-def _read_labs(path: Path, problems: list[Problem]) -> list[Lab]:
-    rows, header = read_table(path, LAB_REQUIRED, LAB_OPTIONAL)
+def _read_labs(path: Path, problems: list[Problem], warnings: list[str]) -> list[Lab]:
+    rows, header = read_table(path, LAB_REQUIRED, LAB_OPTIONAL, warnings)
     problems.extend(header)
     out = []
     for row in rows:
@@ -408,7 +443,10 @@ def _check_drugs(record: ClinicalRecord, problems: list[Problem], paths: dict[st
             line = int(event.source.rsplit(":", 1)[1])
             problems.append(
                 Problem(
-                    paths["events.csv"], line, "drug", f"{event.drug!r} is not in exposures.csv"
+                    paths["events.csv"],
+                    line,
+                    "drug",
+                    f"{shown(event.drug)} is not in exposures.csv",
                 )
             )
 
@@ -431,16 +469,121 @@ def load_clinical(case_dir: Path) -> ClinicalRecord | None:
     if not paths:
         return None
     problems: list[Problem] = []
-    patient = _read_patient(paths["patient.csv"], problems) if "patient.csv" in paths else Patient()
-    exposures = (
-        _read_exposures(paths["exposures.csv"], patient, problems)
-        if "exposures.csv" in paths
-        else []
+    warnings: list[str] = []
+
+    def read(name: str, reader: Callable[[Path], T], empty: T) -> T:
+        if name not in paths:
+            return empty
+        try:
+            return reader(paths[name])
+        except ClinicalFileError as error:  # unreadable as text: its problems join the others
+            problems.extend(error.problems)
+            return empty
+
+    patient = read("patient.csv", lambda p: _read_patient(p, problems, warnings), Patient())
+    no_exposures: list[ExposureRow] = []
+    no_events: list[Event] = []
+    no_labs: list[Lab] = []
+    exposures = read(
+        "exposures.csv", lambda p: _read_exposures(p, patient, problems, warnings), no_exposures
     )
-    events = _read_events(paths["events.csv"], problems) if "events.csv" in paths else []
-    labs = _read_labs(paths["labs.csv"], problems) if "labs.csv" in paths else []
+    events = read("events.csv", lambda p: _read_events(p, problems, warnings), no_events)
+    labs = read("labs.csv", lambda p: _read_labs(p, problems, warnings), no_labs)
     record = ClinicalRecord(patient, tuple(exposures), tuple(events), tuple(labs), tuple(paths))
     _check_drugs(record, problems, paths)
     if problems:
         raise ClinicalFileError(problems)
-    return record
+    return replace(record, warnings=tuple(warnings + plausibility_warnings(record)))
+
+
+def _date_warning(when: When, source: str, column: str, born: date | None) -> str | None:
+    if when.at is None:
+        return None
+    on = when.at.date()
+    if on < EARLIEST_PLAUSIBLE_DATE:
+        return f"{source} ({column}): {on.isoformat()} is before {EARLIEST_PLAUSIBLE_DATE.year}"
+    if on > date.today() + timedelta(days=FUTURE_MARGIN_DAYS):
+        return f"{source} ({column}): {on.isoformat()} is more than a year in the future"
+    if born is not None and on < born:
+        return f"{source} ({column}): {on.isoformat()} is before the birth date {born.isoformat()}"
+    return None
+
+
+def _range_warning(
+    value: float | None, bounds: tuple[float, float], where: str, unit: str
+) -> str | None:
+    if value is None or bounds[0] <= value <= bounds[1]:
+        return None
+    return f"{where}: {value:g} {unit} is outside {bounds[0]:g}-{bounds[1]:g} {unit}"
+
+
+def plausibility_warnings(record: ClinicalRecord) -> list[str]:
+    """Readable but unlikely values of a checked record, each as ``file:line (column): what``.
+
+    Nothing is changed: the values are used as written, and the caller records these warnings
+    (provenance.json) and shows them.
+    """
+    out: list[str | None] = []
+    patient = record.patient
+    out.append(
+        _range_warning(
+            patient.weight_kg, PLAUSIBLE_WEIGHT_KG, f"{patient.source} (weight_kg)", "kg"
+        )
+    )
+    out.append(
+        _range_warning(
+            patient.height_cm, PLAUSIBLE_HEIGHT_CM, f"{patient.source} (height_cm)", "cm"
+        )
+    )
+    out.append(
+        _range_warning(
+            patient.age_years, PLAUSIBLE_AGE_YEARS, f"{patient.source} (age_years)", "years"
+        )
+    )
+    born = patient.birth_date
+    if born is not None:
+        out.append(_date_warning(When(at=_at(born)), patient.source, "birth_date", None))
+    for column, value in (("index_date", patient.index_date), ("day0_date", patient.day0_date)):
+        if value is not None:
+            out.append(_date_warning(When(at=_at(value)), patient.source, column, born))
+    named: set[str] = set()
+    for row in record.exposures:
+        if row.drug not in named:
+            named.add(row.drug)
+            if not is_known(row.drug):
+                close = close_known_names(row.drug)
+                out.append(
+                    f"{row.source} (drug): {shown(row.drug_label)} has no ATC code in leukotrack's "
+                    "table; shown by name only"
+                    + (f"; did you mean {' or '.join(close)}?" if close else "")
+                )
+        out.append(_date_warning(row.start, row.source, "start", born))
+        if row.end is not None:
+            out.append(_date_warning(row.end, row.source, "end", born))
+        dose_mg = _dose_mg(row, patient)
+        bound = max_single_dose_mg(row.drug)
+        if dose_mg is not None and dose_mg > bound:
+            out.append(
+                f"{row.source} (dose): {row.dose:g} {row.unit} ({dose_mg:g} mg) per administration "
+                f"is above {bound:g} mg, implausible for {row.drug}; check the dose and the unit"
+            )
+    for event in record.events:
+        out.append(_date_warning(event.when, event.source, "date", born))
+    for lab in record.labs:
+        out.append(_date_warning(lab.when, lab.source, "date", born))
+    return [w for w in out if w is not None]
+
+
+def _at(on: date) -> datetime:
+    return datetime.combine(on, datetime.min.time())
+
+
+def _dose_mg(row: ExposureRow, patient: Patient) -> float | None:
+    """One administration of ``row`` in mg (None when a body size it needs is missing)."""
+    if row.unit == "mg/kg":
+        return None if patient.weight_kg is None else row.dose * patient.weight_kg
+    if row.unit == "mg/m2":
+        if patient.weight_kg is None or patient.height_cm is None:
+            return None
+        return row.dose * body_surface_area_m2(patient.weight_kg, patient.height_cm)
+    return row.dose * DOSE_UNITS[row.unit]

@@ -26,10 +26,25 @@ every phrase of it is in the tests.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-__all__ = ["Phase", "Schedule", "Scheduled", "expand", "parse_schedule"]
+__all__ = [
+    "MAX_ADMINISTRATIONS",
+    "MAX_INTERVAL_DAYS",
+    "Phase",
+    "Schedule",
+    "Scheduled",
+    "expand",
+    "parse_schedule",
+]
+
+#: Most administrations one line of exposures.csv may expand to (27 years of a daily drug): a
+#: ``daily x100000000`` is a typing error, not a regimen, and would exhaust memory.
+MAX_ADMINISTRATIONS = 10000
+#: Longest interval or cycle length of a phase, days (ten years).
+MAX_INTERVAL_DAYS = 3653
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,13 @@ _CYCLE = re.compile(
 )
 
 
+def _int(digits: str, what: str, limit: int) -> int:
+    """A whole number of at most ``limit``, read from a phase (ValueError beyond it)."""
+    if len(digits) > 9 or int(digits) > limit:
+        raise ValueError(f"{what} {digits[:12]} is above the limit of {limit}; check the schedule")
+    return int(digits)
+
+
 def _day_list(text: str) -> tuple[int, ...]:
     days: set[int] = set()
     for part in re.split(r"\s*,\s*", text.strip()):
@@ -100,9 +122,10 @@ def _day_list(text: str) -> tuple[int, ...]:
             continue
         bounds = re.split(r"\s*[-–]\s*", part)
         if len(bounds) == 1:
-            days.add(int(bounds[0]))
+            days.add(_int(bounds[0], "day", MAX_INTERVAL_DAYS))
         elif len(bounds) == 2:
-            low, high = int(bounds[0]), int(bounds[1])
+            low = _int(bounds[0], "day", MAX_INTERVAL_DAYS)
+            high = _int(bounds[1], "day", MAX_INTERVAL_DAYS)
             if high < low:
                 raise ValueError(f"day range {part!r} runs backwards")
             days.update(range(low, high + 1))
@@ -116,7 +139,7 @@ def _phase(text: str) -> Phase:
     count: int | None = None
     match = _COUNT.search(spoken)
     if match:
-        count = int(match.group(1) or match.group(2))
+        count = _int(match.group(1) or match.group(2), "count", MAX_ADMINISTRATIONS)
         if count < 1:
             raise ValueError(f"{text!r}: a count must be at least 1")
         spoken = spoken[: match.start()].strip()
@@ -132,16 +155,21 @@ def _phase(text: str) -> Phase:
     if match:
         if match.group(5):  # "qd"
             return Phase("every", 1, (), count, text.strip())
-        number = int(match.group(1) or match.group(3))
         unit = match.group(2) or match.group(4)
-        interval = number * (7 if unit.startswith("w") else 1)
+        interval = _int(match.group(1) or match.group(3), "interval", MAX_INTERVAL_DAYS) * (
+            7 if unit.startswith("w") else 1
+        )
+        if interval > MAX_INTERVAL_DAYS:
+            raise ValueError(
+                f"{text.strip()!r}: an interval above {MAX_INTERVAL_DAYS} days; check the schedule"
+            )
         if interval < 1:
             raise ValueError(f"{text!r}: the interval must be at least one day")
         return Phase("every", interval, (), count, text.strip())
     match = _CYCLE.match(spoken)
     if match:
+        length = _int(match.group(2), "cycle length", MAX_INTERVAL_DAYS)
         days = _day_list(match.group(1))
-        length = int(match.group(2))
         if not days or days[0] < 1 or days[-1] > length:
             raise ValueError(f"{text!r}: dosing days must lie within the {length}-day cycle")
         return Phase("cycle", length, days, count, text.strip())
@@ -195,7 +223,8 @@ def expand(schedule: Schedule, start: datetime, end: date | None) -> list[Schedu
     Raises
     ------
     ValueError
-        When the schedule is open-ended and no end is given, or the end precedes the start.
+        When the schedule is open-ended and no end is given, the end precedes the start, or the
+        schedule expands to more than :data:`MAX_ADMINISTRATIONS` administrations.
 
     Examples
     --------
@@ -214,12 +243,33 @@ def expand(schedule: Schedule, start: datetime, end: date | None) -> list[Schedu
             "or a drug_stop event"
         )
     out: list[Scheduled] = []
-    cursor = start
-    cycle = 0
 
     def within(moment: datetime) -> bool:
-        return end is None or moment.date() <= end
+        inside = end is None or moment.date() <= end
+        if inside and len(out) >= MAX_ADMINISTRATIONS:
+            raise ValueError(
+                f"the schedule {schedule.text[:60]!r} expands to more than {MAX_ADMINISTRATIONS} "
+                "administrations"
+                + (f" up to {end.isoformat()}" if end is not None else "")
+                + "; check the count, the interval and the end date"
+            )
+        return inside
 
+    try:
+        return _expand(schedule, start, within, out)
+    except OverflowError:
+        raise ValueError(
+            f"the schedule {schedule.text[:60]!r} runs past the year 9999; check the count and "
+            "the interval"
+        ) from None
+
+
+def _expand(
+    schedule: Schedule, start: datetime, within: Callable[[datetime], bool], out: list[Scheduled]
+) -> list[Scheduled]:
+    """The loop of :func:`expand`, appending to ``out``; ``within`` says whether a moment is in."""
+    cursor = start
+    cycle = 0
     for index, phase in enumerate(schedule.phases):
         if phase.kind == "once":
             if within(cursor):

@@ -7,7 +7,6 @@ only when complete, so a failure leaves no partial output (and an earlier result
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import math
@@ -16,7 +15,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -39,15 +38,17 @@ from clinical.outputs import (
 )
 from clinical.record import load_clinical
 from followup.dicom_seg import write_session_segs
+from followup.tsv import write_tsv
 from imaging.case import CaseIndex, case_id_from_folder, scan_case
 from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
 from imaging.pipeline import CaseImages, PipelineParams, SessionImages, process_case
-from imaging.quantify import adc_in_mask, as_cell, lesion_count, lesion_volumes
+from imaging.quantify import adc_in_mask, lesion_count, lesion_volumes
 from imaging.regions import Region
 from imaging.register import resample
 from imaging.track import TrackedSession, TrackingParams, track_lesions
 from imaging.units import mm3_to_ml
+from imaging.walk import walk_files
 
 __all__ = [
     "LESION_COLUMNS",
@@ -106,7 +107,9 @@ _DSEG_DWI_OFFSET = 1000
 #: Version of the output folder's layout; a batch re-analyses cases written under an older one.
 #: 2: adds the session images and per-source lesion labels resampled onto the baseline grid.
 #: 3: adds the DICOM SEG objects of each session (DICOM input).
-OUTPUT_LAYOUT = 3
+#: 4: lesion identifiers unique per session through simultaneous splits and merges; a closing row
+#:    (volume 0, ``resolved`` or ``merged``) for every identifier that ends (imaging/track.py).
+OUTPUT_LAYOUT = 4
 
 
 def software_version() -> str:
@@ -118,9 +121,13 @@ def software_version() -> str:
 
 
 def input_hashes(root: Path) -> dict[str, str]:
-    """sha256 of every file below ``root`` (relative path -> hex digest), in sorted order."""
+    """sha256 of every file below ``root`` (relative path -> hex digest), in sorted order.
+
+    Symlinked folders and files are followed as the loaders follow them (:func:`imaging.walk.walk_files`),
+    so a changed file in a session linked in from elsewhere changes the fingerprint.
+    """
     hashes = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in walk_files(root, skip_hidden=False):
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -137,6 +144,7 @@ class AnalysisResult:
     folder: Path
     sessions: list[dict[str, Any]]
     lesions: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -156,14 +164,6 @@ def _atomic_folder(target: Path) -> Iterator[Path]:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
-
-
-def _write_tsv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([as_cell(row.get(column)) for column in columns])
 
 
 def _save_mask(image: MRImage, path: Path) -> None:
@@ -227,7 +227,11 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
             brain = np.count_nonzero(np.asarray(images.dwi_brain.data))
             row["brain_volume_ml"] = mm3_to_ml(brain * images.b1000.voxel_volume_mm3)
     if dwi is not None and images.b1000 is not None and images.adc is not None:
-        nawm = adc_in_mask(images.adc, dwi.nawm_mask)
+        nawm = (
+            adc_in_mask(images.adc, images.dwi_nawm_mask)
+            if images.dwi_nawm_mask is not None
+            else math.nan
+        )
         lesion_adc = adc_in_mask(images.adc, dwi.lesion_mask)
         row["nawm_adc_mean_um2s"] = nawm
         row["dwi_lesion_adc_mean_um2s"] = lesion_adc
@@ -345,6 +349,7 @@ def analyze_case(
     processed: CaseImages | None = None,
     index_rule: str | None = None,
     provenance_extra: dict[str, Any] | None = None,
+    allow_mixed_patients: bool = False,
 ) -> AnalysisResult:
     """Analyse one case folder and write ``out_dir/sub-<case>`` (atomically).
 
@@ -354,12 +359,14 @@ def analyze_case(
     ``index_rule`` overrides the index date of patient.csv (``first_mri``, ``first_dose``,
     ``symptom_onset``, ``admission``, ``drug_stop`` or a date); ``day`` counts from it everywhere.
     ``provenance_extra`` is merged into provenance.json (the batch runner's input fingerprint, and
-    the inputs' sha256 it has already computed).
+    the inputs' sha256 it has already computed). ``allow_mixed_patients`` accepts studies of several
+    patients in the case folder (recorded in provenance.json); by default they are refused.
 
     Raises
     ------
     ImagingError
-        On unreadable or incomplete images; nothing is written then.
+        On unreadable or incomplete images, or studies of several patients
+        (:class:`~imaging.errors.MixedPatientsError`); nothing is written then.
     ClinicalError
         On malformed clinical files (every problem with its line); nothing is written then.
     """
@@ -369,7 +376,7 @@ def analyze_case(
     record = load_clinical(case_dir)
     if processed is None and index is None:
         try:
-            index = scan_case(case_dir)
+            index = scan_case(case_dir, allow_mixed_patients=allow_mixed_patients)
         except NoImagesFoundError:
             if record is None:
                 raise
@@ -409,20 +416,20 @@ def analyze_case(
     out_dir.mkdir(parents=True, exist_ok=True)
     say("writing")
     with _atomic_folder(out_dir / subject) as work:
-        _write_tsv(work / "sessions.tsv", session_rows, SESSION_COLUMNS + drug_columns)
-        _write_tsv(work / "lesions.tsv", lesion_rows, LESION_COLUMNS)
-        _write_tsv(
+        write_tsv(work / "sessions.tsv", session_rows, SESSION_COLUMNS + drug_columns)
+        write_tsv(work / "lesions.tsv", lesion_rows, LESION_COLUMNS)
+        write_tsv(
             work / "timeline.tsv",
             _timeline(session_rows, course, index_date, case_id),
             TIMELINE_COLUMNS,
         )
         pk = pk_rows(course, index_date, case_id, until=last_mri) if course else []
-        _write_tsv(work / "pk.tsv", pk, PK_COLUMNS)
-        _write_tsv(
+        write_tsv(work / "pk.tsv", pk, PK_COLUMNS)
+        write_tsv(
             work / "csf.tsv", csf_rows(course, index_date, case_id) if course else [], CSF_COLUMNS
         )
         if course is not None and course.administrations:
-            _write_tsv(work / "ex.tsv", sdtm_ex_rows(course, case_id), EX_COLUMNS)
+            write_tsv(work / "ex.tsv", sdtm_ex_rows(course, case_id), EX_COLUMNS)
             _write_json(work / "medication_administrations.fhir.json", fhir_bundle(course, case_id))
         seg_notes = _write_images(work, subject, case, tracked) if case is not None else {}
         provenance: dict[str, Any] = {
@@ -436,12 +443,16 @@ def analyze_case(
             "index_date_rule": index_date.rule,
             "output_layout": OUTPUT_LAYOUT,
         }
+        if index is not None:
+            provenance["patients"] = index.patients_record()
+            provenance["allow_mixed_patients"] = index.mixed_patients_allowed
         if course is not None and record is not None:
             covariates = pk_covariates(course)
             provenance["clinical"] = {
                 "files": list(record.files),
                 "day0_for_day_numbers": course.day0.isoformat() if course.day0 else None,
                 "notes": course.notes,
+                "warnings": list(record.warnings),
                 "pk_covariates": covariates.__dict__,
                 "pk_covariates_assumed": covariates.assumed(),
             }
@@ -454,12 +465,19 @@ def analyze_case(
             provenance["input_sha256"] = input_hashes(case_dir)
         _write_json(work / "provenance.json", provenance)
     _dataset_description(out_dir)
-    return AnalysisResult(case_id, out_dir / subject, session_rows, lesion_rows)
+    return AnalysisResult(
+        case_id,
+        out_dir / subject,
+        session_rows,
+        lesion_rows,
+        list(record.warnings if record else []),
+    )
 
 
 def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, Any]:
     return {
         "baseline_session": case.baseline.label,
+        "engines": {source: info.to_dict() for source, info in case.engines.items()},
         "parameters": {"pipeline": params.to_dict(), "tracking": TrackingParams().to_dict()},
         "sessions": {
             s.label: {
@@ -470,6 +488,11 @@ def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, A
                 "to_baseline_ras_mm": np.round(s.to_baseline, 6).tolist(),
                 "dwi_to_reference_ras_mm": np.round(s.dwi_to_reference, 6).tolist(),
                 "notes": s.notes,
+                "engine_details": {
+                    source: result.details
+                    for source, result in (("flair", s.flair_result), ("dwi", s.dwi_result))
+                    if result is not None
+                },
             }
             for s in case.sessions
         },
@@ -484,16 +507,14 @@ def _dwi_input(images: SessionImages) -> dict[str, Any] | None:
     """What the session's DWI export held and what the DWI lesion measurement could use."""
     if images.b1000 is None:
         return None
-    result = images.dwi_result
+    details = images.dwi_result.details if images.dwi_result is not None else {}
     return {
         "kind": images.dwi_kind,
         "trace_b_value_s_mm2": images.dwi_b_value_s_mm2,
         "adc_source": images.adc_source or "none",
         "registered_to_flair": images.dwi_registrable if images.flair is not None else None,
-        "restriction_checked": bool(result is not None and result.adc_used),
-        "seed_z_used": result.seed_z_used if result is not None else None,
-        "gm_ceiling_z": result.gm_ceiling_z if result is not None else None,
-        "seed_radc_max": (result.seed_radc_max if result is not None and result.adc_used else None),
+        "restriction_checked": images.dwi_result is not None and images.adc is not None,
+        **{k: details[k] for k in ("seed_z_used", "gm_ceiling_z", "seed_radc_max") if k in details},
     }
 
 
@@ -547,6 +568,7 @@ def _write_images(
             {source: labels[source].get(images.label) for source in ("flair", "dwi")},
             lineage=case.baseline.study_uid or case.case_id,
             software_version=software_version(),
+            engines=case.engines,
         )
         if notes:
             seg_notes[images.label] = notes
@@ -581,12 +603,17 @@ def _write_images(
                     t.labels, folder / f"{stem}_space-baseline_desc-{source}lesions_dseg.nii.gz"
                 )
         legend = sorted({int(v) for v in np.unique(dseg) if v > 0})
-        with (folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv").open("w") as handle:
-            handle.write("index\tname\tsource\n")
-            for value in legend:
-                source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
-                number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
-                handle.write(f"{value}\t{'D' if source == 'dwi' else 'F'}{number:03d}\t{source}\n")
+        entries = []
+        for value in legend:
+            source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
+            number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
+            name = f"{'D' if source == 'dwi' else 'F'}{number:03d}"
+            entries.append({"index": value, "name": name, "source": source})
+        write_tsv(
+            folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv",
+            entries,
+            ["index", "name", "source"],
+        )
         for source, t in (("flair", flair_t), ("dwi", dwi_t)):
             if t is not None and t.change_map is not None:
                 _save_mask(

@@ -33,8 +33,9 @@ from typing import Any
 from followup.analyze import OUTPUT_LAYOUT, analyze_case, input_hashes, software_version
 from followup.inspect import case_folders
 from followup.store import COHORT_COLUMNS, Store
+from followup.tsv import safe_cell
 from imaging.case import case_id_from_folder
-from imaging.pipeline import PipelineParams
+from imaging.pipeline import PipelineParams, engine_infos
 from imaging.quantify import as_cell
 from imaging.track import TrackingParams
 
@@ -90,19 +91,33 @@ class BatchSummary:
         return sum(o.status == FAILED for o in self.outcomes)
 
 
-def _parameters() -> dict[str, Any]:
+def _parameters(params: PipelineParams | None = None) -> dict[str, Any]:
+    params = params or PipelineParams()
     return {
-        "pipeline": PipelineParams().to_dict(),
+        "pipeline": params.to_dict(),
+        "engines": engine_infos(params),
         "tracking": TrackingParams().to_dict(),
         "software": software_version(),
         "output_layout": OUTPUT_LAYOUT,
     }
 
 
-def case_fingerprint(case_dir: Path, hashes: dict[str, str] | None = None) -> str:
-    """sha256 over the case's file contents, the analysis parameters and the software version
-    (``hashes``: the files' sha256 when the caller already has them, from :func:`input_hashes`)."""
-    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": _parameters()}
+def case_fingerprint(
+    case_dir: Path,
+    hashes: dict[str, str] | None = None,
+    params: PipelineParams | None = None,
+    *,
+    allow_mixed_patients: bool = False,
+) -> str:
+    """sha256 over the case's file contents, the analysis parameters (engines with their versions
+    and model files included) and the software version (``hashes``: the files' sha256 when the
+    caller already has them, from :func:`input_hashes`). A case analysed with
+    ``allow_mixed_patients`` has another fingerprint than one without, so a run without the flag
+    refuses it again instead of skipping it as unchanged."""
+    parameters = _parameters(params)
+    if allow_mixed_patients:
+        parameters["allow_mixed_patients"] = True
+    payload = {"inputs": hashes or input_hashes(case_dir), "parameters": parameters}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -139,7 +154,12 @@ def _stored_fingerprint(folder: Path) -> str | None:
 
 
 def process_case_task(
-    case_dir: str, out_dir: str, threads: int = 0, progress: Callable[[str], None] | None = None
+    case_dir: str,
+    out_dir: str,
+    threads: int = 0,
+    progress: Callable[[str], None] | None = None,
+    params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> CaseOutcome:
     """Analyse one case unless its outputs are up to date; never raises (runs on a Dask worker).
 
@@ -152,6 +172,10 @@ def process_case_task(
         per core runs each single-threaded.
     progress : callable, optional
         Called with a short message at each step of the analysis (in-process use only).
+    params : PipelineParams, optional
+        Pipeline settings (engines); default :class:`PipelineParams`.
+    allow_mixed_patients : bool
+        Accept studies of several patients in the case folder (see :func:`imaging.case.scan_case`).
     """
     start = time.perf_counter()
     case = Path(case_dir)
@@ -165,13 +189,22 @@ def process_case_task(
         with case_lock(Path(out_dir), case_id):
             _clean_leftovers(Path(out_dir), case_id)
             hashes = input_hashes(case)  # read every input once: fingerprint and provenance
-            fingerprint = case_fingerprint(case, hashes)
+            fingerprint = case_fingerprint(
+                case, hashes, params, allow_mixed_patients=allow_mixed_patients
+            )
             outcome.fingerprint = fingerprint
             if _stored_fingerprint(Path(out_dir) / f"sub-{case_id}") == fingerprint:
                 outcome.status = UNCHANGED
             else:
                 extra = {"fingerprint": fingerprint, "input_sha256": hashes}
-                analyze_case(case, Path(out_dir), provenance_extra=extra, progress=progress)
+                analyze_case(
+                    case,
+                    Path(out_dir),
+                    params=params,
+                    provenance_extra=extra,
+                    progress=progress,
+                    allow_mixed_patients=allow_mixed_patients,
+                )
                 outcome.status = DONE
     except Exception as error:  # one bad case must never stop the batch
         outcome.status = FAILED
@@ -213,7 +246,8 @@ def write_cohort(store: Store, out_dir: Path) -> Path:
                 value = row.get(column)
                 if isinstance(value, bool):
                     value = int(value)
-                cells.append(str(as_cell(value)).replace("\t", " ").replace("\n", " "))
+                cell = str(as_cell(value)).replace("\t", " ").replace("\n", " ").replace("\r", " ")
+                cells.append(str(safe_cell(cell)))
             stream.write("\t".join(cells) + "\n")
     path = out_dir / "cohort.tsv"
     Path(name).replace(path)
@@ -229,6 +263,8 @@ def run_batch(
     database_url: str | None = None,
     on_outcome: Callable[[CaseOutcome, bool], None] | None = None,
     threads: int | None = None,
+    params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> BatchSummary:
     """Analyse every case folder directly under ``root`` into ``out_dir``.
 
@@ -247,6 +283,11 @@ def run_batch(
     threads : int, optional
         SimpleITK threads per case (default: cores / local workers; all cores for ``workers=0``
         and for an external scheduler).
+    params : PipelineParams, optional
+        Pipeline settings (engines) for every case; recorded in the run and the fingerprints.
+    allow_mixed_patients : bool
+        Accept case folders holding studies of several patients (recorded in each provenance.json
+        and in the run's parameters); by default such a case fails with MixedPatientsError.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
@@ -254,10 +295,11 @@ def run_batch(
     cases = case_folders(Path(root))
     store = Store(out_dir, database_url)
     parameters = {
-        **_parameters(),
+        **_parameters(params),
         "root": str(Path(root).resolve()),
         "workers": workers,
         "scheduler": scheduler,
+        "allow_mixed_patients": allow_mixed_patients,
     }
     run_id = store.start_run("batch", parameters, software_version(), len(cases))
     summary = BatchSummary(run_id)
@@ -273,9 +315,20 @@ def run_batch(
     try:
         if workers == 0 and scheduler is None:
             for case in cases:
-                handle(process_case_task(str(case), str(out_dir), threads or 0))
+                handle(
+                    process_case_task(
+                        str(case),
+                        str(out_dir),
+                        threads or 0,
+                        None,
+                        params,
+                        allow_mixed_patients,
+                    )
+                )
         else:
-            _run_on_dask(cases, out_dir, workers, scheduler, handle, threads)
+            _run_on_dask(
+                cases, out_dir, workers, scheduler, handle, threads, params, allow_mixed_patients
+            )
     finally:
         write_cohort(store, out_dir)
         store.finish_run(
@@ -293,6 +346,8 @@ def analyze_into_store(
     database_url: str | None = None,
     progress: Callable[[str], None] | None = None,
     command: str = "analyze",
+    params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> CaseOutcome:
     """One case analysed in this process and recorded in the store, as one batch of one case would
     be (same lock, fingerprint, skip-if-unchanged and cohort.tsv); never raises on a bad case.
@@ -303,9 +358,11 @@ def analyze_into_store(
     out_dir.mkdir(parents=True, exist_ok=True)
     store = Store(out_dir, database_url)
     try:
-        parameters = {**_parameters(), "case_dir": str(Path(case_dir).resolve())}
+        parameters = {**_parameters(params), "case_dir": str(Path(case_dir).resolve())}
         run_id = store.start_run(command, parameters, software_version(), 1)
-        outcome = process_case_task(str(case_dir), str(out_dir), 0, progress)
+        outcome = process_case_task(
+            str(case_dir), str(out_dir), 0, progress, params, allow_mixed_patients
+        )
         skipped = _record(store, out_dir, outcome, run_id)
         write_cohort(store, out_dir)
         store.finish_run(
@@ -326,6 +383,8 @@ def _run_on_dask(
     scheduler: str | None,
     handle: Callable[[CaseOutcome], None],
     threads: int | None = None,
+    params: PipelineParams | None = None,
+    allow_mixed_patients: bool = False,
 ) -> None:
     from distributed import Client, LocalCluster, as_completed
 
@@ -354,6 +413,9 @@ def _run_on_dask(
                 str(case),
                 str(out_dir),
                 threads,
+                None,
+                params,
+                allow_mixed_patients,
                 key=f"leukotrack-{case.name}-{uuid.uuid4().hex[:8]}",
                 pure=False,
             ): case

@@ -14,9 +14,11 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from clinical.errors import ClinicalError
+from followup.errors import ExportError
 from followup.inspect import case_folders, case_summary, find_cases
 from imaging.case import scan_case
 from imaging.errors import ImagingError, NoImagesFoundError
@@ -40,6 +42,25 @@ error_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: ``--engine`` of analyze and batch.
+EngineOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--engine",
+        help="Lesion engine by name: NAME or flair=NAME for FLAIR, dwi=NAME for DWI; repeatable. "
+        "`leukotrack engines` lists them. Default: the built-in engines.",
+    ),
+]
+
+
+def _pipeline_params(engine: list[str] | None) -> Any:
+    from imaging.pipeline import PipelineParams, parse_engine_choice
+
+    chosen = parse_engine_choice(engine or [])
+    return PipelineParams(
+        **{f"{source}_engine": name for source, name in chosen.items()}  # type: ignore[arg-type]
+    )
+
 
 def _reports_errors(command: F) -> F:
     """Turn the named errors of the layers into one readable line on stderr and exit status 1."""
@@ -48,9 +69,15 @@ def _reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (ImagingError, ClinicalError, FileExistsError, FileNotFoundError) as error:
+        except (
+            ImagingError,
+            ClinicalError,
+            ExportError,
+            FileExistsError,
+            FileNotFoundError,
+        ) as error:
             error_console.print(
-                f"[bold red]error:[/] {type(error).__name__}: {error}", soft_wrap=True
+                f"[bold red]error:[/] {type(error).__name__}: {escape(str(error))}", soft_wrap=True
             )
             raise typer.Exit(code=1) from None
 
@@ -76,6 +103,12 @@ def _fmt_shape(shape: list[int] | None) -> str:
     return "x".join(str(n) for n in shape) if shape else "-"
 
 
+def _fmt_patient(patient: dict[str, str]) -> str:
+    name = f"name #{patient['name_sha256_8']}" if patient["name_sha256_8"] else "no name"
+    born = f"born {patient['birth_date']}" if patient["birth_date"] else "no birth date"
+    return escape(f"patient {patient['patient_id']!r} ({name}, {born})")
+
+
 def _fmt_spacing(spacing: list[float] | None) -> str:
     return "x".join(f"{v:.3g}" for v in spacing) if spacing else "-"
 
@@ -98,10 +131,16 @@ def inspect(
             f"[bold]case {case['case_id']}[/] ({case['layout']}, {len(case['sessions'])} sessions) "
             f"in {case['root']}"
         )
+        if case["mixed_patients"]:
+            console.print(
+                f"[bold red]{len(case['patients'])} patients in one case folder[/]: analyze and "
+                "batch refuse it (a case is one patient) unless given --allow-mixed-patients"
+            )
         for session in case["sessions"]:
+            who = ", ".join(_fmt_patient(p) for p in session["patients"]) or "patient unknown"
             table = Table(
                 title=f"{session['session_id']}  {session['study_date'] or 'undated'}  "
-                f"[dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
+                f"{who}  [dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
                 title_justify="left",
                 show_lines=False,
             )
@@ -147,6 +186,30 @@ def convert(
 
 @app.command()
 @_reports_errors
+def engines() -> None:
+    """List the lesion segmentation engines (name, version, method) usable with --engine."""
+    from rich.markup import escape
+
+    from imaging.engines import available_engines, dwi_engine, flair_engine
+    from imaging.pipeline import PipelineParams
+
+    params = PipelineParams()
+    table = Table(title="lesion engines", title_justify="left")
+    for column in ("source", "name", "version", "default", "method"):
+        table.add_column(column)
+    for source, names in available_engines().items():
+        default = getattr(params, f"{source}_engine")
+        for name in names:
+            make = flair_engine if source == "flair" else dwi_engine
+            info = make(name, params).info
+            table.add_row(
+                source, name, info.version, "yes" if name == default else "", escape(info.method)
+            )
+    console.print(table)
+
+
+@app.command()
+@_reports_errors
 def analyze(
     case_dir: Annotated[
         Path,
@@ -164,6 +227,15 @@ def analyze(
             "first MRI.",
         ),
     ] = None,
+    engine: EngineOption = None,
+    allow_mixed_patients: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed-patients",
+            help="Accept studies of several patients (PatientID, name, birth date) in the case "
+            "folder, e.g. one patient under two IDs; recorded in provenance.json.",
+        ),
+    ] = False,
 ) -> None:
     """Register, segment, measure and track every session of one case, place it beside the drug
     exposure; write OUT/sub-<case>/."""
@@ -173,8 +245,9 @@ def analyze(
     from followup.analyze import analyze_case
     from imaging.case import case_id_from_folder, scan_case
 
+    params = _pipeline_params(engine)
     try:
-        index = scan_case(case_dir)
+        index = scan_case(case_dir, allow_mixed_patients=allow_mixed_patients)
     except NoImagesFoundError:
         if not has_clinical_files(case_dir):
             raise
@@ -189,12 +262,22 @@ def analyze(
         def step(message: str) -> None:
             bar.update(task, description=f"{case_id}: {message}", advance=1)
 
-        result = analyze_case(case_dir, out, progress=step, index=index, index_rule=index_date)
+        result = analyze_case(
+            case_dir,
+            out,
+            params=params,
+            progress=step,
+            index=index,
+            index_rule=index_date,
+            allow_mixed_patients=allow_mixed_patients,
+        )
         bar.update(task, completed=steps, description=f"{case_id}: done")
     if result.sessions:
         _print_sessions(result.sessions)
     else:
         console.print(f"{case_id}: no images; clinical files only")
+    for warning in result.warnings:  # also in provenance.json, "clinical" -> "warnings"
+        error_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     console.print(f"wrote {result.folder}")
 
 
@@ -224,12 +307,22 @@ def batch(
             help="Store URL (default: $LEUKOTRACK_DATABASE_URL, else OUT/leukotrack.sqlite).",
         ),
     ] = None,
+    engine: EngineOption = None,
+    allow_mixed_patients: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed-patients",
+            help="Accept case folders holding studies of several patients; recorded in each "
+            "case's provenance.json. Without it such a case fails with MixedPatientsError.",
+        ),
+    ] = False,
 ) -> None:
     """Analyse every case folder under ROOT in parallel; resumable (unchanged cases are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from followup.batch import CaseOutcome, run_batch
 
+    params = _pipeline_params(engine)
     if not root.is_dir():
         raise NoImagesFoundError(f"{root}: no such folder")
     total = len(case_folders(root))
@@ -252,7 +345,14 @@ def batch(
             bar.update(task, advance=1)
 
         summary = run_batch(
-            root, out, workers=workers, scheduler=scheduler, database_url=database, on_outcome=show
+            root,
+            out,
+            workers=workers,
+            scheduler=scheduler,
+            database_url=database,
+            on_outcome=show,
+            params=params,
+            allow_mixed_patients=allow_mixed_patients,
         )
     console.print(
         f"{total} cases: {summary.n_done} analysed, {summary.n_skipped} unchanged, "
@@ -394,8 +494,6 @@ def export(
     de-identified)."""
     from followup.export import export_outputs
 
-    if key is not None and to.resolve() in key.resolve().parents:
-        raise FileExistsError(f"{key}: keep the pseudonym key outside the export folder {to}")
     summary = export_outputs(out_dir, to, deidentify=deidentify, key_file=key)
     console.print(
         f"exported {len(summary.cases)} cases, {summary.tables} tables (TSV and Parquet) and "

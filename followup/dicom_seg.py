@@ -29,6 +29,7 @@ from pydicom.dataset import Dataset
 from scipy import ndimage as ndi
 
 from imaging.dicom.seg import LesionSegment, lesion_segmentation, source_datasets, stable_uid
+from imaging.engines import EngineInfo
 from imaging.errors import ImagingError
 from imaging.image import MRImage
 from imaging.pipeline import SessionImages
@@ -155,6 +156,7 @@ def write_session_segs(
     *,
     lineage: str,
     software_version: str,
+    engines: dict[str, EngineInfo] | None = None,
 ) -> dict[str, str]:
     """Write the session's DICOM SEG objects into ``folder``; return a note per object not written.
 
@@ -172,6 +174,8 @@ def write_session_segs(
         What makes Tracking UIDs unique to this patient's lesions: the baseline study's UID.
     software_version : str
         leukotrack's version.
+    engines : dict, optional
+        The engines that made the lesions, by source (algorithm identification).
     """
     notes: dict[str, str] = {}
     wanted = []
@@ -200,6 +204,7 @@ def write_session_segs(
                     series_number=SEG_SERIES_NUMBERS[source],
                     series_description=f"leukotrack {source.upper()} lesions (research use)",
                     software_version=software_version,
+                    engine=(engines or {}).get(source),
                     uid_parts=(lineage, stem, name, software_version, _digest(labels)),
                 )
                 break

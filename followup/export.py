@@ -23,11 +23,30 @@ de-identifying: named by the pseudonym, sessions by order, days from the index d
 date).
 
 The export is written into a hidden folder beside the target and renamed into place when complete.
+
+De-identification replaces identifiers only where they are: in the identifier columns
+(:data:`IDENTIFIER_COLUMNS`, e.g. ``case_id``, ``USUBJID``), in text cells that are exactly a case id,
+and, for case ids holding a letter, where the id stands as a word in a text cell; numeric columns
+are never touched and keep their type (a numeric case id ``1`` leaves ``1.125`` as it is).
+
+The pseudonym key (``key_file``) is checked before anything is written and is never overwritten:
+an existing file, a path inside the export folder, or a place that cannot be written is refused with
+:class:`PseudonymKeyError`. leukotrack refuses rather than merging into an existing key because a
+key is the only way back from the export to the patients: rewriting it risks that mapping, and
+re-using its pseudonyms would link exports that were meant to be separate. The key is put in place
+(exclusively, never replacing a file) just before the export folder is renamed into place, and
+removed again if that rename fails: there is never a finished export without its key.
+
+Every cell passes :func:`followup.tsv.safe_cell` (formula injection), in TSV and in Parquet text
+columns alike.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -37,15 +56,20 @@ from pathlib import Path
 import pandas as pd
 import pydicom
 
+from followup.errors import ExportError, PseudonymKeyError
 from followup.report import write_report
 from followup.results import case_folders_in, session_aliases
+from followup.tsv import safe_frame
 from imaging.dicom.deidentify import UidMap, deidentify
 
 __all__ = [
     "DATE_COLUMNS",
     "FREE_TEXT_COLUMNS",
+    "IDENTIFIER_COLUMNS",
     "TABLES",
+    "ExportError",
     "ExportSummary",
+    "PseudonymKeyError",
     "export_outputs",
 ]
 
@@ -68,6 +92,8 @@ DATE_COLUMNS = frozenset(
 )
 #: Free-text columns (dropped when de-identifying).
 FREE_TEXT_COLUMNS = frozenset({"detail", "source", "reading", "error", "note", "EXCOMMENT"})
+#: Columns that hold a case id (``USUBJID`` as ``<study>-<case id>``): replaced by the pseudonym.
+IDENTIFIER_COLUMNS = frozenset({"case_id", "USUBJID", "subject_id", "participant_id"})
 _SESSION = re.compile(r"ses-[A-Za-z0-9]+")
 
 
@@ -95,29 +121,64 @@ def _typed(column: pd.Series) -> pd.Series:
         return column
 
 
+def _is_numeric(column: pd.Series) -> bool:
+    """True when every non-empty cell of a text column is a number (the Parquet column is numeric)."""
+    return _typed(column) is not column
+
+
 def _write(frame: pd.DataFrame, stem: Path) -> None:
-    """``stem``.tsv (the text as written by the analysis) and ``stem``.parquet (typed columns)."""
-    frame.to_csv(stem.with_suffix(".tsv"), sep="\t", index=False)
-    frame.apply(_typed).to_parquet(stem.with_suffix(".parquet"), index=False)
+    """``stem``.tsv (the text as written by the analysis) and ``stem``.parquet (typed columns); text
+    cells a spreadsheet would run as formulas are escaped in both."""
+    safe_frame(frame).to_csv(stem.with_suffix(".tsv"), sep="\t", index=False)
+    safe_frame(frame.apply(_typed)).to_parquet(stem.with_suffix(".parquet"), index=False)
 
 
 def _deidentify(
     frame: pd.DataFrame, case_ids: dict[str, str], sessions: dict[str, str]
 ) -> pd.DataFrame:
-    """Drop date and free-text columns; replace case ids (also inside, e.g. USUBJID) and session
-    labels in every remaining cell."""
+    """Drop date and free-text columns; replace case ids and session labels where they are
+    identifiers (see the module docstring), never in numeric columns."""
     frame = frame.drop(columns=[c for c in frame.columns if c in DATE_COLUMNS | FREE_TEXT_COLUMNS])
-    by_length = sorted(case_ids, key=len, reverse=True)
+    longest_first = sorted(case_ids, key=len, reverse=True)
+    worded = [original for original in longest_first if re.search(r"[A-Za-z]", original)]
+    words = (
+        re.compile(
+            r"(?<![A-Za-z0-9])(" + "|".join(re.escape(o) for o in worded) + r")(?![A-Za-z0-9])"
+        )
+        if worded
+        else None
+    )
 
-    def clean(value: object) -> object:
+    def session(value: str) -> str:
+        return _SESSION.sub(lambda m: sessions.get(m.group(0), "ses-xx"), value)
+
+    def identifier(value: object) -> object:
         if not isinstance(value, str) or not value:
             return value
-        value = _SESSION.sub(lambda m: sessions.get(m.group(0), "ses-xx"), value)
-        for original in by_length:
-            value = value.replace(original, case_ids[original])
+        if value in case_ids:
+            return case_ids[value]
+        for original in longest_first:  # USUBJID: <study>-<case id>; the longest id wins
+            if value.endswith(f"-{original}") and len(value) > len(original) + 1:
+                return value[: -len(original)] + case_ids[original]
+        return text(value)
+
+    def text(value: object) -> object:
+        if not isinstance(value, str) or not value:
+            return value
+        if value in case_ids:
+            return case_ids[value]
+        value = session(value)
+        if words is not None:
+            value = words.sub(lambda m: case_ids[m.group(1)], value)
         return value
 
-    return frame.apply(lambda column: column.map(clean))
+    out = frame.copy()
+    for column in out.columns:
+        if column in IDENTIFIER_COLUMNS:
+            out[column] = out[column].map(identifier)
+        elif not _is_numeric(out[column]):
+            out[column] = out[column].map(text)
+    return out
 
 
 def _session_pseudonyms(folder: Path) -> dict[str, str]:
@@ -165,24 +226,45 @@ def export_outputs(
 ) -> ExportSummary:
     """Export ``out_dir`` (an output folder of analyze or batch) to the new folder ``target``.
 
+    With ``deidentify``, ``key_file`` receives the pseudonym key (``case_id``, ``pseudonym``); it
+    is checked before anything is written and never overwritten (module docstring).
+
     Raises
     ------
     FileExistsError
         When ``target`` exists (an export never overwrites).
     FileNotFoundError
         When ``out_dir`` holds no analysed case.
+    PseudonymKeyError
+        When ``key_file`` exists, lies inside ``target``, or cannot be written.
+    ExportError
+        When ``key_file`` is given without ``deidentify``.
     """
     out_dir, target = Path(out_dir), Path(target)
     if target.exists():
         raise FileExistsError(f"{target} exists; choose a new folder for the export")
+    if key_file is not None and not deidentify:
+        raise ExportError(
+            "--key names the pseudonym key of a de-identified export: add --deidentify"
+        )
+    if key_file is not None:
+        _check_key_place(Path(key_file), target)
     cases = case_folders_in(out_dir)
     if not cases:
         raise FileNotFoundError(f"{out_dir}: no analysed case (sub-*/provenance.json) to export")
     pseudonyms = {
         folder.name.removeprefix("sub-"): f"P{n:03d}" for n, folder in enumerate(cases, start=1)
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    key = (
+        _KeyDraft.write(Path(key_file), pseudonyms) if deidentify and key_file is not None else None
+    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    except BaseException:
+        if key is not None:
+            key.discard()
+        raise
     summary = ExportSummary(target, pseudonyms=pseudonyms if deidentify else {})
     uids = UidMap()
     try:
@@ -230,14 +312,98 @@ def export_outputs(
         if deidentify:
             description["Name"] = "leukotrack lesion follow-up (de-identified export)"
         (work / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
-        work.rename(target)
+        if key is not None:
+            key.put_in_place()  # first the key, then the export: never an export without its key
+        try:
+            work.rename(target)
+        except BaseException:
+            if key is not None:
+                key.withdraw()
+            raise
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if key is not None:
+            key.discard()
         raise
-    if deidentify and key_file is not None:
-        key_file = Path(key_file)
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(
-            "case_id\tpseudonym\n" + "".join(f"{k}\t{v}\n" for k, v in pseudonyms.items())
-        )
+    if key is not None:
+        key.discard()
     return summary
+
+
+def _check_key_place(key_file: Path, target: Path) -> None:
+    """Refuse a key path inside the export folder, or one that exists (before anything is written)."""
+    where = key_file.resolve()
+    export = target.resolve()
+    if where == export or export in where.parents:
+        raise PseudonymKeyError(
+            f"{key_file}: keep the pseudonym key outside the export folder {target} (whoever receives "
+            "the export must not receive the key)"
+        )
+    if key_file.exists() or key_file.is_symlink():
+        raise PseudonymKeyError(
+            f"{key_file} exists; a pseudonym key is never overwritten (it is the only way back to the "
+            "patients of an earlier export): name a new file for this export's key"
+        )
+
+
+@dataclass
+class _KeyDraft:
+    """The pseudonym key, written to a hidden file beside its final place before the export starts
+    (so an unwritable place is refused before anything else is written), then linked into place
+    without ever replacing a file."""
+
+    final: Path
+    draft: Path
+    created: list[Path]
+    placed: bool = False
+
+    @classmethod
+    def write(cls, final: Path, pseudonyms: dict[str, str]) -> _KeyDraft:
+        created = [p for p in reversed(final.parents) if not p.exists()]
+        text = "case_id\tpseudonym\n" + "".join(f"{k}\t{v}\n" for k, v in pseudonyms.items())
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{final.name}.partial-", dir=final.parent)
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise PseudonymKeyError(
+                f"{final}: cannot write the pseudonym key there ({error.strerror or error}); "
+                "choose a writable place outside the export folder"
+            ) from None
+        return cls(final, Path(name), created)
+
+    def put_in_place(self) -> None:
+        """Link the draft to the final name; refuses if a file appeared there meanwhile."""
+        try:
+            os.link(self.draft, self.final)
+        except FileExistsError:
+            raise PseudonymKeyError(
+                f"{self.final} appeared while exporting; a pseudonym key is never overwritten: "
+                "name a new file"
+            ) from None
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            with self.final.open("x", encoding="utf-8") as stream:  # no hard links here
+                stream.write(self.draft.read_text(encoding="utf-8"))
+        self.placed = True
+
+    def withdraw(self) -> None:
+        """Remove the key put in place (the export could not be completed)."""
+        if self.placed:
+            self.final.unlink(missing_ok=True)
+            self.placed = False
+
+    def discard(self) -> None:
+        """Remove the draft (and, when nothing was placed, the folders created for it)."""
+        self.draft.unlink(missing_ok=True)
+        if not self.placed:
+            for folder in reversed(self.created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()

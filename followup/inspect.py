@@ -18,15 +18,16 @@ def case_folders(root: Path) -> list[Path]:
 def find_cases(path: Path) -> list[CaseIndex]:
     """The cases under ``path``: ``path`` itself, or each BIDS-like case folder directly below it.
 
-    A DICOM tree is indexed as one case whatever its nesting (its studies keep their own patient
-    identity in the headers); a folder whose sub-folders are BIDS-like cases gives one case each.
+    A DICOM tree is indexed as one case whatever its nesting; a folder whose sub-folders are BIDS-like
+    cases gives one case each. Studies of several patients are indexed (not refused) so that
+    ``inspect`` can show whose each study is; :func:`case_summary` flags them.
     """
     path = Path(path)
     if path.is_dir() and not is_bids_case(path):
         children = [c for c in sorted(path.iterdir()) if c.is_dir() and is_bids_case(c)]
         if children:
-            return [scan_case(child) for child in children]
-    return [scan_case(path)]
+            return [scan_case(child, allow_mixed_patients=True) for child in children]
+    return [scan_case(path, allow_mixed_patients=True)]
 
 
 def _day(session: Session, first: Session) -> int | None:
@@ -78,12 +79,16 @@ def case_summary(case: CaseIndex) -> dict[str, Any]:
                 "study_time": session.study_time.isoformat() if session.study_time else None,
                 "study_uid": session.study_uid,
                 "has": sorted(k for k, v in picked.items() if v is not None),
+                "patients": [p.to_dict() for p in session.patients],
                 "series": [r for r in rows if r["session_id"] == session.label],
             }
         )
+    patients = case.patients_record()
     return {
         "case_id": case.case_id,
         "root": str(case.root),
         "layout": case.layout,
+        "patients": patients,
+        "mixed_patients": len(patients) > 1,
         "sessions": sessions,
     }

@@ -401,6 +401,18 @@ def _grid(
         )
 
 
+def _engines_text(provenance: dict[str, Any]) -> str:
+    """The segmentation engines in words: method, name and version (from provenance.json)."""
+    engines = provenance.get("engines") or {}
+    parts = []
+    for source in ("flair", "dwi"):
+        info = engines.get(source)
+        if isinstance(info, dict) and info.get("name"):
+            method = str(info.get("method") or f"{source.upper()} lesions")
+            parts.append(f"{method} (engine {info['name']} {info.get('version', '')})".strip())
+    return "; ".join(parts) or "by the engines recorded in provenance.json"
+
+
 def _methods(
     outputs: CaseOutputs, index_key: str, index_on: date | None, redaction: Redaction | None
 ) -> str:
@@ -415,9 +427,8 @@ def _methods(
         f"""\
         Methods. Sessions were loaded from {provenance.get("layout", "the case folder")} input, bias-corrected
         (N4), registered rigidly to the baseline session ({baseline}) and
-        segmented by intensity rules on normal-appearing white matter: FLAIR lesions by hysteresis
-        thresholding within the white-matter prior; DWI lesions as b=1000-bright tissue with ADC below 0.75
-        of normal white matter. Lesions were tracked in baseline space between consecutive sessions
+        segmented: {_engines_text(provenance)}. Lesions were tracked in baseline space between
+        consecutive sessions
         (new, enlarging or shrinking by at least 30 %, stable, resolved, merged, split). rADC is the mean ADC
         in the lesions divided by that of normal-appearing white matter. Day 0 is the
         {INDEX_CHOICES.get(index_key, index_key)} ({shown_on}). Drug

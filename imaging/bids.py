@@ -5,6 +5,7 @@
     CASE/
       sessions.tsv                       session_id (ses-<label>), acq_time (ISO date or date-time)
       ses-<label>/anat/*_FLAIR.nii[.gz]
+      ses-<label>/anat/*_T1w.nii[.gz]    optional (handed to lesion engines that use a T1)
       ses-<label>/dwi/*_dwi.nii[.gz]     with *_dwi.bval beside it
       ses-<label>/dwi/*_ADC.nii[.gz]     optional (computed from the DWI when absent)
 
@@ -13,20 +14,26 @@ A session may hold FLAIR only, or DWI/ADC only.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
+import io
+import logging
 from datetime import date, datetime, time
 from pathlib import Path
 
-from imaging.case import SeriesEntry, Session
+from imaging.case import Patient, SeriesEntry, Session
 from imaging.errors import NiftiLayoutError, NoImagesFoundError
-from imaging.nifti import load_nifti, nifti_stem, open_nifti, read_bval
+from imaging.nifti import load_nifti, nifti_stem, open_nifti, read_bval, read_sidecar
 from imaging.sequence import SequenceClass
 
 __all__ = ["read_sessions_tsv", "scan_bids_case"]
 
+log = logging.getLogger(__name__)
+
 _PATTERNS = (
     ("anat", "*_FLAIR.nii*", SequenceClass.FLAIR),
+    ("anat", "*_T1w.nii*", SequenceClass.T1),
     ("dwi", "*_dwi.nii*", SequenceClass.DWI),
     ("dwi", "*_ADC.nii*", SequenceClass.ADC),
 )
@@ -44,35 +51,90 @@ def _parse_when(text: str, where: str) -> datetime:
         ) from error
 
 
-def read_sessions_tsv(path: Path) -> dict[str, datetime]:
-    """``session_id -> acquisition date-time`` from a BIDS ``sessions.tsv``.
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _decode_text(path: Path) -> str:
+    """A small text file as str: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252
+    (latin-1) with a warning, the encodings spreadsheets save tab-separated text in.
+
+    The clinical CSVs follow the same rule in ``clinical.tables`` (imaging must not import clinical).
 
     Raises
     ------
     NiftiLayoutError
-        When the file lacks the ``session_id`` or ``acq_time`` column, or a row is malformed.
+        When the bytes are no text in any of these encodings (NUL bytes without a UTF-16 BOM).
     """
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = {"session_id", "acq_time"} - set(reader.fieldnames or [])
-        if missing:
-            raise NiftiLayoutError(
-                f"{path}: missing column(s) {', '.join(sorted(missing))}; sessions.tsv needs "
-                "session_id (ses-<label>) and acq_time (ISO date), tab-separated"
-            )
-        sessions: dict[str, datetime] = {}
-        for line, row in enumerate(reader, start=2):
-            session_id = (row.get("session_id") or "").strip()
-            if not session_id.startswith("ses-"):
+    raw = path.read_bytes()
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding)
+            except UnicodeDecodeError as error:
                 raise NiftiLayoutError(
-                    f"{path}, line {line}: session_id must look like ses-<label>"
-                )
-            sessions[session_id] = _parse_when(row.get("acq_time") or "", f"{path}, line {line}")
+                    f"{path}: starts as {encoding} but is not valid text ({error}); save it again "
+                    "as UTF-8 tab-separated text"
+                ) from error
+    if b"\x00" in raw:
+        raise NiftiLayoutError(
+            f"{path}: not text (NUL bytes; UTF-16 without a byte order mark?); save it again as "
+            "UTF-8 tab-separated text"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        log.warning("%s: not UTF-8, read as Windows-1252 (latin-1)", path)
+        return raw.decode("cp1252", errors="replace")
+
+
+def read_sessions_tsv(path: Path) -> dict[str, datetime]:
+    """``session_id -> acquisition date-time`` from a BIDS ``sessions.tsv``.
+
+    UTF-8 (a byte order mark is ignored), UTF-16 with a byte order mark and Windows-1252 are read.
+
+    Raises
+    ------
+    NiftiLayoutError
+        When the file is not text, lacks the ``session_id`` or ``acq_time`` column, lists a session
+        twice, or a row is malformed.
+    """
+    text = _decode_text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t")
+    fields = [name.strip() for name in reader.fieldnames or []]
+    reader.fieldnames = fields
+    missing = {"session_id", "acq_time"} - set(fields)
+    if missing:
+        found = ", ".join(repr(f) for f in fields) or "none"
+        raise NiftiLayoutError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))} (found {found}); "
+            "sessions.tsv needs session_id (ses-<label>) and acq_time (ISO date), tab-separated"
+        )
+    sessions: dict[str, datetime] = {}
+    lines: dict[str, int] = {}
+    for line, row in enumerate(reader, start=2):
+        if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+            continue  # a blank line
+        session_id = (row.get("session_id") or "").strip()
+        if not session_id.startswith("ses-"):
+            raise NiftiLayoutError(f"{path}, line {line}: session_id must look like ses-<label>")
+        if session_id in sessions:
+            raise NiftiLayoutError(
+                f"{path}, line {line}: {session_id} is listed again (first on line "
+                f"{lines[session_id]}); each session needs exactly one row with its acq_time: "
+                "remove the duplicate"
+            )
+        sessions[session_id] = _parse_when(row.get("acq_time") or "", f"{path}, line {line}")
+        lines[session_id] = line
     return sessions
 
 
 def _entry(path: Path, sequence: SequenceClass) -> SeriesEntry:
     header = open_nifti(path).header
+    sidecar = read_sidecar(nifti_stem(path).with_suffix(".json"))
     shape = tuple(int(n) for n in header.get_data_shape())
     zooms = header.get_zooms()
     b_values = []
@@ -90,6 +152,9 @@ def _entry(path: Path, sequence: SequenceClass) -> SeriesEntry:
         source=str(path),
         problem=None,
         loader=functools.partial(load_nifti, path, sequence=sequence),
+        patient=Patient.from_fields(
+            sidecar.get("PatientID"), sidecar.get("PatientName"), sidecar.get("PatientBirthDate")
+        ),
     )
 
 

@@ -5,18 +5,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from imaging.errors import NoImagesFoundError
+from imaging.errors import ImagingError, MixedPatientsError, NoImagesFoundError
 from imaging.image import MRImage
 from imaging.sequence import SequenceClass
 
-__all__ = ["CaseIndex", "SeriesEntry", "Session", "case_id_from_folder", "scan_case"]
+__all__ = [
+    "CaseIndex",
+    "Patient",
+    "SeriesEntry",
+    "Session",
+    "case_id_from_folder",
+    "distinct_patients",
+    "scan_case",
+]
 
 _LABEL_CHARS = re.compile(r"[^A-Za-z0-9]")
 
@@ -29,6 +38,56 @@ def case_id_from_folder(folder: Path) -> str:
     """
     label = _LABEL_CHARS.sub("", folder.resolve().name)
     return label or "case"
+
+
+@dataclass(frozen=True)
+class Patient:
+    """Who a study belongs to, as its headers (or a NIfTI sidecar) say.
+
+    The name is kept only as a short hash (first 8 hex digits of the sha256 of the upper-cased name),
+    enough to tell two patients apart in messages and provenance without printing the name.
+    """
+
+    patient_id: str
+    name_hash: str = ""
+    birth_date: str = ""
+
+    @classmethod
+    def from_fields(cls, patient_id: object, name: object, birth_date: object) -> Patient | None:
+        """A patient from header fields (``None`` when all three are empty)."""
+        identifier = str(patient_id or "").strip()
+        normalised = " ".join(str(name or "").upper().replace("^", " ").split())
+        born = str(birth_date or "").strip()
+        if not (identifier or normalised or born):
+            return None
+        digest = hashlib.sha256(normalised.encode()).hexdigest()[:8] if normalised else ""
+        return cls(identifier, digest, born)
+
+    def same_as(self, other: Patient) -> bool:
+        """Same ID, and no conflicting name or birth date (an empty field conflicts with nothing)."""
+
+        def agree(a: str, b: str) -> bool:
+            return a == b or not a or not b
+
+        return (
+            self.patient_id == other.patient_id
+            and agree(self.name_hash, other.name_hash)
+            and agree(self.birth_date, other.birth_date)
+        )
+
+    def describe(self) -> str:
+        """``ID 'x' (name #1a2b3c4d, born 19610203)``."""
+        details = [f"name #{self.name_hash}" if self.name_hash else "no name"]
+        details.append(f"born {self.birth_date}" if self.birth_date else "no birth date")
+        return f"ID {self.patient_id!r} ({', '.join(details)})"
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready (ID, name hash, birth date)."""
+        return {
+            "patient_id": self.patient_id,
+            "name_sha256_8": self.name_hash,
+            "birth_date": self.birth_date,
+        }
 
 
 @dataclass
@@ -48,6 +107,10 @@ class SeriesEntry:
     uid: str | None = None
     #: The DICOM files of the series (empty for NIfTI input).
     paths: tuple[Path, ...] = ()
+    #: The named error behind ``problem`` (raised again when the series is needed).
+    error: ImagingError | None = field(default=None, repr=False)
+    #: The patient of the series, from its header or sidecar (``None`` when unknown).
+    patient: Patient | None = None
 
     def load(self) -> MRImage:
         """Read the pixels and return the image."""
@@ -64,6 +127,11 @@ class Session:
     series: list[SeriesEntry]
     study_uid: str | None = None
     description: str = ""
+
+    @property
+    def patients(self) -> list[Patient]:
+        """The distinct patients of the session's series (normally one; none when unknown)."""
+        return distinct_patients(s.patient for s in self.series if s.patient is not None)
 
     @property
     def study_datetime(self) -> datetime | None:
@@ -103,6 +171,66 @@ class CaseIndex:
     root: Path
     layout: Literal["dicom", "nifti"]
     sessions: list[Session]
+    #: True when the user allowed studies of several patients in this case (recorded in provenance).
+    mixed_patients_allowed: bool = False
+
+    def patients(self) -> list[tuple[Patient, list[Session]]]:
+        """Each distinct patient with the sessions holding their studies (first seen first)."""
+        groups: list[tuple[Patient, list[Session]]] = []
+        for session in self.sessions:
+            for patient in session.patients:
+                group = next((g for g in groups if g[0].same_as(patient)), None)
+                if group is None:
+                    groups.append((patient, [session]))
+                elif session not in group[1]:
+                    group[1].append(session)
+        return groups
+
+    def patients_record(self) -> list[dict[str, Any]]:
+        """The patients for provenance: ID, name hash, birth date and session labels."""
+        return [
+            {**patient.to_dict(), "sessions": [s.label for s in sessions]}
+            for patient, sessions in self.patients()
+        ]
+
+
+def distinct_patients(patients: Iterable[Patient]) -> list[Patient]:
+    """One entry per patient (see :meth:`Patient.same_as`), the most complete one kept."""
+    found: list[Patient] = []
+    for patient in patients:
+        for k, known in enumerate(found):
+            if known.same_as(patient):
+                found[k] = Patient(
+                    known.patient_id,
+                    known.name_hash or patient.name_hash,
+                    known.birth_date or patient.birth_date,
+                )
+                break
+        else:
+            found.append(patient)
+    return found
+
+
+def _check_one_patient(case: CaseIndex) -> None:
+    groups = case.patients()
+    if len(groups) <= 1:
+        return
+    listed = "; ".join(
+        f"{patient.describe()}: "
+        + ", ".join(
+            f"{s.label} (study {s.study_uid or '?'}"
+            + (f", {s.description}" if s.description else "")
+            + ")"
+            for s in sessions
+        )
+        for patient, sessions in groups
+    )
+    raise MixedPatientsError(
+        f"{case.root}: holds studies of {len(groups)} patients: {listed}. A case must be one "
+        "patient: move each patient's studies into a folder of their own (`leukotrack inspect` "
+        "shows the patient of every study), or, if these are one patient under several IDs, pass "
+        "--allow-mixed-patients"
+    )
 
 
 def _session_labels(sessions: list[Session]) -> None:
@@ -144,6 +272,12 @@ def _scan_dicom_case(root: Path) -> list[Session]:
                     loader=series.load,
                     uid=series.uid,
                     paths=tuple(series.paths),
+                    error=series.error,
+                    patient=Patient.from_fields(
+                        series.header.get("PatientID"),
+                        series.header.get("PatientName"),
+                        series.header.get("PatientBirthDate"),
+                    ),
                 )
             )
         sessions.append(
@@ -173,17 +307,29 @@ def is_bids_case(root: Path) -> bool:
     )
 
 
-def scan_case(root: Path) -> CaseIndex:
+def scan_case(root: Path, *, allow_mixed_patients: bool = False) -> CaseIndex:
     """Index a case folder (DICOM anywhere below it, or the BIDS-like NIfTI layout of DESIGN.md §3.2).
+
+    Parameters
+    ----------
+    root : Path
+        The case folder (one patient).
+    allow_mixed_patients : bool
+        Accept studies of several patients (PatientID, name, birth date; for NIfTI from the JSON
+        sidecars) in one case; recorded in :attr:`CaseIndex.mixed_patients_allowed`.
 
     Raises
     ------
     NoImagesFoundError
         When the folder does not exist or holds no images.
+    MixedPatientsError
+        When the studies belong to more than one patient and ``allow_mixed_patients`` is false.
     NiftiLayoutError
         When a NIfTI case breaks the layout (missing sessions.tsv, DWI without .bval, ...).
     TruncatedFileError, DicomReadError
         When a DICOM file cannot be read.
+    ImageTooLargeError, DecompressionLimitError
+        When a file declares or expands to more than the limits of :mod:`imaging.limits`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -191,5 +337,11 @@ def scan_case(root: Path) -> CaseIndex:
     if is_bids_case(root):
         from imaging.bids import scan_bids_case
 
-        return CaseIndex(case_id_from_folder(root), root, "nifti", scan_bids_case(root))
-    return CaseIndex(case_id_from_folder(root), root, "dicom", _scan_dicom_case(root))
+        case = CaseIndex(case_id_from_folder(root), root, "nifti", scan_bids_case(root))
+    else:
+        case = CaseIndex(case_id_from_folder(root), root, "dicom", _scan_dicom_case(root))
+    if allow_mixed_patients:
+        case.mixed_patients_allowed = True
+    else:
+        _check_one_patient(case)
+    return case

@@ -8,19 +8,25 @@ from __future__ import annotations
 
 __all__ = [
     "AdcUnitError",
+    "DecompressionLimitError",
     "DicomReadError",
     "DuplicateSliceError",
     "DwiInputError",
     "GeometryError",
+    "ImageContentError",
+    "ImageTooLargeError",
     "ImagingError",
     "MissingSliceError",
     "MixedOrientationError",
+    "MixedPatientsError",
     "MixedSeriesError",
     "MixedVolumesError",
     "NiftiLayoutError",
     "NoImagesFoundError",
     "SeriesTooSmallError",
     "TruncatedFileError",
+    "TruncatedNiftiError",
+    "UihGridError",
     "UnevenSpacingError",
 ]
 
@@ -61,6 +67,10 @@ class MixedOrientationError(GeometryError):
     """The images of one series have different orientations (a localizer, or a mixed folder)."""
 
 
+class UihGridError(GeometryError):
+    """A United Imaging grid ("VFRAME") image whose private header cannot place its slices."""
+
+
 class MixedSeriesError(ImagingError):
     """A folder that should hold one series holds several."""
 
@@ -83,3 +93,23 @@ class DwiInputError(ImagingError):
 
 class SeriesTooSmallError(GeometryError):
     """A series covers too few slices to be registered or measured (e.g. a 2-slice test series)."""
+
+
+class TruncatedNiftiError(NiftiLayoutError):
+    """A NIfTI file (or its gzip stream) ends before the voxels its header declares."""
+
+
+class ImageTooLargeError(ImagingError):
+    """An image declares more voxel data than the configured limit (``LEUKOTRACK_MAX_IMAGE_MB``)."""
+
+
+class DecompressionLimitError(ImagingError):
+    """A compressed file expands beyond the configured cap (``LEUKOTRACK_MAX_DECOMPRESSED_MB``)."""
+
+
+class ImageContentError(ImagingError):
+    """The voxel values cannot be an MR image of that kind (all NaN, inverted, NaN rescale)."""
+
+
+class MixedPatientsError(ImagingError):
+    """A case folder holds studies of more than one patient (a case must be one patient)."""

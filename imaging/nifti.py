@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -18,10 +21,18 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from imaging.errors import NiftiLayoutError
+from imaging.errors import (
+    ImageContentError,
+    NiftiLayoutError,
+    TruncatedFileError,
+    TruncatedNiftiError,
+)
 from imaging.image import Acquisition, MRImage
+from imaging.limits import check_image_bytes, gunzip_chunks
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT, adc_to_um2s
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "atomic_outputs",
@@ -29,6 +40,7 @@ __all__ = [
     "nifti_stem",
     "open_nifti",
     "read_bval",
+    "read_sidecar",
     "save_nifti",
     "sidecar_from_acquisition",
 ]
@@ -128,11 +140,25 @@ def save_nifti(image: MRImage, path: Path) -> list[Path]:
 
 
 def read_bval(path: Path) -> list[float]:
-    """b-values (s/mm2) from an FSL/BIDS ``.bval`` file (whitespace-separated, one line)."""
+    """b-values (s/mm2) from an FSL/BIDS ``.bval`` file (whitespace-separated, one line).
+
+    Raises
+    ------
+    NiftiLayoutError
+        When the file is not text, or holds anything but finite, non-negative numbers.
+    """
     try:
-        return [float(token) for token in path.read_text().split()]
-    except ValueError as error:
-        raise NiftiLayoutError(f"{path}: not a list of numbers ({error})") from error
+        values = [float(token) for token in path.read_bytes().decode("utf-8-sig").split()]
+    except (UnicodeDecodeError, ValueError) as error:
+        raise NiftiLayoutError(
+            f"{path}: not a list of numbers ({error}); write the b-values (s/mm2) separated by "
+            "spaces, one per volume"
+        ) from error
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise NiftiLayoutError(
+            f"{path}: b-values must be finite and non-negative (s/mm2), found {values}"
+        )
+    return values
 
 
 def _sequence_from_name(path: Path) -> SequenceClass | None:
@@ -141,6 +167,90 @@ def _sequence_from_name(path: Path) -> SequenceClass | None:
     return {"FLAIR": SequenceClass.FLAIR, "DWI": SequenceClass.DWI, "ADC": SequenceClass.ADC}.get(
         suffix
     )
+
+
+#: Sidecar fields read as numbers, and as text.
+_NUMBER_FIELDS = ("EchoTime", "RepetitionTime", "InversionTime", "MagneticFieldStrength")
+_TEXT_FIELDS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SeriesDescription",
+    "Manufacturer",
+    "ManufacturersModelName",
+    "SequenceName",
+    "LeukotrackSequenceClass",
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+)
+
+
+def _whole(value: object) -> int | None:
+    """A whole number from JSON (``3``, ``3.0`` or ``"3"``), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON sidecar of a NIfTI image (``{}`` when absent), its known fields type-checked.
+
+    Raises
+    ------
+    NiftiLayoutError
+        When the file is not JSON, not a JSON object, or a known field has the wrong type (e.g.
+        ``"EchoTime": "abc"``); the message names the file and the field.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        sidecar = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise NiftiLayoutError(
+            f"{path}: not a readable JSON sidecar ({error}); fix it (UTF-8 JSON, as dcm2niix "
+            "writes) or delete it"
+        ) from error
+    if not isinstance(sidecar, dict):
+        raise NiftiLayoutError(
+            f"{path}: a JSON sidecar must be an object of fields, not a {type(sidecar).__name__}; "
+            "fix it or delete it"
+        )
+
+    def wrong(key: str, wanted: str) -> NiftiLayoutError:
+        return NiftiLayoutError(
+            f"{path}: field {key} is {sidecar[key]!r} but must be {wanted}; fix the sidecar or "
+            "delete the field"
+        )
+
+    for key in _NUMBER_FIELDS:
+        value = sidecar.get(key)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise wrong(key, "a finite number")
+    if sidecar.get("SeriesNumber") is not None and _whole(sidecar["SeriesNumber"]) is None:
+        raise wrong("SeriesNumber", "a whole number")
+    for key in _TEXT_FIELDS:
+        if sidecar.get(key) is not None and not isinstance(sidecar[key], str | int | float):
+            raise wrong(key, "text")
+    image_type = sidecar.get("ImageType")
+    if image_type is not None and (
+        not isinstance(image_type, list) or not all(isinstance(v, str) for v in image_type)
+    ):
+        raise wrong("ImageType", "a list of text values")
+    if "LeukotrackSequenceClass" in sidecar:
+        valid = [c.value for c in SequenceClass]
+        if str(sidecar["LeukotrackSequenceClass"]) not in valid:
+            raise wrong("LeukotrackSequenceClass", f"one of {', '.join(valid)}")
+    return sidecar
 
 
 def _acquisition_from_sidecar(
@@ -154,7 +264,7 @@ def _acquisition_from_sidecar(
     return Acquisition(
         study_uid=sidecar.get("StudyInstanceUID"),
         series_uid=sidecar.get("SeriesInstanceUID"),
-        series_number=int(number) if number is not None else None,
+        series_number=_whole(number) if number is not None else None,
         series_description=str(sidecar.get("SeriesDescription", "")),
         vendor=str(sidecar.get("Manufacturer", "")),
         model=str(sidecar.get("ManufacturersModelName", "")),
@@ -170,23 +280,98 @@ def _acquisition_from_sidecar(
     )
 
 
+def _check_gzip_whole(path: Path) -> None:
+    """Raise :class:`TruncatedNiftiError` when a ``.nii.gz`` is a cut or damaged gzip stream
+    (decompressed in chunks and counted, within the decompression cap)."""
+    try:
+        with path.open("rb") as handle:
+            for _chunk in gunzip_chunks(handle, where=str(path)):
+                pass
+    except TruncatedFileError as error:
+        raise TruncatedNiftiError(
+            f"{path}: the gzip stream is cut or damaged ({error}); the file is truncated (an "
+            "interrupted copy): copy or convert it again"
+        ) from error
+
+
 def open_nifti(path: Path) -> nib.Nifti1Image:
-    """Open a NIfTI-1/2 file lazily (header read, voxels not yet).
+    """Open a NIfTI-1/2 file lazily (header read, voxels not yet), its declared size checked.
 
     Raises
     ------
     NiftiLayoutError
         When the file is missing, damaged or not NIfTI.
+    ImageTooLargeError
+        When the header declares more voxel data than ``$LEUKOTRACK_MAX_IMAGE_MB``.
+    TruncatedNiftiError
+        When an uncompressed file is shorter than its header says.
     """
     if not path.is_file():
         raise NiftiLayoutError(f"{path}: no such NIfTI file")
     try:
         image = nib.load(path)
     except Exception as error:  # nibabel raises several types for damaged files
+        if path.name.endswith(".gz"):
+            _check_gzip_whole(path)
         raise NiftiLayoutError(f"{path}: not a readable NIfTI file ({error})") from error
     if not isinstance(image, nib.Nifti1Image):
         raise NiftiLayoutError(f"{path}: {type(image).__name__} is not a NIfTI image")
+    header = image.header
+    shape = tuple(int(n) for n in header.get_data_shape())
+    itemsize = header.get_data_dtype().itemsize
+    n_bytes = math.prod(shape) * itemsize
+    check_image_bytes(
+        n_bytes,
+        where=str(path),
+        what=f"{'x'.join(str(n) for n in shape)} voxels of {itemsize * 8} bits",
+    )
+    if not path.name.endswith(".gz"):
+        end = int(getattr(image.dataobj, "offset", header.get_data_offset())) + n_bytes
+        size = path.stat().st_size
+        if size < end:
+            raise TruncatedNiftiError(
+                f"{path}: the file holds {size} bytes but its header declares {end} "
+                f"({'x'.join(str(n) for n in shape)} voxels): it is truncated (an interrupted "
+                "copy); copy or convert it again"
+            )
     return image
+
+
+def _read_voxels(
+    nifti: nib.Nifti1Image, path: Path, sequence: SequenceClass, acquisition: Acquisition
+) -> MRImage:
+    """The voxels of an opened NIfTI, a damaged or cut (gzip) stream as a named error."""
+    try:
+        return MRImage.from_nifti(nifti, sequence=sequence, acquisition=acquisition)
+    except (EOFError, OSError, zlib.error, ValueError) as error:
+        raise TruncatedNiftiError(
+            f"{path}: the voxel data cannot be read ({type(error).__name__}: {error}); the file is "
+            "truncated or damaged (an interrupted copy): copy or convert it again"
+        ) from error
+
+
+def _finite_voxels(image: MRImage, path: Path) -> MRImage:
+    """NaN/inf voxels set to 0 with a note (and a warning); an image without any finite voxel is
+    refused."""
+    data = np.asarray(image.data)
+    if not np.issubdtype(data.dtype, np.floating):
+        return image
+    bad = ~np.isfinite(data)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad == 0:
+        return image
+    if n_bad == data.size:
+        raise ImageContentError(
+            f"{path}: every voxel is NaN or infinite; the image holds no data. Convert it again "
+            "from the DICOM series"
+        )
+    note = (
+        f"{n_bad} of {data.size} voxels ({100 * n_bad / data.size:.2g} %) were NaN or infinite "
+        "in the file; set to 0"
+    )
+    log.warning("%s: %s", path, note)
+    cleaned = np.where(bad, np.zeros((), data.dtype), data)
+    return image.with_data(cleaned).with_acquisition(notes=(*image.acquisition.notes, note))
 
 
 def load_nifti(path: Path, *, sequence: SequenceClass | str | None = None) -> MRImage:
@@ -211,7 +396,7 @@ def load_nifti(path: Path, *, sequence: SequenceClass | str | None = None) -> MR
     nifti = open_nifti(path)
     stem = nifti_stem(path)
     sidecar_path = stem.with_suffix(".json")
-    sidecar: dict[str, Any] = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
+    sidecar = read_sidecar(sidecar_path)
     reasons: tuple[str, ...]
     if sequence is not None:
         sequence = SequenceClass(sequence)
@@ -227,7 +412,7 @@ def load_nifti(path: Path, *, sequence: SequenceClass | str | None = None) -> MR
     acquisition = _acquisition_from_sidecar(
         sidecar, source=str(path), sequence=sequence, reasons=reasons
     )
-    image = MRImage.from_nifti(nifti, sequence=sequence, acquisition=acquisition)
+    image = _finite_voxels(_read_voxels(nifti, path, sequence, acquisition), path)
     if sequence is SequenceClass.DWI:
         bval_path = stem.with_suffix(".bval")
         if not bval_path.is_file():
@@ -243,5 +428,7 @@ def load_nifti(path: Path, *, sequence: SequenceClass | str | None = None) -> MR
     if sequence is SequenceClass.ADC:
         values, stored_unit = adc_to_um2s(np.asarray(image.data))
         note = f"ADC stored in {stored_unit}; converted to {ADC_UNIT}"
-        return image.with_data(values).with_acquisition(unit=ADC_UNIT, notes=(note,))
+        return image.with_data(values).with_acquisition(
+            unit=ADC_UNIT, notes=(*image.acquisition.notes, note)
+        )
     return image

@@ -36,24 +36,40 @@ from numpy.typing import NDArray
 
 from imaging.bias import N4Params, correct_bias
 from imaging.brain import BrainEstimateParams, estimate_brain, head_mask
-from imaging.case import CaseIndex, Session
+from imaging.case import CaseIndex, SeriesEntry, Session
 from imaging.diffusion import adc_from_dwi, dwi_input_kind, split_dwi
-from imaging.errors import ImagingError, SeriesTooSmallError
+from imaging.engines import (
+    BUILTIN_DWI,
+    BUILTIN_FLAIR,
+    DwiEngine,
+    DwiInputs,
+    EngineError,
+    EngineInfo,
+    FlairEngine,
+    FlairInputs,
+    LesionMap,
+    available_engines,
+    dwi_engine,
+    flair_engine,
+)
+from imaging.errors import ImageContentError, ImagingError, SeriesTooSmallError
 from imaging.image import MRImage
 from imaging.normalize import NormalizationError
+from imaging.quantify import nawm_for_adc
 from imaging.register import Registration, RegistrationParams, register, resample
-from imaging.segment import (
-    DwiLesionParams,
-    DwiLesionResult,
-    FlairLesionParams,
-    FlairLesionResult,
-    segment_dwi_lesions,
-    segment_flair_lesions,
-)
+from imaging.segment import DwiLesionParams, FlairLesionParams
 from imaging.sequence import SequenceClass
 from imaging.template import TEMPLATE_REGISTRATION, TemplateFit, fit_template
 
-__all__ = ["CaseImages", "PipelineParams", "SessionImages", "process_case"]
+__all__ = [
+    "CaseImages",
+    "PipelineParams",
+    "SessionImages",
+    "check_signal",
+    "engine_infos",
+    "parse_engine_choice",
+    "process_case",
+]
 
 Progress = Callable[[str], None]
 
@@ -84,6 +100,10 @@ class PipelineParams:
     template_registration: RegistrationParams = TEMPLATE_REGISTRATION
     session_registration: RegistrationParams = SESSION_REGISTRATION
     dwi_registration: RegistrationParams = DWI_REGISTRATION
+    #: Lesion engines by registry name (:mod:`imaging.engines`).
+    flair_engine: str = BUILTIN_FLAIR
+    dwi_engine: str = BUILTIN_DWI
+    #: Parameters of the built-in engines.
     flair: FlairLesionParams = field(default_factory=FlairLesionParams)
     dwi: DwiLesionParams = field(default_factory=DwiLesionParams)
     #: Minimum b-value (s/mm2) of the diffusion-weighted (trace) volume used for lesions.
@@ -95,6 +115,42 @@ class PipelineParams:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, nested."""
         return asdict(self)
+
+
+def parse_engine_choice(choices: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``--engine`` values to engine names by source: ``NAME`` (FLAIR), ``flair=NAME``, ``dwi=NAME``.
+
+    >>> parse_engine_choice(["flair=nawm-hysteresis", "dwi=restricted-diffusion"])
+    {'flair': 'nawm-hysteresis', 'dwi': 'restricted-diffusion'}
+
+    Raises
+    ------
+    EngineError
+        On an unknown source or engine name.
+    """
+    chosen: dict[str, str] = {}
+    known = available_engines()
+    for choice in choices:
+        source, _, name = choice.rpartition("=")
+        source = (source or "flair").strip().lower()
+        name = name.strip()
+        if source not in known:
+            raise EngineError(f"--engine {choice!r}: the source must be flair or dwi")
+        if name not in known[source]:
+            raise EngineError(
+                f"--engine {choice!r}: no {source.upper()} engine {name!r}; choose one of "
+                f"{known[source]}"
+            )
+        chosen[source] = name
+    return chosen
+
+
+def engine_infos(params: PipelineParams) -> dict[str, dict[str, Any]]:
+    """What the chosen engines are (name, version, parameters, model files' sha256), by source."""
+    return {
+        "flair": flair_engine(params.flair_engine, params).info.to_dict(),
+        "dwi": dwi_engine(params.dwi_engine, params).info.to_dict(),
+    }
 
 
 @dataclass
@@ -111,6 +167,10 @@ class SessionImages:
     #: 800 or 2500 too: see ``dwi_b_value_s_mm2``). The name is kept for the output contracts.
     b1000: MRImage | None = None
     adc: MRImage | None = None
+    #: The session's T1-weighted image, as loaded (its own grid); on the FLAIR grid after
+    #: :func:`_register_t1` (only when the FLAIR engine uses a T1).
+    t1: MRImage | None = None
+    t1_on_flair: MRImage | None = None
     #: ``scanner``, ``computed`` (from b=0 and trace) or ``""`` (no ADC: trace alone).
     adc_source: str = ""
     #: b-value of ``b1000``, s/mm2.
@@ -126,8 +186,10 @@ class SessionImages:
     dwi_brain: MRImage | None = None
     flair_wm_prior: MRImage | None = None
     dwi_wm_prior: MRImage | None = None
-    flair_result: FlairLesionResult | None = None
-    dwi_result: DwiLesionResult | None = None
+    flair_result: LesionMap | None = None
+    dwi_result: LesionMap | None = None
+    #: Normal-appearing white matter on the DWI grid (for rADC), estimated outside the engine.
+    dwi_nawm_mask: MRImage | None = None
     to_baseline: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
     dwi_to_reference: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
     registrations: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -161,6 +223,8 @@ class CaseImages:
     baseline: SessionImages
     template: TemplateFit
     params: PipelineParams
+    #: The engines that segmented the case, by source (``flair``, ``dwi``).
+    engines: dict[str, EngineInfo] = field(default_factory=dict)
 
     def to_mni(self, session: SessionImages, *, dwi: bool = False) -> NDArray[np.float64]:
         """Session reference (or DWI) world -> MNI."""
@@ -168,22 +232,89 @@ class CaseImages:
         return matrix @ session.dwi_to_reference if dwi else matrix
 
 
-def _load_session(session: Session, params: PipelineParams) -> SessionImages:
+def _pick(
+    session: Session, sequence: SequenceClass, notes: list[str], *, required: bool
+) -> SeriesEntry | None:
+    """The session's preferred series of one class; a series of that class that cannot be loaded
+    is never dropped silently.
+
+    When no series of the class can be loaded but one exists, its named error (e.g.
+    :class:`~imaging.errors.MissingSliceError`) is raised for ``required`` classes and noted
+    otherwise; when a good one is used beside a broken one, the broken one is noted.
+    """
+    broken = [s for s in session.series if s.sequence is sequence and s.error is not None]
+    picked = session.pick(sequence)
+    for entry in broken:
+        if picked is not None or not required:
+            notes.append(f"{sequence.value} series {entry.description!r} not used: {entry.problem}")
+    if picked is None and broken and required:
+        error = broken[-1].error
+        assert error is not None
+        raise type(error)(
+            f"{session.label}: the only {sequence.value} series cannot be used: {error}. Or move "
+            "that series out of the case folder to analyse the session without it"
+        ) from error
+    return picked
+
+
+def check_signal(image: MRImage, where: str) -> None:
+    """Refuse a magnitude image (FLAIR, DWI) that holds no signal or is inverted.
+
+    Raises
+    ------
+    ImageContentError
+        When no voxel is finite and non-zero, or more voxels are negative than positive (an inverted
+        or non-magnitude image: lesion thresholds would find the wrong tissue).
+    """
+    data = np.asarray(image.data)
+    finite = np.isfinite(data)
+    positive = int(np.count_nonzero(finite & (data > 0)))
+    negative = int(np.count_nonzero(finite & (data < 0)))
+    if positive == 0 and negative == 0:
+        raise ImageContentError(
+            f"{where}: the {image.sequence.value} image holds no signal (every voxel is 0, NaN or "
+            "infinite); convert or export it again"
+        )
+    if negative > positive:
+        raise ImageContentError(
+            f"{where}: the {image.sequence.value} image is mostly negative ({negative} negative "
+            f"against {positive} positive voxels): inverted, or not a magnitude image. Use the "
+            "magnitude image as the scanner wrote it"
+        )
+
+
+def _load(entry: SeriesEntry, role: str, result: SessionImages) -> MRImage:
+    image = entry.load()
+    result.notes.extend(f"{role}: {note}" for note in image.acquisition.notes)
+    return image
+
+
+def _load_session(
+    session: Session, params: PipelineParams, *, want_t1: bool = False
+) -> SessionImages:
     result = SessionImages(
         label=session.label,
         study_date=session.study_date,
         study_time=session.study_time,
         study_uid=session.study_uid,
     )
-    flair_entry = session.pick(SequenceClass.FLAIR)
+    flair_entry = _pick(session, SequenceClass.FLAIR, result.notes, required=True)
     if flair_entry is not None:
-        flair = flair_entry.load()
+        flair = _load(flair_entry, "flair", result)
+        check_signal(flair, f"{session.label} ({flair_entry.source})")
         result.flair = flair.volume(0) if flair.n_volumes > 1 else flair
         result.sources["flair"] = flair_entry.source
         result.source_files["flair"] = flair_entry.paths
-    dwi_entry = session.pick(SequenceClass.DWI)
+    t1_entry = _pick(session, SequenceClass.T1, result.notes, required=False) if want_t1 else None
+    if t1_entry is not None and flair_entry is not None:
+        t1 = _load(t1_entry, "t1", result)
+        result.t1 = t1.volume(0) if t1.n_volumes > 1 else t1
+        result.sources["t1"] = t1_entry.source
+    dwi_entry = _pick(session, SequenceClass.DWI, result.notes, required=True)
     if dwi_entry is not None:
-        _load_dwi(result, session, dwi_entry.load(), params)
+        dwi = _load(dwi_entry, "dwi", result)
+        check_signal(dwi, f"{session.label} ({dwi_entry.source})")
+        _load_dwi(result, session, dwi, params)
         result.sources["dwi"] = dwi_entry.source
         result.source_files["dwi"] = dwi_entry.paths
     return result
@@ -212,8 +343,8 @@ def _load_dwi(
         result.notes.append(
             f"{problem}: taken as aligned with the FLAIR (same scanner frame), not bias-corrected"
         )
-    adc_entry = session.pick(SequenceClass.ADC)
-    adc = adc_entry.load() if adc_entry is not None else None
+    adc_entry = _pick(session, SequenceClass.ADC, result.notes, required=False)
+    adc = _load(adc_entry, "adc", result) if adc_entry is not None else None
     if adc is not None and adc_entry is not None and not adc.same_grid(trace):
         if b0 is not None:
             result.notes.append("the scanner ADC is on another grid than the DWI; recomputed")
@@ -302,27 +433,61 @@ def _register_dwi(images: SessionImages, params: PipelineParams) -> None:
     }
 
 
-def _segment(case: CaseImages, images: SessionImages) -> None:
+def _register_t1(images: SessionImages, params: PipelineParams) -> None:
+    """The session's T1 rigidly onto its FLAIR (same session: identity start), resampled there."""
+    if images.t1 is None or images.flair is None:
+        return
+    fit = register(images.flair, images.t1, initial=np.eye(4), params=params.dwi_registration)
+    images.registrations["t1_to_flair"] = fit.to_dict()
+    images.t1_on_flair = resample(images.t1, images.flair, fit.matrix, interpolation="linear")
+
+
+def _segment(
+    case: CaseImages, images: SessionImages, flair_seg: FlairEngine, dwi_seg: DwiEngine
+) -> None:
     fit, params = case.template, case.params
     if images.flair is not None:
         to_mni = case.to_mni(images)
         images.flair_brain = fit.prior(images.flair, "brain", to_mni=to_mni)
         images.flair_wm_prior = fit.prior(images.flair, "wm", to_mni=to_mni)
-        images.flair_result = segment_flair_lesions(
-            images.flair, images.flair_brain, images.flair_wm_prior, params=params.flair
+        inputs = FlairInputs(
+            flair=images.flair,
+            brain_mask=images.flair_brain,
+            wm_prior=images.flair_wm_prior,
+            gm_prior=fit.prior(images.flair, "gm", to_mni=to_mni),
+            t1=images.t1_on_flair,
         )
+        images.flair_result = flair_seg.segment(inputs).checked(images.flair, flair_seg.info.name)
     if images.b1000 is not None:
         to_mni = case.to_mni(images, dwi=images.flair is not None)
         images.dwi_brain = fit.prior(images.b1000, "brain", to_mni=to_mni)
         images.dwi_wm_prior = fit.prior(images.b1000, "wm", to_mni=to_mni)
+        dwi_inputs = DwiInputs(
+            trace=images.b1000,
+            b_value_s_mm2=images.dwi_b_value_s_mm2 or 1000.0,
+            adc_um2s=images.adc,
+            brain_mask=images.dwi_brain,
+            wm_prior=images.dwi_wm_prior,
+            gm_prior=fit.prior(images.b1000, "gm", to_mni=to_mni),
+        )
         try:
-            images.dwi_result = segment_dwi_lesions(
-                images.b1000, images.adc, images.dwi_brain, images.dwi_wm_prior, params=params.dwi
-            )
+            result = dwi_seg.segment(dwi_inputs).checked(images.b1000, dwi_seg.info.name)
         except NormalizationError as error:
             if images.dwi_registrable:
                 raise
             images.notes.append(f"DWI lesions not measured on the small DWI series: {error}")
+            return
+        images.dwi_result = result
+        if images.adc is not None:
+            images.dwi_nawm_mask = nawm_for_adc(
+                images.b1000,
+                images.adc,
+                images.dwi_brain,
+                images.dwi_wm_prior,
+                result.lesion_mask,
+                params=params.dwi.nawm,
+                adc_min_um2s=params.dwi.adc_min_um2s,
+            )
 
 
 def process_case(
@@ -345,10 +510,13 @@ def process_case(
     """
     params = params or PipelineParams()
     say = progress or (lambda _message: None)
+    flair_seg = flair_engine(params.flair_engine, params)
+    dwi_seg = dwi_engine(params.dwi_engine, params)
+    engines = {"flair": flair_seg.info, "dwi": dwi_seg.info}
     sessions: list[SessionImages] = []
     for session in case.sessions:
         say(f"{session.label}: loading")
-        images = _load_session(session, params)
+        images = _load_session(session, params, want_t1=flair_seg.info.uses_t1)
         if images.flair is None and images.b1000 is None:
             continue
         say(f"{session.label}: bias correction")
@@ -365,12 +533,14 @@ def process_case(
         baseline.reference, baseline_estimate, params=params.template_registration
     )
     baseline.registrations["template_to_reference"] = template.registration.to_dict()
-    result = CaseImages(case.case_id, sessions, baseline, template, params)
+    result = CaseImages(case.case_id, sessions, baseline, template, params, engines)
     baseline_brain = template.prior(baseline.reference, "brain")
     for images in sessions:
         say(f"{images.label}: registration")
         _register_to_baseline(images, baseline, baseline_brain, params)
         _register_dwi(images, params)
+        if flair_seg.info.uses_t1:
+            _register_t1(images, params)
         say(f"{images.label}: segmentation")
-        _segment(result, images)
+        _segment(result, images, flair_seg, dwi_seg)
     return result

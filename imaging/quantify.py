@@ -13,10 +13,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from imaging.image import MRImage
+from imaging.normalize import NawmParams, normalize_to_nawm
 from imaging.regions import Hemisphere, Region
 from imaging.units import mm3_to_ml
 
-__all__ = ["adc_in_mask", "lesion_count", "lesion_volumes"]
+__all__ = ["adc_in_mask", "lesion_count", "lesion_volumes", "nawm_for_adc"]
 
 _FULL = np.ones((3, 3, 3), bool)
 
@@ -80,3 +81,50 @@ def as_cell(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 4)
     return value
+
+
+def nawm_for_adc(
+    trace: MRImage,
+    adc_um2s: MRImage | None,
+    brain_mask: MRImage,
+    wm_prior: MRImage,
+    lesion_mask: MRImage,
+    *,
+    params: NawmParams | None = None,
+    adc_min_um2s: float = 100.0,
+) -> MRImage:
+    """Normal-appearing white matter on the DWI grid, the reference of rADC, for any engine.
+
+    The white-matter core of the prior (``params.wm_prior_min``) inside the brain, minus the
+    engine's lesions and the voxels next to them (one voxel), with trace outliers trimmed
+    (:func:`imaging.normalize.normalize_to_nawm`) and, when there is an ADC, voxels below
+    ``adc_min_um2s`` (background, fit failures) removed.
+
+    Parameters
+    ----------
+    trace : MRImage
+        Diffusion-weighted volume, shape (I, J, K).
+    adc_um2s : MRImage or None
+        ADC on the same grid, um2/s.
+    brain_mask, wm_prior, lesion_mask : MRImage
+        On the same grid.
+    params : NawmParams, optional
+    adc_min_um2s : float
+        Smallest valid ADC, um2/s.
+
+    Returns
+    -------
+    MRImage
+        uint8 mask, shape (I, J, K).
+
+    Raises
+    ------
+    NormalizationError
+        When too little white matter is left to estimate from.
+    """
+    lesion = ndi.binary_dilation(np.asarray(lesion_mask.data) > 0, structure=_FULL)
+    norm = normalize_to_nawm(trace, brain_mask, wm_prior, params=params, exclude=lesion)
+    nawm = np.asarray(norm.nawm_mask.data) > 0
+    if adc_um2s is not None:
+        nawm &= np.asarray(adc_um2s.data) >= adc_min_um2s
+    return norm.nawm_mask.with_data(nawm.astype(np.uint8), sequence="OTHER")

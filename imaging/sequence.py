@@ -17,6 +17,8 @@ class SequenceClass(StrEnum):
     DWI = "DWI"
     ADC = "ADC"
     FLAIR = "FLAIR"
+    #: T1-weighted anatomy (MPRAGE, SPGR/FLASH, T1 spin echo): an optional input of lesion engines.
+    T1 = "T1"
     OTHER = "OTHER"
 
     @classmethod

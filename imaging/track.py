@@ -1,19 +1,50 @@
 """Follow lesions from session to session in baseline space.
 
 Each session's lesion mask (FLAIR or DWI, tracked separately) is warped into the baseline grid and cut
-into 26-connected lesions. A lesion is matched to the lesions of the previous session (of the same
-source) that it overlaps:
+into 26-connected lesions (pieces under ``min_lesion_volume_mm3`` are dropped). The lesions of a
+follow-up session are compared with those of the previous session of the same source that measured
+it (a session without the sequence is skipped). Two lesions of consecutive sessions are *related*
+when they share at least one voxel.
 
-* no overlap: **new** (a new identifier);
-* one previous lesion, which overlaps nothing else: the same identifier, **enlarging** (volume up by
-  at least ``change_fraction``), **shrinking** (down by at least ``change_fraction``) or **stable**;
-* several previous lesions: **merged** (the identifier of the largest of them);
-* one previous lesion overlapping several: **split** (the largest part keeps the identifier);
-* a previous lesion that nothing overlaps: a **resolved** row with volume 0.
+Identifiers
+-----------
+Every lesion of a session carries exactly one identifier (``F001``, ``D001``, ...), unique in that
+session, and every previous identifier continues in at most one lesion:
+
+1. The overlapping pairs (previous lesion, current lesion) are taken in order of shared voxels,
+   largest first (ties: the larger current lesion, then the larger previous lesion, then the lower
+   identifier); a pair passes the previous identifier on when neither of its lesions has one yet.
+   So a lesion that splits continues in the part holding most of it, and lesions that merge continue
+   as the one the merged lesion holds most of, whatever else happens at the same time (a lesion
+   that splits while one of its parts merges with a neighbour, a part touching two lesions at once).
+2. A current lesion left without an identifier gets a new one. Identifiers are never reused: one
+   that ended (resolved, or merged into another lesion) is not given to a later lesion, even at the
+   same place.
+
+Change classes
+--------------
+For each lesion of a follow-up session (``related_ids`` in brackets):
+
+* **new**: it shares no voxel with a previous lesion [the resolved lesions whose last extent it
+  overlaps, so a lesion that resolved and came back is linked to its earlier self];
+* **merged**: it kept an identifier and shares voxels with several previous lesions [the others];
+* **split**: it shares voxels with one previous lesion that also shares voxels with another current
+  lesion, or it broke off previous lesions whose identifiers went elsewhere [the previous lesions it
+  came from; the part that keeps the identifier names its own];
+* **enlarging**, **shrinking**, **stable**: one previous lesion, one current lesion, related to
+  nothing else: volume up by at least ``change_fraction``, down by at least it, or neither [empty].
+
+And one row with volume 0 for each previous lesion whose identifier ends in this session:
+
+* **resolved**: it shares no voxel with a current lesion [empty];
+* **merged**: its voxels are now part of lesions that carry other identifiers [those lesions].
+
+A closing row's centroid, hemisphere and region are those of the lesion's last extent.
 
 The first session's lesions are **baseline**. The vocabulary and the 30 % threshold follow the
 lesion-wise taxonomy proposed for MS lesion follow-up (disappearing, new, merging, splitting,
-enlarging >= 30 %, shrinking >= 30 %, stable).
+enlarging >= 30 %, shrinking >= 30 %, stable). Matching by shared voxels assumes the sessions are
+registered to baseline (lesions that moved by more than their own size are new + resolved).
 """
 
 from __future__ import annotations
@@ -86,6 +117,119 @@ _HEMISPHERE_NAMES = {int(h): h.name.lower() for h in Hemisphere}
 _REGION_NAMES = {int(r): r.column for r in Region}
 
 
+@dataclass
+class _Lesions:
+    """The lesions of one measured session: component map (0 = none, 1..n) and their identifiers."""
+
+    components: NDArray[np.int32]
+    volumes_mm3: dict[int, float]
+    ids: dict[int, int]
+
+
+@dataclass
+class _Match:
+    """How the lesions of a session relate to those of the previous one."""
+
+    ids: dict[int, int]
+    changes: dict[int, str]
+    related: dict[int, list[int]]
+    #: Previous component -> (change of its closing row, related identifiers), for ended identifiers.
+    ended: dict[int, tuple[str, list[int]]]
+
+
+def _components(
+    mask: MRImage, params: TrackingParams
+) -> tuple[NDArray[np.int32], dict[int, float]]:
+    """26-connected lesions of ``mask`` (1..n, crumbs dropped) and their volumes (mm3)."""
+    components, count = ndi.label(np.asarray(mask.data) > 0, structure=_FULL)
+    voxel_mm3 = mask.voxel_volume_mm3
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    keep = np.flatnonzero(sizes * voxel_mm3 >= params.min_lesion_volume_mm3)
+    keep = keep[keep > 0]
+    relabel = np.zeros(count + 1, dtype=np.int32)
+    relabel[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
+    volumes = {
+        int(c): float(sizes[old]) * voxel_mm3 for c, old in zip(relabel[keep], keep, strict=True)
+    }
+    return relabel[components], volumes
+
+
+def _overlaps(now: NDArray[np.int32], before: NDArray[np.int32]) -> dict[tuple[int, int], int]:
+    """Shared voxels of every overlapping (current, previous) pair of lesions."""
+    both = (now > 0) & (before > 0)
+    if not both.any():
+        return {}
+    width = int(before.max()) + 1
+    codes = now[both].astype(np.int64) * width + before[both]
+    pairs, counts = np.unique(codes, return_counts=True)
+    return {
+        (int(code // width), int(code % width)): int(n)
+        for code, n in zip(pairs, counts, strict=True)
+    }
+
+
+def _match(
+    volumes_mm3: dict[int, float],
+    previous: _Lesions,
+    overlaps: dict[tuple[int, int], int],
+    next_id: int,
+    change_fraction: float,
+) -> tuple[_Match, int]:
+    """Identifiers and change classes of the current lesions (rules in the module docstring)."""
+    parents: dict[int, list[int]] = {c: [] for c in volumes_mm3}
+    children: dict[int, list[int]] = {p: [] for p in previous.ids}
+    for c, p in sorted(overlaps):
+        parents[c].append(p)
+        children[p].append(c)
+    order = sorted(
+        overlaps,
+        key=lambda pair: (
+            -overlaps[pair],
+            -volumes_mm3[pair[0]],
+            -previous.volumes_mm3[pair[1]],
+            previous.ids[pair[1]],
+            pair[0],
+        ),
+    )
+    heir: dict[int, int] = {}  # previous component -> the current component that keeps its id
+    ids: dict[int, int] = {}
+    for c, p in order:
+        if c not in ids and p not in heir:
+            ids[c], heir[p] = previous.ids[p], c
+    kept = set(ids)
+    changes: dict[int, str] = {}
+    related: dict[int, list[int]] = {}
+    for c in sorted(volumes_mm3):
+        mine = parents[c]
+        if c not in kept:
+            ids[c], next_id = next_id, next_id + 1
+        if not mine:
+            changes[c], related[c] = "new", []
+        elif len(mine) > 1 and c in kept:
+            changes[c] = "merged"
+            related[c] = sorted(previous.ids[p] for p in mine if previous.ids[p] != ids[c])
+        elif len(mine) > 1 or len(children[mine[0]]) > 1:
+            changes[c], related[c] = "split", sorted(previous.ids[p] for p in mine)
+        else:
+            ratio = volumes_mm3[c] / previous.volumes_mm3[mine[0]]
+            changes[c], related[c] = (
+                (
+                    "enlarging"
+                    if ratio >= 1 + change_fraction
+                    else "shrinking"
+                    if ratio <= 1 - change_fraction
+                    else "stable"
+                ),
+                [],
+            )
+    ended = {
+        p: ("merged", sorted(ids[c] for c in kids)) if kids else ("resolved", [])
+        for p, kids in children.items()
+        if p not in heir
+    }
+    return _Match(ids=ids, changes=changes, related=related, ended=ended), next_id
+
+
 def track_lesions(
     masks: list[tuple[str, MRImage | None]],
     *,
@@ -94,13 +238,14 @@ def track_lesions(
     regions: MRImage,
     params: TrackingParams | None = None,
 ) -> list[TrackedSession]:
-    """Track the lesions of one source across sessions.
+    """Track the lesions of one source across sessions (rules in the module docstring).
 
     Parameters
     ----------
     masks : list of (session_id, MRImage or None)
-        Binary lesion masks on the baseline grid, in session order; ``None`` where the session lacks
-        the sequence (it is skipped: a lesion is compared with the last session that measured it).
+        Binary lesion masks on the baseline grid, shape (I, J, K), in session order; ``None`` where
+        the session lacks the sequence (it is skipped: a lesion is compared with the last session
+        that measured it).
     source : {"flair", "dwi"}
         Used in the lesion identifiers (``F001``, ``D001``).
     hemispheres, regions : MRImage
@@ -111,137 +256,108 @@ def track_lesions(
     -------
     list of TrackedSession
         One per measured session, with rows ``lesion_id, session_id, source, volume_ml,
-        centroid_{x,y,z}_mm`` (baseline world, RAS), ``hemisphere, region, change, related_ids``.
+        centroid_{x,y,z}_mm`` (baseline world, RAS), ``hemisphere, region, change, related_ids``,
+        sorted by identifier. The label map (uint16) holds identifier number ``n`` (``F00n``) on the
+        voxels of that lesion; each number present is one 26-connected lesion with one row.
     """
     params = params or TrackingParams()
     prefix = {"flair": "F", "dwi": "D"}.get(source, source[:1].upper())
     hemi = np.asarray(hemispheres.data)
     region = np.asarray(regions.data)
+
+    def name(number: int) -> str:
+        return f"{prefix}{number:03d}"
+
+    def row(
+        session_id: str,
+        mask: MRImage,
+        where: NDArray[np.bool_],
+        number: int,
+        volume_mm3: float,
+        change: str,
+        related: list[int],
+    ) -> dict[str, Any]:
+        centre = mask.voxel_to_world_mm(np.argwhere(where).mean(axis=0))
+        return {
+            "lesion_id": name(number),
+            "session_id": session_id,
+            "source": source,
+            "volume_ml": round(mm3_to_ml(volume_mm3), 4),
+            "centroid_x_mm": round(float(centre[0]), 2),
+            "centroid_y_mm": round(float(centre[1]), 2),
+            "centroid_z_mm": round(float(centre[2]), 2),
+            "hemisphere": _majority(hemi, where, _HEMISPHERE_NAMES),
+            "region": _majority(region, where, _REGION_NAMES),
+            "change": change,
+            "related_ids": ";".join(name(r) for r in related),
+        }
+
     sessions: list[TrackedSession] = []
-    previous: tuple[NDArray[np.int32], dict[int, int], dict[int, float]] | None = None
+    previous: _Lesions | None = None
+    gone: dict[int, NDArray[np.intp]] = {}  # resolved identifier -> its last extent (flat indices)
     next_id = 1
     for session_id, mask in masks:
         if mask is None:
             continue
-        voxel_mm3 = mask.voxel_volume_mm3
-        components, count = ndi.label(np.asarray(mask.data) > 0, structure=_FULL)
-        sizes = np.bincount(components.ravel(), minlength=count + 1)
-        keep = np.flatnonzero(sizes * voxel_mm3 >= params.min_lesion_volume_mm3)
-        keep = keep[keep > 0]
-        relabel = np.zeros(count + 1, dtype=np.int32)
-        relabel[keep] = np.arange(1, keep.size + 1)
-        components = relabel[components]
-        count = int(keep.size)
-        volumes = {
-            c: float(np.count_nonzero(components == c)) * voxel_mm3 for c in range(1, count + 1)
-        }
-        ids: dict[int, int] = {}
-        changes: dict[int, str] = {}
-        related: dict[int, list[int]] = {c: [] for c in range(1, count + 1)}
-        resolved: list[int] = []
+        components, volumes = _components(mask, params)
         if previous is None:
-            for c in range(1, count + 1):
-                ids[c], changes[c] = next_id, "baseline"
-                next_id += 1
-        else:
-            before, before_ids, before_volumes = previous
-            pairs = (
-                np.unique(np.stack([components.ravel(), before.ravel()]), axis=1)
-                if count
-                else np.empty((2, 0), dtype=np.int64)
+            match = _Match(
+                ids={c: c for c in volumes},
+                changes=dict.fromkeys(volumes, "baseline"),
+                related={c: [] for c in volumes},
+                ended={},
             )
-            pairs = pairs[:, (pairs[0] > 0) & (pairs[1] > 0)]
-            parents: dict[int, list[int]] = {c: [] for c in range(1, count + 1)}
-            children: dict[int, list[int]] = {p: [] for p in before_ids}
-            for c, p in pairs.T:
-                parents[int(c)].append(int(p))
-                children[int(p)].append(int(c))
-            for c in range(1, count + 1):
-                mine = parents[c]
-                if not mine:
-                    ids[c], changes[c] = next_id, "new"
-                    next_id += 1
-                elif len(mine) > 1:
-                    largest = max(mine, key=lambda p: before_volumes[p])
-                    ids[c], changes[c] = before_ids[largest], "merged"
-                    related[c] = [before_ids[p] for p in mine if p != largest]
-                else:
-                    parent = mine[0]
-                    siblings = children[parent]
-                    if len(siblings) > 1:
-                        keeper = max(siblings, key=lambda s: volumes[s])
-                        if c == keeper:
-                            ids[c] = before_ids[parent]
-                        else:
-                            ids[c] = next_id
-                            next_id += 1
-                        changes[c] = "split"
-                        related[c] = [before_ids[parent]]
-                    else:
-                        ids[c] = before_ids[parent]
-                        ratio = volumes[c] / before_volumes[parent]
-                        if ratio >= 1 + params.change_fraction:
-                            changes[c] = "enlarging"
-                        elif ratio <= 1 - params.change_fraction:
-                            changes[c] = "shrinking"
-                        else:
-                            changes[c] = "stable"
-            resolved = [p for p, kids in children.items() if not kids]
+            next_id = len(volumes) + 1
+        else:
+            match, next_id = _match(
+                volumes,
+                previous,
+                _overlaps(components, previous.components),
+                next_id,
+                params.change_fraction,
+            )
+        flat = components.ravel()
+        for c, change in match.changes.items():
+            if change == "new":
+                match.related[c] = sorted(n for n, at in gone.items() if (flat[at] == c).any())
         label_map = np.zeros(components.shape, dtype=np.uint16)
         rows = []
-        for c in range(1, count + 1):
+        for c in sorted(volumes):
             where = components == c
-            label_map[where] = ids[c]
-            centre = mask.voxel_to_world_mm(np.argwhere(where).mean(axis=0))
+            label_map[where] = match.ids[c]
             rows.append(
-                {
-                    "lesion_id": f"{prefix}{ids[c]:03d}",
-                    "session_id": session_id,
-                    "source": source,
-                    "volume_ml": round(mm3_to_ml(volumes[c]), 4),
-                    "centroid_x_mm": round(float(centre[0]), 2),
-                    "centroid_y_mm": round(float(centre[1]), 2),
-                    "centroid_z_mm": round(float(centre[2]), 2),
-                    "hemisphere": _majority(hemi, where, _HEMISPHERE_NAMES),
-                    "region": _majority(region, where, _REGION_NAMES),
-                    "change": changes[c],
-                    "related_ids": ";".join(f"{prefix}{r:03d}" for r in related[c]),
-                }
+                row(
+                    session_id,
+                    mask,
+                    where,
+                    match.ids[c],
+                    volumes[c],
+                    match.changes[c],
+                    match.related[c],
+                )
             )
         change_map = None
         if previous is not None:
-            before, before_ids, _ = previous
+            before = previous.components
             before_any, now_any = before > 0, components > 0
             codes = np.zeros(components.shape, dtype=np.uint8)
             codes[before_any & now_any] = CHANGE_CODES["persistent"]
             codes[now_any & ~before_any] = CHANGE_CODES["appeared"]
             codes[before_any & ~now_any] = CHANGE_CODES["disappeared"]
             change_map = mask.with_data(codes, sequence="OTHER", bvals_s_mm2=None)
-            for p in resolved:
+            for p, (change, related) in match.ended.items():
                 where = before == p
-                centre = mask.voxel_to_world_mm(np.argwhere(where).mean(axis=0))
-                rows.append(
-                    {
-                        "lesion_id": f"{prefix}{before_ids[p]:03d}",
-                        "session_id": session_id,
-                        "source": source,
-                        "volume_ml": 0.0,
-                        "centroid_x_mm": round(float(centre[0]), 2),
-                        "centroid_y_mm": round(float(centre[1]), 2),
-                        "centroid_z_mm": round(float(centre[2]), 2),
-                        "hemisphere": _majority(hemi, where, _HEMISPHERE_NAMES),
-                        "region": _majority(region, where, _REGION_NAMES),
-                        "change": "resolved",
-                        "related_ids": "",
-                    }
-                )
+                number = previous.ids[p]
+                rows.append(row(session_id, mask, where, number, 0.0, change, related))
+                if change == "resolved":
+                    gone[number] = np.flatnonzero(where)
         sessions.append(
             TrackedSession(
                 session_id=session_id,
                 labels=mask.with_data(label_map, sequence="OTHER", bvals_s_mm2=None),
                 change_map=change_map,
-                rows=sorted(rows, key=lambda r: r["lesion_id"]),
+                rows=sorted(rows, key=lambda r: int(r["lesion_id"][len(prefix) :])),
             )
         )
-        previous = (components, ids, volumes)
+        previous = _Lesions(components=components, volumes_mm3=volumes, ids=match.ids)
     return sessions

@@ -89,6 +89,60 @@ class Phantom:
                 datasets.append(ds)
         return datasets
 
+    def uih_grid_datasets(self, *, tile_order: Sequence[int] | None = None) -> list[Dataset]:
+        """One United Imaging grid ("VFRAME") data set per volume, as UIH scanners write them.
+
+        The slices are tiled row by row, ``ceil(sqrt(n))`` across; empty cells of the last grid row
+        are zero. There is no ImagePositionPatient: tile ``t`` holds slice ``tile_order[t]`` (default:
+        slice ``t``), whose position is item ``t`` of the private sequence (0065,1051), under the
+        private creator "Image Private Header" with (0065,1050) the number of tiles and (0065,1009)
+        the b-value.
+        """
+        data = self.data if self.data.ndim == 4 else self.data[..., np.newaxis]
+        columns, rows, n_slices, n_volumes = data.shape
+        order = list(range(n_slices)) if tile_order is None else list(tile_order)
+        across = int(np.ceil(np.sqrt(n_slices)))
+        down = int(np.ceil(n_slices / across))
+        datasets = []
+        for v in range(n_volumes):
+            grid = np.zeros((down * rows, across * columns), dtype=data.dtype)
+            items = []
+            for t, k in enumerate(order):
+                r, c = divmod(t, across)
+                grid[r * rows : (r + 1) * rows, c * columns : (c + 1) * columns] = data[
+                    :, :, k, v
+                ].T
+                item = Dataset()
+                position = np.asarray(self.origin_lps) + k * self.slice_spacing * self.normal
+                item.ImagePositionPatient = [f"{x:.6f}" for x in position]
+                item.SliceLocation = f"{float(position @ self.normal):.4f}"
+                items.append(item)
+            ds = base_dataset(self.study_uid, self.series_uid)
+            ds.Manufacturer = "UIH"
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "VFRAME"]
+            ds.SeriesDescription = "dti_tra_SaveBySlc"
+            ds.InstanceNumber = v + 1
+            ds.ImageOrientationPatient = [
+                f"{x:.8f}" for x in (*self.row_cosine, *self.column_cosine)
+            ]
+            ds.PixelSpacing = [f"{s:g}" for s in self.pixel_spacing]
+            ds.SliceThickness = f"{self.slice_spacing:g}"
+            ds.SpacingBetweenSlices = f"{self.slice_spacing:g}"
+            ds.Rows, ds.Columns = grid.shape
+            ds.BitsAllocated = ds.BitsStored = 16
+            ds.HighBit = 15
+            ds.PixelRepresentation = 1 if grid.dtype == np.int16 else 0
+            ds.PixelData = grid.astype(grid.dtype.newbyteorder("<")).tobytes()
+            block = ds.private_block(0x0065, "Image Private Header", create=True)
+            block.add_new(0x50, "DS", str(n_slices))
+            block.add_new(0x51, "SQ", pydicom.Sequence(items))
+            if self.b_values is not None:
+                block.add_new(0x09, "FD", float(self.b_values[v]))
+            for key, value in self.headers.items():
+                setattr(ds, key, value)
+            datasets.append(ds)
+        return datasets
+
     def write(self, folder: Path, *, names: str = "IM{index:05d}") -> list[Path]:
         """Write every data set as a file in ``folder``; file order shuffled against position."""
         folder.mkdir(parents=True, exist_ok=True)

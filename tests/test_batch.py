@@ -10,6 +10,7 @@ sessions), a lesion-free control (seed 7, one session) and a deliberately corrup
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -190,6 +192,34 @@ def test_an_existing_scheduler_with_separate_worker_processes(cases, tmp_path):
         logs.close()
 
 
+def _held_by_another_process(lock: Path) -> bool:
+    """True when another process holds the flock of ``lock`` (followup.batch.case_lock)."""
+    if not lock.exists():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def _wait_for(
+    condition: Callable[[], bool], process: subprocess.Popen, limit_s: float = 600
+) -> bool:
+    """Poll ``condition`` until it holds (True), or the process ends or ``limit_s`` passes (False).
+
+    A bounded poll of an observable state; the limit only stops a broken run from hanging the suite.
+    """
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and process.poll() is None:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
 def _batch_command(root: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "followup.cli", "batch", str(root), "--out", str(out), *extra]
 
@@ -201,12 +231,18 @@ def test_a_run_killed_with_sigkill_resumes_without_loss_or_duplicates(cases, tmp
         _batch_command(root, out, "--workers", "1"),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (out / "sub-control").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert (out / "sub-control").exists(), "the first case never finished"
-    time.sleep(4)  # into the second case's analysis
+    # kill as soon as the second case is being analysed: the first case is in place and a worker
+    # holds the second case's lock while its output is not (an observed state, not a guessed delay)
+    in_second_case = _wait_for(
+        lambda: (
+            (out / "sub-control").exists()
+            and _held_by_another_process(out / ".locks" / "seed11.lock")
+            and not (out / "sub-seed11").exists()
+        ),
+        process,
+    )
     os.killpg(process.pid, signal.SIGKILL)
+    assert in_second_case, "the run never reached the second case's analysis"
     process.wait()
     assert not (out / "sub-seed11").exists()  # killed mid-case: nothing half-written in place
 

@@ -4,6 +4,7 @@ coded concepts, Tracking IDs and UIDs that hold across sessions, and a DICOM val
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -260,6 +261,13 @@ def test_sample_case_segs_equal_the_nifti_masks_with_tracking_across_sessions(an
         assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == _series_uid(series)
         assert all(f.get("DerivationImageSequence") for f in seg.PerFrameFunctionalGroupsSequence)
         assert seg.Modality == "SEG" and seg.SegmentationType == "BINARY"
+        # the engine that drew the lesions identifies the algorithm, with its version and parameters
+        engine = provenance["engines"][source]
+        for segment in seg.SegmentSequence:
+            algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
+            assert algorithm.AlgorithmName == f"leukotrack {engine['name']}"
+            assert algorithm.AlgorithmVersion.startswith(engine["version"])
+            assert "AlgorithmParameters" in algorithm
         assert dciodvfy_errors(path) == []
     # one Tracking UID per lesion, the same in every session it appears in
     assert all(len(uids) == 1 for uids in tracking_uids.values()), tracking_uids
@@ -267,9 +275,43 @@ def test_sample_case_segs_equal_the_nifti_masks_with_tracking_across_sessions(an
     assert {"F001", "F003", "D001", "D002"} <= set(tracking_uids)
 
 
+@pytest.fixture(scope="module")
+def analyzed_nifti_case(sample_case: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two lesion sessions of the sample case (day 3 and day 8) converted to the BIDS-like NIfTI
+    layout, analysed: the same lesions as the DICOM case, but no DICOM to reference."""
+    from followup.analyze import analyze_case
+    from imaging.case import scan_case
+    from imaging.nifti import save_nifti
+
+    root = tmp_path_factory.mktemp("nifti") / "niftipatient"
+    lines = ["session_id\tacq_time"]
+    for session in scan_case(sample_case).sessions[1:3]:
+        label = f"ses-{session.study_date.strftime('%Y%m%d')}"
+        for kind, folder, suffix in (
+            ("FLAIR", "anat", "FLAIR"),
+            ("DWI", "dwi", "dwi"),
+            ("ADC", "dwi", "ADC"),
+        ):
+            image = session.pick(kind).load()
+            save_nifti(image, root / label / folder / f"sub-x_{label}_{suffix}.nii.gz")
+        lines.append(f"{label}\t{session.study_date.isoformat()}")
+    (root / "sessions.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path_factory.mktemp("nifti_out")
+    analyze_case(root, out)
+    return out / "sub-niftipatient"
+
+
 @pytest.mark.slow
-def test_clinical_only_and_nifti_cases_write_no_seg(analyzed_samples):
+def test_clinical_only_and_nifti_cases_write_no_seg(analyzed_samples, analyzed_nifti_case):
     assert not list((analyzed_samples / "sub-cnsmyeloma").rglob("*.dcm"))
+    # the NIfTI case has lesion masks that a DICOM case would have as SEG objects, and no SEG
+    provenance = json.loads((analyzed_nifti_case / "provenance.json").read_text())
+    assert provenance["layout"] == "nifti"
+    masks = sorted(analyzed_nifti_case.glob("ses-*/*/*_space-orig_desc-*lesion_mask.nii.gz"))
+    assert len(masks) == 4, masks  # FLAIR and DWI masks of both sessions
+    assert all(np.asarray(nib.load(m).dataobj).any() for m in masks), "a mask without a lesion"
+    assert not list(analyzed_nifti_case.rglob("*.dcm"))
+    assert "dicom_seg_notes" not in provenance
 
 
 @pytest.mark.realdata

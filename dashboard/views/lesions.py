@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard.state import case_in_view, current_index, framed, viewer_target
 from followup.results import lesion_courses
+from followup.tsv import safe_frame
 
 __all__ = ["show"]
 
@@ -102,7 +103,7 @@ def show() -> None:
             from dashboard.navigation import pages
 
             st.switch_page(pages()["viewer"])
-    csv = shown.drop(columns=["trajectory_ml"]).to_csv(index=False).encode()
+    csv = safe_frame(shown.drop(columns=["trajectory_ml"])).to_csv(index=False).encode()
     st.download_button(
         "Download this table (CSV)", csv, file_name=f"{case}_lesions.csv", mime="text/csv"
     )

@@ -2,7 +2,9 @@
 
 Order of trust: the standard (0018,9087) (per frame in MRDiffusionSequence for enhanced files), then the
 vendor tags: Siemens (0019,100C) and the CSA image header, GE (0043,1039) first value, Philips (2001,1003),
-UIH (0065,1009). GE's b=0 images have no (0018,9087) at all, so the vendor tag must be read too.
+UIH (0065,1009) (private creator "Image Private Header": an effective b-value, e.g. 1.25 s/mm2 for the
+b=0 volume, kept as the scanner gives it, as dcm2niix does). GE's b=0 images have no (0018,9087) at
+all, so the vendor tag must be read too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
-__all__ = ["b_value_s_mm2", "frame_b_value"]
+__all__ = ["b_value_s_mm2", "frame_b_value", "private_tag"]
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ _PRIVATE_TAGS: tuple[tuple[int, int, str, str], ...] = (
     (0x0019, 0x0C, "SIEMENS MR HEADER", "Siemens (0019,100C)"),
     (0x0043, 0x39, "GEMS_PARM_01", "GE (0043,1039)"),
     (0x2001, 0x03, "Philips Imaging DD 001", "Philips (2001,1003)"),
+    (0x0065, 0x09, "Image Private Header", "UIH (0065,1009)"),  # what UIH scanners write
     (0x0065, 0x09, "United Imaging Healthcare", "UIH (0065,1009)"),
 )
 #: GE adds 1e9 (and multiples) to the b-value in (0043,1039) on some software versions.
@@ -38,7 +41,8 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bytes):
         text = value.decode("ascii", errors="ignore").strip("\x00 ")
         if not text:
-            return None
+            # An FD/FL 0.0 read as UN is all zero bytes; blanks are no value at all.
+            return 0.0 if len(value) in (4, 8) and not value.strip(b"\x00") else None
         if "\\" in text:
             text = text.split("\\")[0]
         try:
@@ -64,7 +68,7 @@ def _binary_number(raw: bytes) -> float | None:
     return None
 
 
-def _private_tag(dataset: Dataset, group: int, offset: int, creator: str) -> BaseTag | None:
+def private_tag(dataset: Dataset, group: int, offset: int, creator: str) -> BaseTag | None:
     """The tag reserved by ``creator`` for ``offset`` in ``group`` (blocks 0x10-0x1F), if present.
 
     A file written without any private creator in ``group`` is read at the usual block 0x10; a block
@@ -154,7 +158,7 @@ def b_value_s_mm2(
         if value is not None:
             return value, "(0018,9087)"
     for group, offset, creator, name in _PRIVATE_TAGS:
-        tag = _private_tag(dataset, group, offset, creator)
+        tag = private_tag(dataset, group, offset, creator)
         if tag is None:
             continue
         value = _number(dataset[tag].value)

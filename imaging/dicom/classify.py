@@ -1,4 +1,4 @@
-"""Classify a series as DWI, ADC, FLAIR or OTHER from its headers, and say why.
+"""Classify a series as DWI, ADC, FLAIR, T1 or OTHER from its headers, and say why.
 
 Evidence, in order of trust: ImageType (and the enhanced FrameType / AcquisitionContrast), the b-values
 found in any vendor tag, the pulse sequence (scanning sequence, sequence variant, sequence name, inversion
@@ -14,16 +14,33 @@ from pydicom.dataset import Dataset
 
 from imaging.sequence import SequenceClass
 
-__all__ = ["FLAIR_MIN_ECHO_MS", "FLAIR_MIN_INVERSION_MS", "classify"]
+__all__ = [
+    "FLAIR_MIN_ECHO_MS",
+    "FLAIR_MIN_INVERSION_MS",
+    "T1_MAX_ECHO_MS",
+    "T1_MAX_GRADIENT_ECHO_TR_MS",
+    "T1_MAX_SPIN_ECHO_TR_MS",
+    "classify",
+]
 
 #: FLAIR inverts CSF: TI about 1800-2800 ms at 1.5-3 T. STIR (~150 ms) and T1 IR (~800-1100 ms) don't.
 FLAIR_MIN_INVERSION_MS = 1500.0
 #: FLAIR is T2-weighted; MPRAGE-like IR sequences have echo times of a few ms.
 FLAIR_MIN_ECHO_MS = 50.0
+#: T1 weighting: a short echo (MPRAGE 2-5 ms, SPGR/FLASH 2-8 ms, T1 spin echo 8-20 ms) ...
+T1_MAX_ECHO_MS = 30.0
+#: ... with a short repetition time: 3-D spoiled gradient echo (SPGR, FLASH, BRAVO) 5-30 ms ...
+T1_MAX_GRADIENT_ECHO_TR_MS = 50.0
+#: ... or 400-800 ms for a T1 spin echo (a PD- or T2-weighted spin echo has TR >= 2000 ms).
+T1_MAX_SPIN_ECHO_TR_MS = 900.0
+#: MPRAGE-type inversion times (TI 600-1300 ms; STIR nulls fat at about 150-250 ms).
+T1_INVERSION_MS = (400.0, 1400.0)
 
 _DERIVED_DIFFUSION_MAPS = {"FA", "EXP", "EADC", "TENSOR", "COLFA", "TRACE_WEIGHTED_FA", "CDWI"}
 _ADC_WORDS = re.compile(r"\b(adc|apparent diffusion)", re.IGNORECASE)
 _DWI_WORDS = re.compile(r"(\bdwi\b|diff|\btrace\b|b1000|ep2d_diff)", re.IGNORECASE)
+_LOCALIZER_WORDS = re.compile(r"(locali[sz]er|scout|survey|\bloc\b|3[-_ ]?plane)", re.IGNORECASE)
+_T1_WORDS = re.compile(r"(mp-?rage|\bt1w?\b|t1[-_ ]|spgr|bravo|\bflash\b|\btfe\b)", re.IGNORECASE)
 _FLAIR_WORDS = re.compile(r"(flair|dark[-_ ]?fluid|tirm|\bfl(ai)?r\b)", re.IGNORECASE)
 _SIEMENS_IR_SEQUENCE = re.compile(r"^\*?(tir|spcir|tirm|fl_ir|spcR?ir)", re.IGNORECASE)
 _SIEMENS_DIFFUSION_SEQUENCE = re.compile(r"^\*?(ep_b|re_b|epse)", re.IGNORECASE)
@@ -75,6 +92,32 @@ def echo_time_ms(dataset: Dataset) -> float | None:
         return value
     echo = _frame_group(dataset, "MREchoSequence")
     return None if echo is None else _number(echo.get("EffectiveEchoTime"))
+
+
+def repetition_time_ms(dataset: Dataset) -> float | None:
+    """Repetition time in ms (classic tag, or enhanced MRTimingAndRelatedParametersSequence)."""
+    value = _number(dataset.get("RepetitionTime"))
+    if value is not None:
+        return value
+    timing = _frame_group(dataset, "MRTimingAndRelatedParametersSequence")
+    return None if timing is None else _number(timing.get("RepetitionTime"))
+
+
+def _t1_weighted(
+    dataset: Dataset, kinds: list[str], scanning: list[str], description: str
+) -> tuple[str, ...]:
+    """Why a non-inversion series is T1-weighted (empty when it is not, or is a localizer)."""
+    if "LOCALIZER" in kinds or _LOCALIZER_WORDS.search(description) or "EP" in scanning:
+        return ()
+    te, tr = echo_time_ms(dataset), repetition_time_ms(dataset)
+    if te is None or tr is None or te > T1_MAX_ECHO_MS:
+        return ()
+    three_d = str(dataset.get("MRAcquisitionType", "")).upper() == "3D"
+    if "GR" in scanning and three_d and tr <= T1_MAX_GRADIENT_ECHO_TR_MS:
+        return (f"3-D gradient echo with TR {tr:g} ms and TE {te:g} ms (SPGR/FLASH-type T1)",)
+    if "SE" in scanning and "GR" not in scanning and tr <= T1_MAX_SPIN_ECHO_TR_MS:
+        return (f"spin echo with TR {tr:g} ms and TE {te:g} ms (T1-weighted)",)
+    return ()
 
 
 def sequence_name(dataset: Dataset) -> str:
@@ -160,18 +203,34 @@ def classify(
         return SequenceClass.OTHER, (
             f"inversion recovery with TI {ti:g} ms but TE {te:g} ms: T1-weighted, not FLAIR",
         )
+    te_short = te is not None and te <= T1_MAX_ECHO_MS
+    if inversion and ti is not None and T1_INVERSION_MS[0] <= ti <= T1_INVERSION_MS[1] and te_short:
+        return SequenceClass.T1, (
+            f"inversion recovery with TI {ti:g} ms and TE {te:g} ms (MPRAGE-type T1)",
+        )
     if inversion and ti is not None:
         return SequenceClass.OTHER, (
             f"inversion recovery with TI {ti:g} ms < {FLAIR_MIN_INVERSION_MS:g}: not FLAIR (STIR or T1)",
         )
     if _SIEMENS_DIFFUSION_SEQUENCE.match(name) and re.search(r"b\d", name):
         return SequenceClass.DWI, (f"sequence name {name!r} is a diffusion EPI",)
+    if not inversion:
+        t1_reasons = _t1_weighted(dataset, kinds, scanning, description)
+        if t1_reasons:
+            return SequenceClass.T1, t1_reasons
 
     # 3. the description, as a last resort
     if _ADC_WORDS.search(description):
         return SequenceClass.ADC, (f"series description {description!r} (no header evidence)",)
     if _FLAIR_WORDS.search(description):
         return SequenceClass.FLAIR, (f"series description {description!r} (no header evidence)",)
+    if (
+        _T1_WORDS.search(description)
+        and not _LOCALIZER_WORDS.search(description)
+        and "LOCALIZER" not in kinds
+        and not scanning
+    ):
+        return SequenceClass.T1, (f"series description {description!r} (no header evidence)",)
     if _DWI_WORDS.search(description) and "EP" in scanning:
         return SequenceClass.DWI, (f"series description {description!r} and EPI readout",)
     summary = ", ".join(
@@ -183,4 +242,4 @@ def classify(
         )
         if part
     )
-    return SequenceClass.OTHER, (f"not diffusion, ADC or FLAIR ({summary or 'no evidence'})",)
+    return SequenceClass.OTHER, (f"not diffusion, ADC, FLAIR or T1 ({summary or 'no evidence'})",)

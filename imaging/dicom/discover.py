@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -17,8 +18,9 @@ from imaging.dicom.frames import Frame, frames_from_dataset
 from imaging.dicom.header import parse_da, parse_tm
 from imaging.dicom.series import load_dicom_series, nothing_found, read_images
 from imaging.dicom.stack import Layout, plan_layout
-from imaging.errors import ImagingError, NoImagesFoundError
+from imaging.errors import GeometryError, ImagingError, NoImagesFoundError
 from imaging.image import MRImage
+from imaging.limits import check_image_bytes
 from imaging.sequence import SequenceClass
 
 __all__ = ["DicomSeries", "DicomStudy", "scan_dicom"]
@@ -34,6 +36,9 @@ class DicomSeries:
     paths: list[Path]
     header: Dataset
     frames: list[Frame]
+    #: Why the files' frames could not all be read from the headers (e.g. a UIH grid whose private
+    #: header cannot place its slices); reported as the series' :attr:`problem`.
+    frame_error: ImagingError | None = None
 
     @property
     def number(self) -> int | None:
@@ -63,6 +68,8 @@ class DicomSeries:
 
     @cached_property
     def _layout(self) -> Layout | ImagingError:
+        if self.frame_error is not None:
+            return self.frame_error
         try:
             return plan_layout(self.frames, where=self.label)
         except ImagingError as error:
@@ -72,6 +79,11 @@ class DicomSeries:
     def layout(self) -> Layout | None:
         """The grid the series forms, or ``None`` when it forms none (see :attr:`problem`)."""
         return self._layout if isinstance(self._layout, Layout) else None
+
+    @property
+    def error(self) -> ImagingError | None:
+        """The named error of :attr:`problem` (``None`` when the series forms a grid)."""
+        return self._layout if isinstance(self._layout, ImagingError) else None
 
     @property
     def problem(self) -> str | None:
@@ -87,7 +99,19 @@ class DicomSeries:
         return f"{folder} (series {self.number}, {self.description or 'no description'})"
 
     def load(self) -> MRImage:
-        """Read the pixel data and build the image (see :func:`load_dicom_series`)."""
+        """Read the pixel data and build the image (see :func:`load_dicom_series`).
+
+        The series' size, known from its headers, is checked against the image limit first
+        (:func:`imaging.limits.check_image_bytes`), before any pixel data are read.
+        """
+        layout = self.layout
+        if layout is not None:
+            bits = int(self.header.get("BitsAllocated", 16) or 16)
+            check_image_bytes(
+                math.prod(layout.shape) * ((bits + 7) // 8),
+                where=self.label,
+                what=f"{'x'.join(str(n) for n in layout.shape)} voxels of {bits} bits",
+            )
         return load_dicom_series(self.paths, where=str(self.paths[0].parent))
 
 
@@ -147,13 +171,18 @@ def scan_dicom(root: Path) -> list[DicomStudy]:
         datasets.sort(key=lambda ds: (int(ds.get("InstanceNumber", 0) or 0), str(ds.filename)))
         header = datasets[0]
         frames: list[Frame] = []
-        for dataset in datasets:
-            frames.extend(frames_from_dataset(dataset, with_pixels=False))
+        frame_error: GeometryError | None = None
+        try:
+            for dataset in datasets:
+                frames.extend(frames_from_dataset(dataset, with_pixels=False))
+        except GeometryError as error:  # one unplaceable series does not stop the scan
+            frame_error = error
         series = DicomSeries(
             uid=uid,
             paths=[Path(str(ds.filename)) for ds in datasets],
             header=header,
             frames=frames,
+            frame_error=frame_error,
         )
         study_uid = str(header.get("StudyInstanceUID", ""))
         if study_uid not in studies:

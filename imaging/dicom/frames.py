@@ -1,5 +1,6 @@
 """One record per 2-D frame, whatever the file layout: classic (a file per slice), Enhanced MR
-(multi-frame with functional groups) or Siemens mosaic (many slices tiled in one image).
+(multi-frame with functional groups), Siemens mosaic or United Imaging grid ("VFRAME"; many slices
+tiled in one image, see :mod:`imaging.dicom.uih`).
 
 Frames carry their geometry in DICOM patient coordinates (LPS+, mm), their diffusion and echo keys,
 their rescale and (optionally) their stored pixel values. :mod:`imaging.dicom.stack` turns frames into a
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,8 @@ from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
 from imaging.dicom.bvalues import b_value_s_mm2, frame_b_value
-from imaging.errors import DicomReadError, TruncatedFileError
+from imaging.dicom.uih import is_uih_grid, split_tiles, uih_grid
+from imaging.errors import DicomReadError, TruncatedFileError, UihGridError
 
 __all__ = ["Frame", "frames_from_dataset", "is_enhanced", "is_mosaic"]
 
@@ -110,13 +112,30 @@ def _pixels(dataset: Dataset, path: str) -> NDArray[Any]:
         ) from error
 
 
-def _classic_frame(dataset: Dataset, path: str, with_pixels: bool) -> Frame:
+def _rescale(source: Dataset) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept of a data set or functional group (1 and 0 when absent, a
+    slope of 0 read as 1). NaN or infinite values are kept: stacking refuses them with a named error."""
+    slope = _float(source.get("RescaleSlope"), 1.0)
+    intercept = _float(source.get("RescaleIntercept"), 0.0)
+    return (slope or 1.0), (intercept or 0.0)
+
+
+def _classic_frame(
+    dataset: Dataset,
+    path: str,
+    with_pixels: bool,
+    position_lps: tuple[float, float, float] | None = None,
+) -> Frame:
+    """The file's one frame; ``position_lps`` replaces ImagePositionPatient when given."""
     b_value, b_source = b_value_s_mm2(dataset)
+    slope, intercept = _rescale(dataset)
     spacing = dataset.get("PixelSpacing") or dataset.get("ImagerPixelSpacing") or (1.0, 1.0)
+    if position_lps is None:
+        position_lps = tuple(float(v) for v in dataset.ImagePositionPatient)  # type: ignore[assignment]
     return Frame(
         path=path,
         frame_index=0,
-        position_lps=tuple(float(v) for v in dataset.ImagePositionPatient),  # type: ignore[arg-type]
+        position_lps=position_lps,  # type: ignore[arg-type]
         orientation=tuple(float(v) for v in dataset.ImageOrientationPatient),  # type: ignore[arg-type]
         pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
         rows=int(dataset.Rows),
@@ -130,8 +149,8 @@ def _classic_frame(dataset: Dataset, path: str, with_pixels: bool) -> Frame:
         acquisition_number=_int(dataset.get("AcquisitionNumber")),
         instance_number=_int(dataset.get("InstanceNumber")),
         sop_uid=str(dataset.get("SOPInstanceUID", "")),
-        slope=_float(dataset.get("RescaleSlope"), 1.0) or 1.0,
-        intercept=_float(dataset.get("RescaleIntercept"), 0.0) or 0.0,
+        slope=slope,
+        intercept=intercept,
         pixels=_pixels(dataset, path) if with_pixels else None,
     )
 
@@ -173,6 +192,7 @@ def _enhanced_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
             found = file_level
         b_value, b_source = found
         spacing = measures.PixelSpacing
+        slope, intercept = _rescale(transform if transform is not None else dataset)
         frames.append(
             Frame(
                 path=path,
@@ -193,16 +213,8 @@ def _enhanced_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Fra
                 acquisition_number=_int(dataset.get("AcquisitionNumber")),
                 instance_number=_int(dataset.get("InstanceNumber")),
                 sop_uid=str(dataset.get("SOPInstanceUID", "")),
-                slope=(
-                    _float(transform.get("RescaleSlope"), 1.0) or 1.0
-                    if transform is not None
-                    else _float(dataset.get("RescaleSlope"), 1.0) or 1.0
-                ),
-                intercept=(
-                    _float(transform.get("RescaleIntercept"), 0.0) or 0.0
-                    if transform is not None
-                    else _float(dataset.get("RescaleIntercept"), 0.0) or 0.0
-                ),
+                slope=slope,
+                intercept=intercept,
                 pixels=None if pixels is None else pixels[index],
             )
         )
@@ -264,6 +276,29 @@ def _mosaic_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Frame
     return frames
 
 
+def _uih_grid_frames(dataset: Dataset, path: str, with_pixels: bool) -> list[Frame]:
+    """Split a UIH grid into its slices, each placed at its own position from (0065,1051)."""
+    grid = uih_grid(dataset)
+    if "ImageOrientationPatient" not in dataset:
+        raise UihGridError(
+            f"{path}: UIH grid image without ImageOrientationPatient; its slices cannot be "
+            "oriented. Export the series again"
+        )
+    tiles = split_tiles(_pixels(dataset, path), grid) if with_pixels else None
+    base = _classic_frame(dataset, path, with_pixels=False, position_lps=grid.positions_lps[0])
+    return [
+        replace(
+            base,
+            frame_index=k,
+            position_lps=position,
+            rows=grid.tile_rows,
+            columns=grid.tile_columns,
+            pixels=None if tiles is None else tiles[k],
+        )
+        for k, position in enumerate(grid.positions_lps)
+    ]
+
+
 def frames_from_dataset(dataset: Dataset, *, with_pixels: bool) -> list[Frame]:
     """All 2-D frames of one data set, in file order.
 
@@ -278,12 +313,16 @@ def frames_from_dataset(dataset: Dataset, *, with_pixels: bool) -> list[Frame]:
     ------
     TruncatedFileError, DicomReadError
         When the pixel data cannot be decoded, or the geometry is missing.
+    UihGridError
+        When a UIH grid's private header cannot place its slices.
     """
     path = str(dataset.get("filename", "?"))
     if is_enhanced(dataset):
         return _enhanced_frames(dataset, path, with_pixels)
     if is_mosaic(dataset):
         return _mosaic_frames(dataset, path, with_pixels)
+    if is_uih_grid(dataset):
+        return _uih_grid_frames(dataset, path, with_pixels)
     if "ImagePositionPatient" not in dataset or "ImageOrientationPatient" not in dataset:
         raise DicomReadError(f"{path}: no ImagePositionPatient/ImageOrientationPatient")
     return [_classic_frame(dataset, path, with_pixels)]

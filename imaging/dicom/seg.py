@@ -29,6 +29,7 @@ from pydicom.sr.codedict import codes
 
 from imaging.dicom.frames import frames_from_dataset
 from imaging.dicom.series import read_images
+from imaging.engines import EngineInfo
 from imaging.errors import GeometryError, ImagingError
 from imaging.image import MRImage
 
@@ -50,6 +51,34 @@ SOURCE_WORDS = {
 #: Namespace of leukotrack's name-based UIDs (fixed: changing it changes every Tracking UID).
 _UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "leukotrack")
 _FAMILIES = {"flair": codes.cid7162.HistogramAnalysis, "dwi": codes.cid7162.MultispectralProcessing}
+
+
+def _algorithm(
+    source: str, software_version: str, engine: EngineInfo | None
+) -> hd.AlgorithmIdentificationSequence:
+    """Algorithm identification: the engine's name, version, family and scalar parameters."""
+    if engine is None:
+        return hd.AlgorithmIdentificationSequence(
+            name=f"leukotrack {source} lesion segmentation",
+            version=software_version,
+            family=_FAMILIES[source],
+        )
+    family = getattr(codes.cid7162, engine.dicom_family, _FAMILIES[source])
+    parameters = {
+        key: str(value)[:64]
+        for key, value in sorted(engine.parameters.items())
+        if isinstance(value, str | int | float | bool)
+    }
+    parameters.update(
+        {f"sha256:{name}"[:64]: digest for name, digest in engine.model_sha256.items()}
+    )
+    return hd.AlgorithmIdentificationSequence(
+        name=f"leukotrack {engine.name}"[:64],
+        version=f"{engine.version} (leukotrack {software_version})"[:64],
+        family=family,
+        source="leukotrack",
+        parameters=parameters or None,
+    )
 
 
 #: Type 2 patient and study attributes highdicom copies from the source into the segmentation;
@@ -203,6 +232,7 @@ def lesion_segmentation(
     series_description: str,
     software_version: str,
     uid_parts: Sequence[str],
+    engine: EngineInfo | None = None,
 ) -> hd.seg.Segmentation:
     """A binary DICOM Segmentation of ``labels`` referencing ``sources``.
 
@@ -226,6 +256,9 @@ def lesion_segmentation(
     uid_parts : sequence of str
         Strings from which the series and instance UIDs are derived (see :func:`stable_uid`): the
         same inputs and results give the same UIDs.
+    engine : EngineInfo, optional
+        The engine that made the lesions: its name, version, CID 7162 family and parameters go
+        into the algorithm identification (default: leukotrack's own, by source).
 
     Raises
     ------
@@ -247,11 +280,7 @@ def lesion_segmentation(
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
             segmented_property_type=codes.SCT.Lesion,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=hd.AlgorithmIdentificationSequence(
-                name=f"leukotrack {segment.source} lesion segmentation",
-                version=software_version,
-                family=_FAMILIES[segment.source],
-            ),
+            algorithm_identification=_algorithm(segment.source, software_version, engine),
             anatomic_regions=[codes.SCT.CerebralWhiteMatterStructure],
             tracking_id=segment.tracking_id,
             tracking_uid=segment.tracking_uid,

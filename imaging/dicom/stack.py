@@ -20,11 +20,13 @@ from imaging.dicom.frames import Frame
 from imaging.errors import (
     DuplicateSliceError,
     GeometryError,
+    ImageContentError,
     MissingSliceError,
     MixedOrientationError,
     MixedVolumesError,
     UnevenSpacingError,
 )
+from imaging.limits import check_image_bytes
 
 __all__ = [
     "LPS_TO_RAS",
@@ -259,10 +261,23 @@ def stack_frames(frames: Sequence[Frame], *, where: str) -> Stacked:
     missing = [f for volume in layout.volumes for f in volume if f.pixels is None]
     if missing:
         raise GeometryError(f"{where}: frames were read without pixel data")
+    for frame in (f for volume in layout.volumes for f in volume):
+        if not (np.isfinite(frame.slope) and np.isfinite(frame.intercept)):
+            raise ImageContentError(
+                f"{where}: {_describe(frame)} has RescaleSlope {frame.slope} and RescaleIntercept "
+                f"{frame.intercept}: every voxel would be NaN or infinite. The header is damaged; "
+                "export the series again from the scanner or PACS"
+            )
     rescaled = any(f.slope != 1.0 or f.intercept != 0.0 for v in layout.volumes for f in v)
     sample = layout.volumes[0][0].pixels
     assert sample is not None
-    dtype = np.float32 if rescaled else sample.dtype
+    dtype = np.dtype(np.float32 if rescaled else sample.dtype)
+    shape = layout.shape
+    check_image_bytes(
+        int(np.prod(shape)) * dtype.itemsize,
+        where=where,
+        what=f"{'x'.join(str(n) for n in shape)} voxels of {dtype.itemsize * 8} bits",
+    )
     data = np.empty(layout.shape if len(layout.shape) == 4 else (*layout.shape, 1), dtype=dtype)
     for v, volume in enumerate(layout.volumes):
         for k, frame in enumerate(volume):

@@ -1,0 +1,118 @@
+"""The engines that ship with leukotrack: rule-based FLAIR and DWI lesion segmentation.
+
+Both wrap :mod:`imaging.segment` (the methods are described there) and need no model file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imaging.engines.base import DwiInputs, EngineInfo, FlairInputs, LesionMap
+from imaging.segment import (
+    DwiLesionParams,
+    FlairLesionParams,
+    segment_dwi_lesions,
+    segment_flair_lesions,
+)
+
+__all__ = ["BUILTIN_DWI", "BUILTIN_FLAIR", "BuiltinDwiEngine", "BuiltinFlairEngine"]
+
+#: Registry names of the built-in engines (the defaults).
+BUILTIN_FLAIR = "nawm-hysteresis"
+BUILTIN_DWI = "restricted-diffusion"
+
+
+class BuiltinFlairEngine:
+    """FLAIR lesions by NAWM-normalised hysteresis thresholds (:func:`segment_flair_lesions`)."""
+
+    version = "1"
+
+    def __init__(self, params: FlairLesionParams | None = None) -> None:
+        self.params = params or FlairLesionParams()
+
+    @property
+    def info(self) -> EngineInfo:
+        """Name, version and every parameter."""
+        return EngineInfo(
+            name=BUILTIN_FLAIR,
+            version=self.version,
+            source="flair",
+            parameters=self.params.to_dict(),
+            method=(
+                "FLAIR lesions by hysteresis thresholding of the FLAIR normalised on "
+                "normal-appearing white matter, within the registered white-matter prior"
+            ),
+            dicom_family="HistogramAnalysis",
+        )
+
+    def segment(self, inputs: FlairInputs) -> LesionMap:
+        """Lesions on the FLAIR grid, with the z-score map and the thresholds measured."""
+        result = segment_flair_lesions(
+            inputs.flair, inputs.brain_mask, inputs.wm_prior, params=self.params
+        )
+        return LesionMap(
+            lesion_mask=result.lesion_mask,
+            details={
+                "nawm_median": result.nawm_median,
+                "nawm_sigma": result.nawm_sigma,
+                "gm_ceiling_z": result.gm_ceiling_z,
+                "seed_z_used": result.seed_z_used,
+            },
+            maps={"zscore": result.zscore, "nawm_mask": result.nawm_mask},
+        )
+
+
+class BuiltinDwiEngine:
+    """Restricted-diffusion lesions: trace-bright and ADC-low (:func:`segment_dwi_lesions`)."""
+
+    version = "1"
+
+    def __init__(self, params: DwiLesionParams | None = None) -> None:
+        self.params = params or DwiLesionParams()
+
+    @property
+    def info(self) -> EngineInfo:
+        """Name, version and every parameter."""
+        return EngineInfo(
+            name=BUILTIN_DWI,
+            version=self.version,
+            source="dwi",
+            parameters=self.params.to_dict(),
+            method=(
+                "DWI lesions as trace-bright tissue (hysteresis on the trace normalised on "
+                f"normal-appearing white matter) with ADC below {self.params.radc_max:g} of normal "
+                "white matter"
+            ),
+            dicom_family="MultispectralProcessing",
+        )
+
+    def segment(self, inputs: DwiInputs) -> LesionMap:
+        """Lesions on the DWI grid."""
+        result = segment_dwi_lesions(
+            inputs.trace, inputs.adc_um2s, inputs.brain_mask, inputs.wm_prior, params=self.params
+        )
+        maps = {"zscore": result.zscore}
+        if result.radc is not None:  # None for the trace alone (restriction not checked)
+            maps["radc"] = result.radc
+        return LesionMap(
+            lesion_mask=result.lesion_mask,
+            details={
+                "nawm_trace_median": result.nawm_b1000_median,
+                "nawm_trace_sigma": result.nawm_b1000_sigma,
+                "adc_used": result.adc_used,
+                "gm_ceiling_z": result.gm_ceiling_z,
+                "seed_z_used": result.seed_z_used,
+                "seed_radc_max": result.seed_radc_max,
+            },
+            maps=maps,
+        )
+
+
+def builtin_flair(options: Any) -> BuiltinFlairEngine:
+    """Factory for the registry: ``options`` has a ``flair`` attribute (FlairLesionParams) or is None."""
+    return BuiltinFlairEngine(getattr(options, "flair", None))
+
+
+def builtin_dwi(options: Any) -> BuiltinDwiEngine:
+    """Factory for the registry: ``options`` has a ``dwi`` attribute (DwiLesionParams) or is None."""
+    return BuiltinDwiEngine(getattr(options, "dwi", None))
