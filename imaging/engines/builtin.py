@@ -65,7 +65,7 @@ class BuiltinFlairEngine:
 class BuiltinDwiEngine:
     """Restricted-diffusion lesions: trace-bright and ADC-low (:func:`segment_dwi_lesions`)."""
 
-    version = "1"
+    version = "2"
 
     def __init__(self, params: DwiLesionParams | None = None) -> None:
         self.params = params or DwiLesionParams()
@@ -80,8 +80,11 @@ class BuiltinDwiEngine:
             parameters=self.params.to_dict(),
             method=(
                 "DWI lesions as trace-bright tissue (hysteresis on the trace normalised on "
-                f"normal-appearing white matter) with ADC below {self.params.radc_max:g} of normal "
-                "white matter"
+                f"normal-appearing white matter, in the {self.params.territory.replace('_', ' ')}, "
+                "seeds brighter than normal grey matter) with ADC below "
+                f"{self.params.radc_max:g} of normal white matter, seeds restricted beyond the "
+                "scan's ADC noise; from the trace alone when there is no ADC (restriction not "
+                "checked)"
             ),
             dicom_family="MultispectralProcessing",
         )
