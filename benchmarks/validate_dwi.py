@@ -159,13 +159,16 @@ def measure(name: str, root: Path, pictures: Path | None) -> dict[str, Any]:
         "brain_ml": brain_ml,
         "lesion_ml": result.volume_ml,
         "n": result.n_lesions,
-        "nawm_adc": result.nawm_adc_um2s,
-        "radc": result.radc_lesion,
+        "nawm_adc": math.nan,
+        "radc": math.nan,
         "cpu_s": seconds,
         "visible_ml": math.nan,
     }
     visible = None
     if images.adc is not None and images.dwi_wm_prior is not None:
+        # the built-in method's own NAWM ADC and lesion rADC (same parameters as the pipeline)
+        own = segment_dwi_lesions(images.b1000, images.adc, images.dwi_brain, images.dwi_wm_prior)
+        row["nawm_adc"], row["radc"] = own.nawm_adc_um2s, own.radc_lesion
         wide = segment_dwi_lesions(
             images.b1000, images.adc, images.dwi_brain, images.dwi_wm_prior, params=VISIBLE
         )
