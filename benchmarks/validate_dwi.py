@@ -137,6 +137,10 @@ def picture(images: SessionImages, title: str, path: Path, visible: MRImage | No
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=60)
     plt.close(fig)
+    from PIL import Image  # matplotlib's own dependency: a 64-colour palette keeps the PNG small
+
+    with Image.open(path) as image:
+        image.convert("RGB").quantize(colors=64).save(path, optimize=True)
 
 
 def measure(name: str, root: Path, pictures: Path | None) -> dict[str, Any]:
