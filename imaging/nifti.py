@@ -27,7 +27,7 @@ from imaging.errors import (
     TruncatedFileError,
     TruncatedNiftiError,
 )
-from imaging.image import Acquisition, MRImage
+from imaging.image import Acquisition, MRImage, nifti_scaling
 from imaging.limits import check_image_bytes, gunzip_chunks
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT, adc_to_um2s
@@ -302,7 +302,8 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     NiftiLayoutError
         When the file is missing, damaged or not NIfTI.
     ImageTooLargeError
-        When the header declares more voxel data than ``$LEUKOTRACK_MAX_IMAGE_MB``.
+        When the header declares more voxel data than ``$LEUKOTRACK_MAX_IMAGE_MB`` (as loaded:
+        float32 when a scale slope or intercept applies).
     TruncatedNiftiError
         When an uncompressed file is shorter than its header says.
     """
@@ -320,10 +321,14 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     shape = tuple(int(n) for n in header.get_data_shape())
     itemsize = header.get_data_dtype().itemsize
     n_bytes = math.prod(shape) * itemsize
+    slope, inter = nifti_scaling(image)
+    scaled = slope != 1 or inter != 0
+    loaded = max(itemsize, 4) if scaled else itemsize  # scaled voxels are read as float32
     check_image_bytes(
-        n_bytes,
+        math.prod(shape) * loaded,
         where=str(path),
-        what=f"{'x'.join(str(n) for n in shape)} voxels of {itemsize * 8} bits",
+        what=f"{'x'.join(str(n) for n in shape)} voxels of {loaded * 8} bits"
+        + (" (scaled to float32)" if scaled and loaded != itemsize else ""),
     )
     if not path.name.endswith(".gz"):
         end = int(getattr(image.dataobj, "offset", header.get_data_offset())) + n_bytes

@@ -171,6 +171,22 @@ def test_image_limit_is_configurable(tmp_path, monkeypatch):
         load_series_folder(tmp_path / "s")
 
 
+def test_the_image_limit_counts_scaled_nifti_voxels_as_float32(tmp_path, monkeypatch):
+    header = nib.Nifti1Header()
+    header.set_data_shape((64, 64, 64))
+    header.set_data_dtype(np.uint8)  # 256 KB stored
+    header.set_slope_inter(2.0, 0.0)
+    path = tmp_path / "scaled_FLAIR.nii"
+    with path.open("wb") as handle:
+        header.write_to(handle)
+        handle.write(bytes(352 - handle.tell()) + np.ones(64**3, np.uint8).tobytes())
+    monkeypatch.setenv(MAX_IMAGE_ENV, "0.5")  # 512 KB: the stored bytes fit, float32 (1 MB) not
+    with pytest.raises(ImageTooLargeError, match=r"64x64x64 voxels of 32 bits \(scaled"):
+        load_nifti(path)
+    monkeypatch.setenv(MAX_IMAGE_ENV, "2")
+    assert float(load_nifti(path).data.max()) == 2.0
+
+
 def test_gzip_bomb_stops_where_its_header_says_the_image_ends(tmp_path):
     path = hostile.dicom_gz_bomb(tmp_path / "case" / "bomb.dcm.gz", expand_mb=50)
     assert path.stat().st_size < 200_000
