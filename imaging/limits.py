@@ -101,9 +101,12 @@ def check_image_bytes(n_bytes: int, *, where: str, what: str) -> None:
         )
 
 
-def gunzip_chunks(handle: BinaryIO, *, where: str) -> Iterator[bytes]:
+def gunzip_chunks(handle: BinaryIO, *, where: str, raw_deflate: bool = False) -> Iterator[bytes]:
     """Decompress a gzip stream chunk by chunk (about 1 MB each), stopping at
     :func:`max_decompressed_bytes`; a caller that stops iterating reads no further.
+
+    ``raw_deflate``: the stream is one raw deflate stream (no gzip container, as in DICOM's Deflated
+    Explicit VR Little Endian), and anything after its end is ignored.
 
     Raises
     ------
@@ -114,7 +117,8 @@ def gunzip_chunks(handle: BinaryIO, *, where: str) -> Iterator[bytes]:
     """
     cap = max_decompressed_bytes()
     total = 0
-    decompressor = zlib.decompressobj(wbits=31)  # gzip container
+    wbits = -zlib.MAX_WBITS if raw_deflate else 31  # 31: the gzip container
+    decompressor = zlib.decompressobj(wbits=wbits)
     pending = False  # the current gzip member has started but not ended
     while chunk := handle.read(_CHUNK):
         while chunk:
@@ -135,9 +139,11 @@ def gunzip_chunks(handle: BinaryIO, *, where: str) -> Iterator[bytes]:
             if out:
                 yield out
             chunk = decompressor.unconsumed_tail
+            if decompressor.eof and raw_deflate:
+                return
             if decompressor.eof:  # a further gzip member may follow
                 chunk, pending = decompressor.unused_data, False
-                decompressor = zlib.decompressobj(wbits=31)
+                decompressor = zlib.decompressobj(wbits=wbits)
     if pending:
         raise TruncatedFileError(
             f"{where}: gzip-compressed file ends early (after {total} decompressed bytes); the "

@@ -202,6 +202,20 @@ def test_gzip_cap_is_configurable(tmp_path, monkeypatch):
         scan_dicom(path.parent)
 
 
+def test_a_deflated_series_loads_exactly(tmp_path):
+    phantom = hostile.deflated_series(tmp_path / "s")
+    image = load_series_folder(tmp_path / "s")
+    np.testing.assert_array_equal(image.data, phantom.data)
+    np.testing.assert_allclose(image.affine, phantom.affine_ras(), atol=1e-4)
+
+
+def test_a_deflate_bomb_stops_where_its_header_says_the_image_ends(tmp_path):
+    path = hostile.deflate_bomb(tmp_path / "case" / "bomb.dcm", expand_mb=200)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(DecompressionLimitError, match=r"beyond the \d+ bytes its DICOM header"):
+        scan_dicom(path.parent)
+
+
 def test_nifti_header_declaring_30000_cubed_voxels_is_a_named_error(tmp_path):
     path = hostile.huge_declared_nifti(tmp_path / "huge_FLAIR.nii")
     with pytest.raises(ImageTooLargeError, match="30000x30000x30000 voxels of 32 bits"):
