@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from imaging.errors import (
     DecompressionLimitError,
     ImageTooLargeError,
     ImagingError,
+    NiftiLayoutError,
     TruncatedFileError,
 )
 
@@ -34,11 +36,13 @@ __all__ = [
     "DEFAULT_MAX_IMAGE_MB",
     "MAX_DECOMPRESSED_ENV",
     "MAX_IMAGE_ENV",
+    "MAX_TEXT_BYTES",
     "check_image_bytes",
     "gunzip_capped",
     "gunzip_chunks",
     "max_decompressed_bytes",
     "max_image_bytes",
+    "read_small_file",
 ]
 
 #: Default largest image (MB of stored voxel data): a 512 x 512 x 400 x 10 int16 series fits.
@@ -48,8 +52,29 @@ DEFAULT_MAX_DECOMPRESSED_MB = 2048
 MAX_IMAGE_ENV = "LEUKOTRACK_MAX_IMAGE_MB"
 MAX_DECOMPRESSED_ENV = "LEUKOTRACK_MAX_DECOMPRESSED_MB"
 
+#: Largest sidecar, .bval or sessions.tsv read (bytes): real ones are a few KB.
+MAX_TEXT_BYTES = 16 << 20
+
 _MB = 1 << 20
 _CHUNK = 1 << 20
+
+
+def read_small_file(path: Path, *, what: str) -> bytes:
+    """The bytes of a small text file (a JSON sidecar, a ``.bval``, a ``sessions.tsv``), refusing one
+    larger than :data:`MAX_TEXT_BYTES` without reading it.
+
+    Raises
+    ------
+    NiftiLayoutError
+        When the file is larger than the limit (a wrong or damaged file).
+    """
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise NiftiLayoutError(
+            f"{path}: {size / _MB:,.0f} MB is far too large for a {what} (at most "
+            f"{MAX_TEXT_BYTES / _MB:.0f} MB); it is a wrong or damaged file: replace it"
+        )
+    return path.read_bytes()
 
 
 def _limit_mb(name: str, default: int) -> float:

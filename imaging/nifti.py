@@ -28,7 +28,7 @@ from imaging.errors import (
     TruncatedNiftiError,
 )
 from imaging.image import Acquisition, MRImage, nifti_scaling
-from imaging.limits import check_image_bytes, gunzip_chunks
+from imaging.limits import check_image_bytes, gunzip_chunks, read_small_file
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT, adc_to_um2s
 
@@ -148,7 +148,8 @@ def read_bval(path: Path) -> list[float]:
         When the file is not text, or holds anything but finite, non-negative numbers.
     """
     try:
-        values = [float(token) for token in path.read_bytes().decode("utf-8-sig").split()]
+        text = read_small_file(path, what="b-value file").decode("utf-8-sig")
+        values = [float(token) for token in text.split()]
     except (UnicodeDecodeError, ValueError) as error:
         raise NiftiLayoutError(
             f"{path}: not a list of numbers ({error}); write the b-values (s/mm2) separated by "
@@ -210,7 +211,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        sidecar = json.loads(path.read_bytes().decode("utf-8-sig"))
+        sidecar = json.loads(read_small_file(path, what="JSON sidecar").decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as error:
         raise NiftiLayoutError(
             f"{path}: not a readable JSON sidecar ({error}); fix it (UTF-8 JSON, as dcm2niix "

@@ -494,6 +494,17 @@ def test_a_truncated_nii_gz_is_a_named_error_not_aborted(tmp_path, kept):
     _nothing_written(tmp_path / "out")
 
 
+@pytest.mark.parametrize(
+    "name", ["sessions.tsv", "ses-a/anat/sub-x_ses-a_FLAIR.json"], ids=["sessions.tsv", "sidecar"]
+)
+def test_a_2_gib_sidecar_or_sessions_tsv_is_refused_unread(tmp_path, name):
+    root = hostile.bids_case(tmp_path / "case")
+    (root / name).unlink()
+    hostile.sparse_stray_file(root / name)
+    with pytest.raises(NiftiLayoutError, match="far too large"):
+        scan_case(root)
+
+
 def test_a_truncated_nii_is_found_when_indexing(tmp_path):
     root = hostile.bids_case(tmp_path / "case")
     target = root / "ses-a" / "anat" / "sub-x_ses-a_FLAIR.nii.gz"
