@@ -24,6 +24,7 @@ from pathlib import Path
 
 from imaging.case import Patient, SeriesEntry, Session
 from imaging.errors import NiftiLayoutError, NoImagesFoundError
+from imaging.limits import read_small_file
 from imaging.nifti import load_nifti, nifti_stem, open_nifti, read_bval, read_sidecar
 from imaging.sequence import SequenceClass
 
@@ -69,7 +70,7 @@ def _decode_text(path: Path) -> str:
     NiftiLayoutError
         When the bytes are no text in any of these encodings (NUL bytes without a UTF-16 BOM).
     """
-    raw = path.read_bytes()
+    raw = read_small_file(path, what="sessions.tsv")
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             try:

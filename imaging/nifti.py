@@ -27,8 +27,8 @@ from imaging.errors import (
     TruncatedFileError,
     TruncatedNiftiError,
 )
-from imaging.image import Acquisition, MRImage
-from imaging.limits import check_image_bytes, gunzip_chunks
+from imaging.image import Acquisition, MRImage, nifti_scaling
+from imaging.limits import check_image_bytes, gunzip_chunks, read_small_file
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT, adc_to_um2s
 
@@ -148,7 +148,8 @@ def read_bval(path: Path) -> list[float]:
         When the file is not text, or holds anything but finite, non-negative numbers.
     """
     try:
-        values = [float(token) for token in path.read_bytes().decode("utf-8-sig").split()]
+        text = read_small_file(path, what="b-value file").decode("utf-8-sig")
+        values = [float(token) for token in text.split()]
     except (UnicodeDecodeError, ValueError) as error:
         raise NiftiLayoutError(
             f"{path}: not a list of numbers ({error}); write the b-values (s/mm2) separated by "
@@ -210,7 +211,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        sidecar = json.loads(path.read_bytes().decode("utf-8-sig"))
+        sidecar = json.loads(read_small_file(path, what="JSON sidecar").decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as error:
         raise NiftiLayoutError(
             f"{path}: not a readable JSON sidecar ({error}); fix it (UTF-8 JSON, as dcm2niix "
@@ -302,7 +303,8 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     NiftiLayoutError
         When the file is missing, damaged or not NIfTI.
     ImageTooLargeError
-        When the header declares more voxel data than ``$LEUKOTRACK_MAX_IMAGE_MB``.
+        When the header declares more voxel data than ``$LEUKOTRACK_MAX_IMAGE_MB`` (as loaded:
+        float32 when a scale slope or intercept applies).
     TruncatedNiftiError
         When an uncompressed file is shorter than its header says.
     """
@@ -320,10 +322,14 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     shape = tuple(int(n) for n in header.get_data_shape())
     itemsize = header.get_data_dtype().itemsize
     n_bytes = math.prod(shape) * itemsize
+    slope, inter = nifti_scaling(image)
+    scaled = slope != 1 or inter != 0
+    loaded = max(itemsize, 4) if scaled else itemsize  # scaled voxels are read as float32
     check_image_bytes(
-        n_bytes,
+        math.prod(shape) * loaded,
         where=str(path),
-        what=f"{'x'.join(str(n) for n in shape)} voxels of {itemsize * 8} bits",
+        what=f"{'x'.join(str(n) for n in shape)} voxels of {loaded * 8} bits"
+        + (" (scaled to float32)" if scaled and loaded != itemsize else ""),
     )
     if not path.name.endswith(".gz"):
         end = int(getattr(image.dataobj, "offset", header.get_data_offset())) + n_bytes
