@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import pydicom
 from followup.report import write_report
 from followup.results import case_folders_in, session_aliases
 from imaging.dicom.deidentify import UidMap, deidentify
+from safeio import atomic_folder, write_text
 
 __all__ = [
     "DATE_COLUMNS",
@@ -181,11 +181,9 @@ def export_outputs(
     pseudonyms = {
         folder.name.removeprefix("sub-"): f"P{n:03d}" for n, folder in enumerate(cases, start=1)
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     summary = ExportSummary(target, pseudonyms=pseudonyms if deidentify else {})
     uids = UidMap()
-    try:
+    with atomic_folder(target, replace=False, manifest=False) as work:
         cohort = out_dir / "cohort.tsv"
         if cohort.is_file():
             frame = _read(cohort)
@@ -230,14 +228,9 @@ def export_outputs(
         if deidentify:
             description["Name"] = "leukotrack lesion follow-up (de-identified export)"
         (work / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     if deidentify and key_file is not None:
-        key_file = Path(key_file)
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(
-            "case_id\tpseudonym\n" + "".join(f"{k}\t{v}\n" for k, v in pseudonyms.items())
+        write_text(
+            Path(key_file),
+            "case_id\tpseudonym\n" + "".join(f"{k}\t{v}\n" for k, v in pseudonyms.items()),
         )
     return summary
