@@ -40,7 +40,7 @@ from imaging.case import case_id_from_folder
 from imaging.pipeline import PipelineParams
 from imaging.quantify import as_cell
 from imaging.track import TrackingParams
-from safeio import clean_stale, write_text
+from safeio import clean_stale, writable_folder, write_text
 
 __all__ = [
     "BatchSummary",
@@ -280,8 +280,7 @@ def run_batch(
         and for an external scheduler).
     """
     start = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(out_dir))
     cases = case_folders(Path(root))
     store = Store(out_dir, database_url)
     parameters = {
@@ -342,8 +341,7 @@ def analyze_into_store(
 
     The dashboard's import page runs this; ``progress`` receives the analysis steps.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(out_dir))
     store = Store(out_dir, database_url)
     try:
         parameters = {**_parameters(), "case_dir": str(Path(case_dir).resolve())}

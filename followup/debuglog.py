@@ -20,7 +20,7 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from safeio import OutputError, output_error
+from safeio import DiskFullError, OutputError, OutputNotWritableError, output_error
 
 __all__ = ["LOG_DIR_ENV", "describe", "log_dir", "write_debug_log"]
 
@@ -65,6 +65,27 @@ def write_debug_log(error: BaseException, context: str = "") -> Path | None:
     return None
 
 
+def _database_problem(error: BaseException) -> OutputError | None:
+    """A full or read-only disk met by the store's database (SQLite says so in words)."""
+    text = str(getattr(error, "orig", None) or error)
+    if "database or disk is full" in text:
+        return DiskFullError(
+            f"the results store: {text}; free some space or use another output folder, then run "
+            "again (the store keeps the state before this run)"
+        )
+    if "disk I/O error" in text:
+        return OutputNotWritableError(
+            f"the results store: {text}; the disk is full, read-only or failing. Free some space "
+            "or use another output folder, then run again (the store keeps the state before this run)"
+        )
+    if "readonly database" in text or "unable to open database file" in text:
+        return OutputNotWritableError(
+            f"the results store: {text}; choose an output folder you may write to (--out), or a "
+            "database with --database"
+        )
+    return None
+
+
 def describe(error: BaseException, context: str = "") -> tuple[str, Path | None]:
     """One line for the user about ``error``, and the debug log written for it (None for named
     errors, which need no log).
@@ -90,6 +111,9 @@ def describe(error: BaseException, context: str = "") -> tuple[str, Path | None]
                 "permissions of this path or choose another one",
                 None,
             )
+    database = _database_problem(error)
+    if database is not None:
+        return f"{type(database).__name__}: {database}", None
     if isinstance(error, EOFError):
         advice = "an input file ends early (cut while copying?); copy it again and re-run"
     elif isinstance(error, MemoryError):

@@ -12,6 +12,7 @@ from safeio.atomic import (
     atomic_folder,
     clean_stale,
     read_manifest,
+    writable_folder,
     write_bytes,
     write_text,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "clean_stale",
     "output_error",
     "read_manifest",
+    "writable_folder",
     "write_bytes",
     "write_text",
 ]

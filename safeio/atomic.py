@@ -40,6 +40,7 @@ __all__ = [
     "atomic_folder",
     "clean_stale",
     "read_manifest",
+    "writable_folder",
     "write_bytes",
     "write_text",
 ]
@@ -196,6 +197,28 @@ def write_bytes(target: Path, data: bytes) -> Path:
 def write_text(target: Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``target`` atomically; return ``target``."""
     return write_bytes(target, text.encode("utf-8"))
+
+
+def writable_folder(folder: Path) -> Path:
+    """Create ``folder`` if needed and check that files can be written in it (by writing and
+    removing a marked temporary); return it.
+
+    Raises
+    ------
+    OutputNotWritableError, DiskFullError
+        When the folder cannot be made or written (read-only, forbidden, full).
+    """
+    folder = Path(folder)
+    with _translated(folder.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+        path, handle = _new_file(folder, ".probe")
+        try:
+            os.write(handle, b"leukotrack")
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+            path.unlink(missing_ok=True)
+    return folder
 
 
 def _files(folder: Path) -> set[str]:

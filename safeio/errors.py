@@ -59,22 +59,24 @@ def output_error(error: OSError, place: Path | None = None) -> OutputError | Non
         The folder being written to. A permission error counts as "not writable" only when it
         names a path under ``place`` (or names no path); a full or read-only disk always counts.
     """
-    where = error.filename or place or "the output folder"
+    where: object = error.filename or place or "the output folder"
+    if ".leukotrack-tmp-" in str(where):  # name the place, not leukotrack's temporary in it
+        where = place or Path(str(where)).parent
     if error.errno in _FULL:
         return DiskFullError(
             f"{where}: no space left on the disk (or over quota); nothing partial was kept. Free "
-            "some space or write to another disk (--out), then run the command again"
+            "some space or write to another disk, then run the command again"
         )
     if error.errno in _READ_ONLY:
         return OutputNotWritableError(
-            f"{where}: the disk is read-only; nothing was written. Write to a writable folder "
-            "(--out) instead"
+            f"{where}: the disk is read-only; nothing was written. Write to a folder on a "
+            "writable disk instead"
         )
     if error.errno in _DENIED and (
         place is None or not error.filename or _under(error.filename, place)
     ):
         return OutputNotWritableError(
-            f"{where}: permission denied; nothing was written. Choose a folder you may write to "
-            "(--out), or ask for write permission on this one"
+            f"{where}: permission denied; nothing was written. Choose a folder you may write to, "
+            "or ask for write permission on this one"
         )
     return None

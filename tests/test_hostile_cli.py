@@ -26,6 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def debug_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Debug logs of these tests go to a fresh folder (a named error writes none)."""
+    folder = tmp_path / "debug-logs"
+    monkeypatch.setenv("LEUKOTRACK_LOG_DIR", str(folder))
+    return folder
+
+
 def _ok(*args: str) -> str:
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
@@ -40,6 +48,7 @@ def _refused(*args: str, error: str) -> str:
     assert "Traceback" not in result.output
     line = next(line for line in result.output.splitlines() if line.startswith("error:"))
     assert f"error: {error}:" in line, result.output
+    assert not list(Path(os.environ["LEUKOTRACK_LOG_DIR"]).glob("*.log"))  # named: no debug log
     return " ".join(result.output.split())  # unwrapped, for checking the message
 
 
@@ -127,6 +136,35 @@ def test_a_read_only_output_folder_is_a_named_error(tmp_path):
         output = _refused("analyze", case, "--out", disk / "out", error="OutputNotWritableError")
         assert "nothing was written" in output
         assert list(disk.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["batch", "export", "report", "convert"])
+def test_every_writing_command_names_a_read_only_disk(tmp_path, analysed, command):
+    case, folder = analysed
+    series = tmp_path / "series"
+    Phantom(data=phantom_volume((6, 7, 5))).write(series)
+    with tiny_disk(tmp_path / "ro", read_only=True) as disk:
+        args = {
+            "batch": ["batch", case.parent, "--out", disk / "o", "--workers", "0"],
+            "export": ["export", folder.parent, "--to", disk / "x"],
+            "report": ["report", folder, "--out", disk / "r.pdf"],
+            "convert": ["convert", series, disk / "s.nii.gz"],
+        }[command]
+        output = _refused(*args, error="OutputNotWritableError")
+        assert f"{disk}" in output and "leukotrack-tmp" not in output
+        assert list(disk.iterdir()) == []
+
+
+def test_a_full_disk_under_the_store_is_a_named_error(tmp_path):
+    root = tmp_path / "root"
+    clinical_case(root / "a")
+    with tiny_disk(tmp_path / "full", size_kb=12) as disk:
+        output = _refused(
+            "batch", root, "--out", disk, "--workers", "0", error="OutputNotWritableError"
+        )
+        assert "the disk is full, read-only or failing" in output
+        assert [e for e in hidden_entries(disk) if e != ".locks"] == []
+        assert not (disk / "sub-a").exists()
 
 
 def test_a_full_disk_is_a_named_error_and_leaves_nothing(tmp_path, analysed):
