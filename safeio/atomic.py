@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import json
 import os
 import secrets
@@ -112,7 +113,7 @@ def clean_stale(parent: Path, name: str | None = None) -> list[Path]:
     parent = Path(parent)
     if not parent.is_dir():
         return []
-    pattern = f".{name or '*'}."
+    pattern = f".{glob.escape(name) if name else '*'}."
     touched = []
     for path in sorted(parent.glob(f"{pattern}{_TMP[1:]}*")):
         if not _is_locked(path):

@@ -247,6 +247,15 @@ def test_a_running_writers_temporary_is_left_alone(tmp_path):
     assert hidden_entries(tmp_path) == []
 
 
+def test_stale_temporaries_of_names_with_glob_characters_are_cleaned(tmp_path):
+    """A name is no glob pattern: ``[x]`` in it is meant literally."""
+    kill_during_write(tmp_path / "sub-[x]*")
+    assert len(hidden_entries(tmp_path)) == 1
+    with atomic_folder(tmp_path / "sub-[x]*") as work:
+        (work / "a.tsv").write_text("1")
+    assert hidden_entries(tmp_path) == []
+
+
 def test_a_run_killed_between_the_two_renames_gets_its_old_folder_back(tmp_path):
     (tmp_path / "sub-x").mkdir()
     (tmp_path / "sub-x" / "a.tsv").write_text("old")
