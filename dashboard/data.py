@@ -22,6 +22,7 @@ from followup.results import (
     finite,
     index_dates,
     load_case_outputs,
+    read_provenance,
 )
 from followup.store.db import DATABASE_URL_ENV
 from imaging.display import Volume, load_volume
@@ -146,6 +147,11 @@ def _cohort(folder: str, stamp: float) -> pd.DataFrame:
             )
     for case_folder in case_folders_in(root):  # analysed without a store (leukotrack analyze)
         case_id = case_folder.name.removeprefix("sub-")
+        if summaries.get(case_id, {}).get("status") == "done":
+            try:  # the store says done: the folder must still be a complete analysis
+                read_provenance(case_folder)
+            except OutputError as error:
+                summaries[case_id].update(status="failed", error=f"{type(error).__name__}: {error}")
         if case_id not in summaries:
             try:
                 outputs = load_case_outputs(case_folder)

@@ -65,6 +65,18 @@ def test_a_cut_case_is_listed_with_its_problem_and_the_others_work(out):
     assert not app.error
 
 
+def test_a_case_cut_after_the_store_recorded_it_shows_its_problem(out, tmp_path):
+    root = tmp_path / "root"
+    clinical_case(root / "c")
+    _analyse("batch", root, "--out", out, "--workers", "0")
+    cut_file(out / "sub-c" / "provenance.json")
+    app = _run("cohort")
+    table = app.dataframe[0].value.set_index("case_id")
+    assert table.loc["c", "status"] == "failed"
+    assert "provenance.json is cut" in table.loc["c", "error"]
+    assert "provenance.json is cut" in _run("overview", case_id="c").error[0].value
+
+
 def test_the_cut_case_page_names_its_problem_and_the_intact_case_shows(out):
     broken = _run("overview", case_id="b")
     (message,) = [e.value for e in broken.error]
