@@ -1,8 +1,8 @@
 """Unexpected errors: one line for the user, the full traceback in a debug log file.
 
-The command line and the dashboard never show a Python traceback. A named error of the layers
-(:class:`imaging.errors.ImagingError`, :class:`clinical.errors.ClinicalError`,
-:class:`safeio.errors.OutputError`) already says what is wrong and what to do; anything else is a fault
+The command line and the dashboard never show a Python traceback. A named error of the layers (any
+class of ``imaging.errors``, ``clinical.errors``, ``followup.errors`` or ``safeio.errors`` and its
+subclasses, wherever they are defined) already says what is wrong and what to do; anything else is a fault
 of leukotrack, shown as one line naming the error and the log file that holds the details.
 
 The log folder is ``$LEUKOTRACK_LOG_DIR``, else ``$XDG_CACHE_HOME/leukotrack/logs``, else
@@ -22,7 +22,14 @@ from pathlib import Path
 
 from safeio import DiskFullError, OutputError, OutputNotWritableError, output_error
 
-__all__ = ["LOG_DIR_ENV", "describe", "log_dir", "write_debug_log"]
+__all__ = [
+    "LOG_DIR_ENV",
+    "NAMED_ERROR_MODULES",
+    "describe",
+    "is_named",
+    "log_dir",
+    "write_debug_log",
+]
 
 _DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 #: Environment variable naming the folder of the debug logs.
@@ -65,6 +72,16 @@ def write_debug_log(error: BaseException, context: str = "") -> Path | None:
     return None
 
 
+#: The modules of leukotrack's named errors: an error whose class (or a base) is defined in one of
+#: them already says what is wrong and what to do.
+NAMED_ERROR_MODULES = ("imaging.errors", "clinical.errors", "followup.errors", "safeio.errors")
+
+
+def is_named(error: BaseException) -> bool:
+    """Whether ``error`` is one of leukotrack's named errors (see ``NAMED_ERROR_MODULES``)."""
+    return any(cls.__module__ in NAMED_ERROR_MODULES for cls in type(error).__mro__)
+
+
 def _database_problem(error: BaseException) -> OutputError | None:
     """A full or read-only disk met by the store's database (SQLite says so in words)."""
     text = str(getattr(error, "orig", None) or error)
@@ -94,10 +111,7 @@ def describe(error: BaseException, context: str = "") -> tuple[str, Path | None]
     :mod:`safeio` errors. Anything else is written to a debug log, and the line names the error, what
     to do, and the log.
     """
-    from clinical.errors import ClinicalError
-    from imaging.errors import ImagingError
-
-    if isinstance(error, ImagingError | ClinicalError | OutputError):
+    if is_named(error):
         return f"{type(error).__name__}: {error}", None
     if isinstance(error, OSError):
         named = output_error(error) if error.errno in _DISK else None

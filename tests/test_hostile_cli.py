@@ -102,6 +102,19 @@ def test_an_unexpected_error_is_one_line_naming_a_debug_log(analysed, tmp_path):
     assert not (tmp_path / "r.pdf").exists() and hidden_entries(tmp_path) == []
 
 
+def test_named_errors_are_recognised_wherever_their_class_is_defined(debug_logs):
+    from followup.debuglog import describe
+    from imaging.dicom.seg import SegReferenceError  # a GeometryError defined outside errors.py
+    from safeio import DiskFullError
+
+    for error in (SegReferenceError("grid [/] differs"), DiskFullError("full")):
+        line, log = describe(error)
+        assert line == f"{type(error).__name__}: {error}" and log is None
+    line, log = describe(KeyError("x"))
+    assert line.startswith("unexpected KeyError: 'x'") and log is not None
+    assert log.parent == debug_logs
+
+
 @pytest.mark.parametrize("text", MARKUP)
 def test_markup_in_a_series_description_prints_literally(tmp_path, text):
     Phantom(data=phantom_volume((6, 7, 5)), headers={"SeriesDescription": f"flair {text}"}).write(
