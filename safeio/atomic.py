@@ -144,6 +144,10 @@ def _new_file(parent: Path, name: str) -> tuple[Path, int]:
         return path, handle
 
 
+def _exists(target: Path) -> ForeignFilesError:
+    return ForeignFilesError(f"{target} exists and is not replaced; choose a new name")
+
+
 def _check_file_target(target: Path) -> None:
     if target.is_dir():
         raise OutputIsFolderError(
@@ -152,12 +156,14 @@ def _check_file_target(target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_files(*targets: Path) -> Iterator[list[Path]]:
+def atomic_files(*targets: Path, overwrite: bool = True) -> Iterator[list[Path]]:
     """Yield temporary paths for ``targets``; rename them into place only if the block succeeds.
 
     The temporaries keep the targets' endings (``.nii.gz``), so writers that look at the name work
     on them. On any error they are removed and no target is touched. Full or read-only disks raise
-    :class:`~safeio.errors.OutputError` subclasses.
+    :class:`~safeio.errors.OutputError` subclasses. ``overwrite=False`` never replaces an existing
+    file (:class:`~safeio.errors.ForeignFilesError`, checked before writing and, by linking instead
+    of renaming, again at the end: a file that appeared meanwhile is kept too).
     """
     targets = tuple(Path(t) for t in targets)
     temporaries: list[Path] = []
@@ -166,14 +172,26 @@ def atomic_files(*targets: Path) -> Iterator[list[Path]]:
         with _translated(targets[0].parent if targets else Path.cwd()):
             for target in targets:
                 _check_file_target(target)
+                if not overwrite and (target.exists() or target.is_symlink()):
+                    raise _exists(target)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 clean_stale(target.parent, target.name)
                 path, handle = _new_file(target.parent, target.name)
                 temporaries.append(path)
                 handles.append(handle)
             yield temporaries
+            placed: list[Path] = []
             for temporary, target in zip(temporaries, targets, strict=True):
-                temporary.replace(target)
+                if overwrite:
+                    temporary.replace(target)
+                    continue
+                try:
+                    os.link(temporary, target)  # fails, atomically, if the target exists
+                except FileExistsError:
+                    for path in placed:  # all or nothing
+                        path.unlink(missing_ok=True)
+                    raise _exists(target) from None
+                placed.append(target)
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
@@ -188,16 +206,19 @@ def atomic_file(target: Path) -> Iterator[Path]:
         yield temporary
 
 
-def write_bytes(target: Path, data: bytes) -> Path:
-    """Write ``data`` to ``target`` atomically; return ``target``."""
-    with atomic_file(target) as temporary:
-        temporary.write_bytes(data)
+def write_bytes(target: Path, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``target`` atomically (``overwrite=False``: never replacing a file, see
+    :func:`atomic_files`); return ``target``."""
+    with atomic_files(target, overwrite=overwrite) as (temporary,), temporary.open("wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
     return Path(target)
 
 
-def write_text(target: Path, text: str) -> Path:
+def write_text(target: Path, text: str, *, overwrite: bool = True) -> Path:
     """Write ``text`` (UTF-8) to ``target`` atomically; return ``target``."""
-    return write_bytes(target, text.encode("utf-8"))
+    return write_bytes(target, text.encode("utf-8"), overwrite=overwrite)
 
 
 def writable_folder(folder: Path) -> Path:

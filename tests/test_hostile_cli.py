@@ -269,6 +269,16 @@ def test_stale_temporaries_of_names_with_glob_characters_are_cleaned(tmp_path):
     assert hidden_entries(tmp_path) == []
 
 
+def test_a_file_that_must_not_be_overwritten_is_kept(tmp_path):
+    from safeio import ForeignFilesError, write_text
+
+    key = write_text(tmp_path / "key.tsv", "first\n", overwrite=False)
+    with pytest.raises(ForeignFilesError, match="not replaced"):
+        write_text(key, "second\n", overwrite=False)
+    assert key.read_text() == "first\n" and hidden_entries(tmp_path) == []
+    assert write_text(key, "third\n").read_text() == "third\n"  # the default replaces
+
+
 def test_a_run_killed_between_the_two_renames_gets_its_old_folder_back(tmp_path):
     (tmp_path / "sub-x").mkdir()
     (tmp_path / "sub-x" / "a.tsv").write_text("old")
