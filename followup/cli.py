@@ -143,7 +143,7 @@ def inspect(
             table = Table(
                 title=f"{escape(str(session['session_id']))}  "
                 f"{escape(str(session['study_date'] or 'undated'))}  "
-                f"{escape(str(who))}  "
+                f"{who}  "
                 f"[dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
                 title_justify="left",
                 show_lines=False,
