@@ -20,7 +20,6 @@ Limits: a file of at most :data:`MAX_FILE_BYTES`, cells of at most :data:`MAX_CE
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import math
@@ -30,6 +29,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from clinical.errors import ClinicalFileError, Problem
+from safeio.text import FALLBACK_ENCODING, TextDecodeError
+from safeio.text import decode_text as _decode
 
 __all__ = [
     "MAX_CELL_CHARS",
@@ -56,15 +57,6 @@ MAX_DAY_NUMBER = 36525
 #: the record warns before 1900, so that arithmetic on dates never leaves the calendar).
 MIN_YEAR, MAX_YEAR = 1000, 2999
 #: Byte-order marks, longest first (the UTF-32 LE mark begins with the UTF-16 LE one).
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-#: Encoding of files without a byte-order mark that are not UTF-8.
-FALLBACK_ENCODING = "cp1252"
 _SAVE_AS = "save it from the spreadsheet as 'CSV UTF-8 (comma delimited)'"
 
 #: A date without a time of day is taken at this time (administrations, samples, events).
@@ -196,59 +188,17 @@ def shown(text: str, limit: int = 40) -> str:
 
 
 def decode_text(data: bytes, path: Path) -> tuple[str, str]:
-    """The text of a clinical file and the encoding it was read with (rules in the module docstring).
+    """The text of a clinical file and the encoding it was read with (:func:`safeio.text.decode_text`).
 
     Raises
     ------
     ClinicalFileError
         When the bytes are not text in any accepted encoding; the message says what to save as.
     """
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return data.decode(encoding), encoding
-            except UnicodeDecodeError as error:
-                raise ClinicalFileError(
-                    [
-                        Problem(
-                            path,
-                            data[: error.start].count(b"\n") + 1,
-                            None,
-                            f"starts with a {encoding.upper()} byte-order mark but is not valid "
-                            f"{encoding.upper()} (byte {error.start}); {_SAVE_AS}",
-                        )
-                    ]
-                ) from None
-    if b"\x00" in data:
-        raise ClinicalFileError(
-            [
-                Problem(
-                    path,
-                    data[: data.index(b"\x00")].count(b"\n") + 1,
-                    None,
-                    "holds NUL bytes: not a text file, or UTF-16 saved without a byte-order mark; "
-                    + _SAVE_AS,
-                )
-            ]
-        )
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode(FALLBACK_ENCODING), FALLBACK_ENCODING
-    except UnicodeDecodeError as error:
-        raise ClinicalFileError(
-            [
-                Problem(
-                    path,
-                    data[: error.start].count(b"\n") + 1,
-                    None,
-                    f"neither UTF-8 nor Windows-1252 text (byte 0x{data[error.start]:02x} at "
-                    f"offset {error.start}); {_SAVE_AS}",
-                )
-            ]
-        ) from None
+        return _decode(data)
+    except TextDecodeError as error:
+        raise ClinicalFileError([Problem(path, error.line, None, f"{error}; {_SAVE_AS}")]) from None
 
 
 def _read_bytes(path: Path) -> bytes:

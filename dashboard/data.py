@@ -22,21 +22,28 @@ from followup.results import (
     finite,
     index_dates,
     load_case_outputs,
+    read_provenance,
 )
 from followup.store.db import DATABASE_URL_ENV
 from imaging.display import Volume, load_volume
+from safeio import OutputError
 
 __all__ = [
     "DATA_ENV",
+    "IMPORT_ROOT_ENV",
     "case_outputs",
+    "case_status",
     "cohort",
     "data_dir",
+    "import_root",
     "overview",
     "volume",
 ]
 
 #: Environment variable naming the output folder the dashboard shows (set by `leukotrack dashboard`).
 DATA_ENV = "LEUKOTRACK_DATA"
+#: Environment variable naming the folder the import page may read (`dashboard --import-root`).
+IMPORT_ROOT_ENV = "LEUKOTRACK_IMPORT_ROOT"
 COHORT_COLUMNS = [
     "case_id",
     "status",
@@ -55,6 +62,25 @@ COHORT_COLUMNS = [
 def data_dir() -> Path:
     """The output folder shown: ``$LEUKOTRACK_DATA``, else ``./out``."""
     return Path(os.environ.get(DATA_ENV) or "out").resolve()
+
+
+def import_root() -> Path:
+    """The folder under which the import page may list and analyse case folders:
+    ``$LEUKOTRACK_IMPORT_ROOT`` (``leukotrack dashboard --import-root``), else the folder that
+    holds the data folder."""
+    configured = os.environ.get(IMPORT_ROOT_ENV)
+    return Path(configured).expanduser().resolve() if configured else data_dir().parent
+
+
+def case_status(case_id: str) -> tuple[str, str]:
+    """(status, error) of a case in the cohort: ``done``, or ``failed`` with its reason."""
+    table = cohort()
+    rows = table[table["case_id"] == case_id] if not table.empty else table
+    if rows.empty:
+        return "", ""
+    row = rows.iloc[0]
+    error = row.get("error")
+    return str(row.get("status") or ""), "" if error is None or error != error else str(error)
 
 
 def _stamp(paths: list[Path]) -> float:
@@ -121,8 +147,19 @@ def _cohort(folder: str, stamp: float) -> pd.DataFrame:
             )
     for case_folder in case_folders_in(root):  # analysed without a store (leukotrack analyze)
         case_id = case_folder.name.removeprefix("sub-")
+        if summaries.get(case_id, {}).get("status") == "done":
+            try:  # the store says done: the folder must still be a complete analysis
+                read_provenance(case_folder)
+            except OutputError as error:
+                summaries[case_id].update(status="failed", error=f"{type(error).__name__}: {error}")
         if case_id not in summaries:
-            outputs = load_case_outputs(case_folder)
+            try:
+                outputs = load_case_outputs(case_folder)
+            except OutputError as error:  # one broken case shows its problem, not every page
+                summaries[case_id] = _summarise(
+                    case_id, pd.DataFrame(), "failed", f"{type(error).__name__}: {error}", ""
+                )
+                continue
             summaries[case_id] = _summarise(
                 case_id, outputs.sessions, "done", "", str(outputs.provenance.get("index_date", ""))
             )

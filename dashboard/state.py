@@ -1,6 +1,7 @@
 """The reader's choices that every page shares (held in ``st.session_state``): which case, which
 index date day 0 is, and where the viewer looks. Also the page frame: the research-use notice and the
-error boundary that turns exceptions into readable messages (never a traceback in the browser).
+error boundary that turns exceptions into readable messages (never a traceback in the browser; an
+unexpected error names the debug log holding its traceback, :mod:`followup.debuglog`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import streamlit as st
 
 from clinical.errors import ClinicalError
 from dashboard import data
+from followup.debuglog import describe as _describe
 from followup.results import INDEX_CHOICES, CaseOutputs, index_dates
 from imaging.errors import ImagingError
+from safeio import OutputError
 
 __all__ = [
     "RESEARCH_USE",
@@ -64,6 +67,13 @@ def case_in_view() -> tuple[str, CaseOutputs] | None:
     if case is None:
         st.info("No case to show: analyse one on **Import and run**.")
         return None
+    status, error = data.case_status(case)
+    if status == "failed":
+        st.error(
+            f"{case} could not be analysed: {error or 'no reason recorded'}. Fix the input and "
+            "analyse it again (**Import and run**, or `leukotrack batch`)."
+        )
+        return None
     return case, data.case_outputs(case)
 
 
@@ -82,7 +92,16 @@ def viewer_target(case: str, session: str | None = None, mm: np.ndarray | None =
 
 
 def sidebar() -> None:
-    """Case and day-0 pickers, the data folder, and the research-use notice."""
+    """Case and day-0 pickers, the data folder, and the research-use notice; never raises (a
+    problem shows in the sidebar, and every page still runs)."""
+    try:
+        _sidebar()
+    except Exception as error:
+        line, _log = _describe(error, "dashboard sidebar")
+        st.sidebar.error(line)
+
+
+def _sidebar() -> None:
     cohort = data.cohort()
     cases = [str(c) for c in cohort["case_id"]] if not cohort.empty else []
     with st.sidebar:
@@ -99,7 +118,10 @@ def sidebar() -> None:
             st.selectbox("Case", cases, key=CASE_KEY)
             st.query_params["case"] = str(st.session_state[CASE_KEY])
             case = current_case()
-            dates = index_dates(data.case_outputs(case)) if case and _has_outputs(case) else {}
+            try:
+                dates = index_dates(data.case_outputs(case)) if case and _has_outputs(case) else {}
+            except OutputError:  # a cut or incomplete case: its pages say what is wrong
+                dates = {}
             options = [k for k in INDEX_CHOICES if k in dates]
             if options:
                 if st.session_state.get(INDEX_KEY) not in options:
@@ -131,14 +153,12 @@ def framed(title: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
             st.caption(RESEARCH_USE)
             try:
                 page()
-            except (ImagingError, ClinicalError, FileNotFoundError, ValueError) as error:
-                st.error(f"{error}")
-            except Exception as error:  # an unexpected failure: a message here, details in the log
-                log.exception("page %s failed", title)
-                st.error(
-                    f"Something went wrong on this page ({type(error).__name__}: {error}). "
-                    "The details are in the dashboard's log; please report them."
-                )
+            except (ImagingError, ClinicalError, OutputError, FileNotFoundError) as error:
+                st.error(f"{type(error).__name__}: {error}")
+            except Exception as error:  # unexpected: one line here, the traceback in a debug log
+                line, log_file = _describe(error, f"dashboard page {title}")
+                log.error("page %s failed: %s (details in %s)", title, error, log_file)
+                st.error(line)
 
         return run
 

@@ -1,20 +1,22 @@
 """``leukotrack analyze``: one case folder in, the BIDS-derivatives outputs of DESIGN.md §3.3 out.
 
 Everything of a case is first written into a hidden folder beside the target and renamed into place
-only when complete, so a failure leaves no partial output (and an earlier result stays as it was).
+only when complete (:func:`safeio.atomic_folder`), so a failure leaves no partial output and an earlier
+result stays as it was. Re-analysis replaces only the files leukotrack wrote (the user's own files in
+``OUT/sub-<case>`` are kept), and an ``OUT/sub-<case>`` holding the results of another input folder
+(two patients whose folder names give one case id) is refused with
+:class:`~followup.errors.CaseIdCollisionError`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
 import json
 import math
-import os
 import platform
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -38,6 +40,7 @@ from clinical.outputs import (
 )
 from clinical.record import load_clinical
 from followup.dicom_seg import write_session_segs
+from followup.errors import CaseIdCollisionError, InvalidCaseIdError
 from followup.tsv import write_tsv
 from imaging.case import CaseIndex, case_id_from_folder, scan_case
 from imaging.errors import NoImagesFoundError
@@ -49,6 +52,7 @@ from imaging.register import resample
 from imaging.track import TrackedSession, TrackingParams, track_lesions
 from imaging.units import mm3_to_ml
 from imaging.walk import walk_files
+from safeio import atomic_folder, write_text
 
 __all__ = [
     "LESION_COLUMNS",
@@ -56,8 +60,10 @@ __all__ = [
     "SESSION_COLUMNS",
     "AnalysisResult",
     "analyze_case",
+    "check_case_identity",
     "input_hashes",
     "software_version",
+    "valid_case_id",
 ]
 
 Progress = Callable[[str], None]
@@ -104,6 +110,7 @@ LESION_COLUMNS = [
     "related_ids",
 ]
 _DSEG_DWI_OFFSET = 1000
+_CASE_ID = re.compile(r"[A-Za-z0-9]+")
 #: Version of the output folder's layout; a batch re-analyses cases written under an older one.
 #: 2: adds the session images and per-source lesion labels resampled onto the baseline grid.
 #: 3: adds the DICOM SEG objects of each session (DICOM input).
@@ -147,23 +154,51 @@ class AnalysisResult:
     warnings: list[str] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _atomic_folder(target: Path) -> Iterator[Path]:
-    """A temporary folder beside ``target``, renamed to it when the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+def check_case_identity(folder: Path, case_dir: Path, hashes: dict[str, str] | None = None) -> None:
+    """Refuse to write ``folder`` (``OUT/sub-<case>``) for ``case_dir`` when it holds the results of
+    another input folder.
+
+    The same input folder, or a moved one with identical files (``hashes``: sha256 by relative path,
+    as :func:`input_hashes` gives), may replace its results. A folder without a readable
+    provenance.json tells no identity (a cut one is repaired by re-analysis).
+
+    Raises
+    ------
+    CaseIdCollisionError
+        When another input folder wrote ``folder``.
+    """
     try:
-        yield work
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-        work.rename(target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+        provenance = json.loads((folder / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return
+    previous = provenance.get("case_dir") if isinstance(provenance, dict) else None
+    if not previous or Path(previous) == Path(case_dir).resolve():
+        return
+    if hashes is not None and provenance.get("input_sha256") == hashes:
+        return
+    case_id = folder.name.removeprefix("sub-")
+    raise CaseIdCollisionError(
+        f"{folder} holds the results of another input folder ({previous}); {case_dir} would get "
+        f"the same case id {case_id!r} and overwrite them. Give this case its own id "
+        f"(`leukotrack analyze {case_dir} --case-id NEWID`) or rename one of the two folders; "
+        "nothing was written"
+    )
+
+
+def valid_case_id(case_id: str) -> str:
+    """``case_id`` if it is a BIDS label (letters and digits only).
+
+    Raises
+    ------
+    InvalidCaseIdError
+        Otherwise, with the label leukotrack would make of it.
+    """
+    if not _CASE_ID.fullmatch(case_id):
+        suggestion = re.sub(r"[^A-Za-z0-9]", "", case_id) or "case1"
+        raise InvalidCaseIdError(
+            f"case id {case_id!r}: use letters and digits only (a BIDS label), e.g. {suggestion!r}"
+        )
+    return case_id
 
 
 def _save_mask(image: MRImage, path: Path) -> None:
@@ -295,11 +330,7 @@ def _dataset_description(out: Path) -> None:
             }
         ],
     }
-    handle, name = tempfile.mkstemp(prefix=".dataset_description.", dir=out)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(description, stream, indent=2)
-        stream.write("\n")
-    Path(name).replace(path)
+    write_text(path, json.dumps(description, indent=2) + "\n")
 
 
 def _session_timeline_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -350,6 +381,7 @@ def analyze_case(
     index_rule: str | None = None,
     provenance_extra: dict[str, Any] | None = None,
     allow_mixed_patients: bool = False,
+    case_id: str | None = None,
 ) -> AnalysisResult:
     """Analyse one case folder and write ``out_dir/sub-<case>`` (atomically).
 
@@ -361,6 +393,7 @@ def analyze_case(
     ``provenance_extra`` is merged into provenance.json (the batch runner's input fingerprint, and
     the inputs' sha256 it has already computed). ``allow_mixed_patients`` accepts studies of several
     patients in the case folder (recorded in provenance.json); by default they are refused.
+    ``case_id`` replaces the id made of the folder name (letters and digits only).
 
     Raises
     ------
@@ -369,10 +402,19 @@ def analyze_case(
         (:class:`~imaging.errors.MixedPatientsError`); nothing is written then.
     ClinicalError
         On malformed clinical files (every problem with its line); nothing is written then.
+    CaseIdCollisionError
+        When ``out_dir/sub-<case>`` holds the results of another input folder; nothing is written.
+    InvalidCaseIdError
+        When ``case_id`` is not letters and digits only.
+    OutputError
+        Full or read-only disk, or files leukotrack did not write in the way (ForeignFilesError);
+        nothing is written then.
     """
     params = params or PipelineParams()
     say = progress or (lambda _message: None)
     case_dir = Path(case_dir)
+    if case_id is not None:
+        valid_case_id(case_id)
     record = load_clinical(case_dir)
     if processed is None and index is None:
         try:
@@ -380,6 +422,18 @@ def analyze_case(
         except NoImagesFoundError:
             if record is None:
                 raise
+    if case_id is not None:
+        index = dataclasses.replace(index, case_id=case_id) if index is not None else None
+        processed = dataclasses.replace(processed, case_id=case_id) if processed else None
+    else:
+        known = processed or index
+        case_id = known.case_id if known is not None else case_id_from_folder(case_dir)
+    hashes = (provenance_extra or {}).get("input_sha256") or input_hashes(case_dir)
+    subject = f"sub-{case_id}"
+    out_dir = Path(out_dir)
+    check_case_identity(
+        out_dir / subject, case_dir, hashes
+    )  # before hours of work, and again below
     started = datetime.now(UTC)
     case = processed or (process_case(index, params=params, progress=say) if index else None)
     say("measuring and tracking")
@@ -391,7 +445,6 @@ def analyze_case(
         else None
     )
     index_date = choose_index_date(course, first_mri=first_mri, override=index_rule)
-    case_id = case.case_id if case else case_id_from_folder(case_dir)
     session_rows = (
         [_session_row(case, images, index_date) for images in case.sessions] if case else []
     )
@@ -411,11 +464,9 @@ def analyze_case(
         for row in t.rows
     ]
     lesion_rows.sort(key=lambda r: (r["source"] != "flair", r["lesion_id"], float(r["day"] or 0)))
-    subject = f"sub-{case_id}"
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     say("writing")
-    with _atomic_folder(out_dir / subject) as work:
+    check_case_identity(out_dir / subject, case_dir, hashes)
+    with atomic_folder(out_dir / subject, adopt_marker="provenance.json") as work:
         write_tsv(work / "sessions.tsv", session_rows, SESSION_COLUMNS + drug_columns)
         write_tsv(work / "lesions.tsv", lesion_rows, LESION_COLUMNS)
         write_tsv(
@@ -461,8 +512,7 @@ def analyze_case(
             if seg_notes:
                 provenance["dicom_seg_notes"] = seg_notes
         provenance.update(provenance_extra or {})
-        if "input_sha256" not in provenance:
-            provenance["input_sha256"] = input_hashes(case_dir)
+        provenance["input_sha256"] = hashes
         _write_json(work / "provenance.json", provenance)
     _dataset_description(out_dir)
     return AnalysisResult(

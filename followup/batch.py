@@ -2,14 +2,17 @@
 
 Each case runs as one task on a Dask worker (a LocalCluster of worker processes by default, or the
 cluster behind an existing scheduler). The task takes an exclusive lock on the case
-(``OUT/.locks/<case>.lock``), removes what a killed run may have left (hidden ``.sub-<case>.partial-*``
-folders), fingerprints the inputs (sha256 of every file, the pipeline parameters and the software
-version) and compares it with the fingerprint in the case's existing ``provenance.json``: equal means
-unchanged, skipped; otherwise the case is analysed (outputs renamed into place only when complete).
-The client ingests each finished case into the store in one transaction, under the same lock. So a
-second run on the same output waits for the first one's cases and then skips them; a run killed with
-SIGKILL leaves the old outputs and rows, which the next run completes; one failing case is recorded
-with its reason and never stops the others.
+(``OUT/.locks/<case>.lock``), removes what a killed run may have left (hidden temporary folders,
+:func:`safeio.clean_stale`), fingerprints the inputs (sha256 of every file, the pipeline parameters
+and the software version) and compares it with the fingerprint in the case's existing
+``provenance.json``: equal means unchanged, skipped; otherwise the case is analysed (outputs renamed
+into place only when complete). The client ingests each finished case into the store in one
+transaction, under the same lock. So a second run on the same output waits for the first one's cases
+and then skips them; a run killed with SIGKILL leaves the old outputs and rows, which the next run
+completes; one failing case is recorded with its reason and never stops the others. Case folders
+whose names give one case id (``pt-1`` and ``pt_1`` both give ``pt1``) all fail with
+:class:`~followup.errors.CaseIdCollisionError` and are not analysed (and an ``OUT/sub-<case>`` of
+another input folder is never overwritten).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import logging
 import os
 import resource
 import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from followup.analyze import OUTPUT_LAYOUT, analyze_case, input_hashes, software_version
+from followup.errors import CaseIdCollisionError
 from followup.inspect import case_folders
 from followup.store import COHORT_COLUMNS, Store
 from followup.tsv import safe_cell
@@ -38,12 +41,14 @@ from imaging.case import case_id_from_folder
 from imaging.pipeline import PipelineParams, engine_infos
 from imaging.quantify import as_cell
 from imaging.track import TrackingParams
+from safeio import clean_stale, writable_folder, write_text
 
 __all__ = [
     "BatchSummary",
     "CaseOutcome",
     "analyze_into_store",
     "case_fingerprint",
+    "case_id_collisions",
     "process_case_task",
     "run_batch",
 ]
@@ -64,6 +69,9 @@ class CaseOutcome:
     seconds: float = 0.0
     worker_peak_rss_mb: float = 0.0
     worker_pid: int = 0
+    #: False when the failure must not touch the store's row of ``case_id`` (which belongs to
+    #: another input folder: a case-id collision).
+    recorded: bool = True
 
 
 @dataclass
@@ -135,8 +143,10 @@ def case_lock(out_dir: Path, case_id: str) -> Iterator[None]:
 
 
 def _clean_leftovers(out_dir: Path, case_id: str) -> None:
-    """Remove hidden partial/old folders of ``case_id`` that a killed run left (under its lock)."""
+    """Remove hidden partial/old folders of ``case_id`` that a killed run left (under its lock),
+    also those of leukotrack versions before :mod:`safeio` (``.sub-<case>.partial-*``)."""
     subject = f"sub-{case_id}"
+    clean_stale(Path(out_dir), subject)
     for pattern in (f".{subject}.partial-*", f".{subject}.old-*"):
         for path in Path(out_dir).glob(pattern):
             shutil.rmtree(path, ignore_errors=True)
@@ -206,6 +216,9 @@ def process_case_task(
                     allow_mixed_patients=allow_mixed_patients,
                 )
                 outcome.status = DONE
+    except CaseIdCollisionError as error:  # the store's row of this id is another folder's
+        outcome.status, outcome.recorded = FAILED, False
+        outcome.error = f"{type(error).__name__}: {error}"
     except Exception as error:  # one bad case must never stop the batch
         outcome.status = FAILED
         outcome.error = f"{type(error).__name__}: {error}"
@@ -216,6 +229,8 @@ def process_case_task(
 
 def _record(store: Store, out_dir: Path, outcome: CaseOutcome, run_id: int) -> bool:
     """Put one outcome into the store; True if the case was skipped (store already up to date)."""
+    if not outcome.recorded:
+        return False
     with case_lock(out_dir, outcome.case_id):
         if outcome.status == FAILED:
             store.record_failure(
@@ -234,24 +249,40 @@ def _record(store: Store, out_dir: Path, outcome: CaseOutcome, run_id: int) -> b
         return outcome.status == UNCHANGED
 
 
+def case_id_collisions(cases: list[Path]) -> dict[Path, CaseIdCollisionError]:
+    """The case folders whose names give the same case id (``pt-1``, ``pt_1``), each with its error."""
+    by_id: dict[str, list[Path]] = {}
+    for case in cases:
+        by_id.setdefault(case_id_from_folder(case), []).append(case)
+    errors = {}
+    for case_id, folders in by_id.items():
+        if len(folders) < 2:
+            continue
+        names = ", ".join(folder.name for folder in folders)
+        for folder in folders:
+            errors[folder] = CaseIdCollisionError(
+                f"{folder}: the folders {names} all give the case id {case_id!r}, so their "
+                f"results would overwrite each other in sub-{case_id}; none of them was analysed. "
+                "Rename the folders so that their letters and digits differ (or analyse one with "
+                "`leukotrack analyze FOLDER --case-id NEWID`)"
+            )
+    return errors
+
+
 def write_cohort(store: Store, out_dir: Path) -> Path:
     """cohort.tsv from the store's cohort view, written atomically."""
     rows = store.cohort_rows()
-    handle, name = tempfile.mkstemp(prefix=".cohort.", dir=out_dir)
-    with os.fdopen(handle, "w") as stream:
-        stream.write("\t".join(COHORT_COLUMNS) + "\n")
-        for row in rows:
-            cells = []
-            for column in COHORT_COLUMNS:
-                value = row.get(column)
-                if isinstance(value, bool):
-                    value = int(value)
-                cell = str(as_cell(value)).replace("\t", " ").replace("\n", " ").replace("\r", " ")
-                cells.append(str(safe_cell(cell)))
-            stream.write("\t".join(cells) + "\n")
-    path = out_dir / "cohort.tsv"
-    Path(name).replace(path)
-    return path
+    lines = ["\t".join(COHORT_COLUMNS)]
+    for row in rows:
+        cells = []
+        for column in COHORT_COLUMNS:
+            value = row.get(column)
+            if isinstance(value, bool):
+                value = int(value)
+            cell = str(as_cell(value)).replace("\t", " ").replace("\n", " ").replace("\r", " ")
+            cells.append(str(safe_cell(cell)))
+        lines.append("\t".join(cells))
+    return write_text(out_dir / "cohort.tsv", "\n".join(lines) + "\n")
 
 
 def run_batch(
@@ -290,8 +321,7 @@ def run_batch(
         and in the run's parameters); by default such a case fails with MixedPatientsError.
     """
     start = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(out_dir))
     cases = case_folders(Path(root))
     store = Store(out_dir, database_url)
     parameters = {
@@ -312,7 +342,19 @@ def run_batch(
         if on_outcome is not None:
             on_outcome(outcome, skipped)
 
+    colliding = case_id_collisions(cases)
+    cases = [case for case in cases if case not in colliding]
     try:
+        for case, error in colliding.items():
+            handle(
+                CaseOutcome(
+                    case_id_from_folder(case),
+                    str(case),
+                    FAILED,
+                    error=f"{type(error).__name__}: {error}",
+                    recorded=False,
+                )
+            )
         if workers == 0 and scheduler is None:
             for case in cases:
                 handle(
@@ -354,8 +396,7 @@ def analyze_into_store(
 
     The dashboard's import page runs this; ``progress`` receives the analysis steps.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_folder(Path(out_dir))
     store = Store(out_dir, database_url)
     try:
         parameters = {**_parameters(params), "case_dir": str(Path(case_dir).resolve())}

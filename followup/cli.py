@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from clinical.errors import ClinicalError
-from followup.errors import ExportError
+from followup.debuglog import describe
 from followup.inspect import case_folders, case_summary, find_cases
 from imaging.case import scan_case
 from imaging.errors import ImagingError, NoImagesFoundError
@@ -63,22 +63,24 @@ def _pipeline_params(engine: list[str] | None) -> Any:
 
 
 def _reports_errors(command: F) -> F:
-    """Turn the named errors of the layers into one readable line on stderr and exit status 1."""
+    """Turn every error into one readable line on stderr and exit status 1, never a traceback.
+
+    Named errors of the layers keep their message; anything unexpected is named with what to do and
+    the debug log holding its traceback (:mod:`followup.debuglog`). Ctrl+C exits with 130.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (
-            ImagingError,
-            ClinicalError,
-            ExportError,
-            FileExistsError,
-            FileNotFoundError,
-        ) as error:
-            error_console.print(
-                f"[bold red]error:[/] {type(error).__name__}: {escape(str(error))}", soft_wrap=True
-            )
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except KeyboardInterrupt:
+            error_console.print("interrupted; no partial output was kept", markup=False)
+            raise typer.Exit(code=130) from None
+        except Exception as error:
+            line, _log = describe(error, context=command.__name__)
+            error_console.print(Text("error: ", style="bold red") + Text(line), soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -128,8 +130,8 @@ def inspect(
         return
     for case in cases:
         console.print(
-            f"[bold]case {case['case_id']}[/] ({case['layout']}, {len(case['sessions'])} sessions) "
-            f"in {case['root']}"
+            f"[bold]case {escape(str(case['case_id']))}[/] ({case['layout']}, "
+            f"{len(case['sessions'])} sessions) in {escape(str(case['root']))}"
         )
         if case["mixed_patients"]:
             console.print(
@@ -139,21 +141,23 @@ def inspect(
         for session in case["sessions"]:
             who = ", ".join(_fmt_patient(p) for p in session["patients"]) or "patient unknown"
             table = Table(
-                title=f"{session['session_id']}  {session['study_date'] or 'undated'}  "
-                f"{who}  [dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
+                title=f"{escape(str(session['session_id']))}  "
+                f"{escape(str(session['study_date'] or 'undated'))}  "
+                f"{who}  "
+                f"[dim]has {', '.join(session['has']) or 'no DWI/ADC/FLAIR'}[/]",
                 title_justify="left",
                 show_lines=False,
             )
             for column in ("#", "class", "description", "b-values", "shape", "voxel mm", "why"):
                 table.add_column(column, overflow="fold")
             for row in session["series"]:
-                why = "; ".join(row["reasons"])
+                why = escape("; ".join(row["reasons"]))
                 if row["problem"]:  # the full text is in --json
-                    why = f"[red]not loadable ({row['problem'].split(':')[0]})[/]"
+                    why = f"[red]not loadable ({escape(row['problem'].split(':')[0])})[/]"
                 table.add_row(
                     str(row["series_number"] if row["series_number"] is not None else "-"),
-                    row["sequence"],
-                    row["description"],
+                    escape(str(row["sequence"])),
+                    escape(str(row["description"])),
                     ",".join(f"{b:g}" for b in row["b_values"]) or "-",
                     _fmt_shape(row["shape"]),
                     _fmt_spacing(row["voxel_size_mm"]),
@@ -178,10 +182,12 @@ def convert(
     written = save_nifti(image, out)
     bvals = "" if image.bvals_s_mm2 is None else f", b-values {list(image.bvals_s_mm2)}"
     console.print(
-        f"{image.sequence.value} {image.shape}{bvals}: {image.acquisition.classification_reasons[0]}"
+        f"{image.sequence.value} {image.shape}{bvals}: "
+        f"{image.acquisition.classification_reasons[0]}",
+        markup=False,
     )
     for path in written:
-        console.print(f"  wrote {path}")
+        console.print(f"  wrote {path}", markup=False)
 
 
 @app.command()
@@ -236,13 +242,22 @@ def analyze(
             "folder, e.g. one patient under two IDs; recorded in provenance.json.",
         ),
     ] = False,
+    case_id_option: Annotated[
+        str | None,
+        typer.Option(
+            "--case-id",
+            help="The case id (letters and digits; default: the folder's name without other "
+            "characters). Give one when two folders would get the same id (e.g. "
+            "patientA/DICOM and patientB/DICOM both give DICOM).",
+        ),
+    ] = None,
 ) -> None:
     """Register, segment, measure and track every session of one case, place it beside the drug
     exposure; write OUT/sub-<case>/."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from clinical.record import has_clinical_files
-    from followup.analyze import analyze_case
+    from followup.analyze import analyze_case, valid_case_id
     from imaging.case import case_id_from_folder, scan_case
 
     params = _pipeline_params(engine)
@@ -252,7 +267,9 @@ def analyze(
         if not has_clinical_files(case_dir):
             raise
         index = None
-    case_id = index.case_id if index else case_id_from_folder(case_dir)
+    if case_id_option is not None:
+        valid_case_id(case_id_option)
+    case_id = case_id_option or (index.case_id if index else case_id_from_folder(case_dir))
     steps = 4 * len(index.sessions) + 3 if index else 2
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
@@ -260,7 +277,7 @@ def analyze(
         task = bar.add_task(f"case {case_id}", total=steps)
 
         def step(message: str) -> None:
-            bar.update(task, description=f"{case_id}: {message}", advance=1)
+            bar.update(task, description=escape(f"{case_id}: {message}"), advance=1)
 
         result = analyze_case(
             case_dir,
@@ -270,15 +287,16 @@ def analyze(
             index=index,
             index_rule=index_date,
             allow_mixed_patients=allow_mixed_patients,
+            case_id=case_id_option,
         )
         bar.update(task, completed=steps, description=f"{case_id}: done")
     if result.sessions:
         _print_sessions(result.sessions)
     else:
-        console.print(f"{case_id}: no images; clinical files only")
+        console.print(f"{case_id}: no images; clinical files only", markup=False)
     for warning in result.warnings:  # also in provenance.json, "clinical" -> "warnings"
         error_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-    console.print(f"wrote {result.folder}")
+    console.print(f"wrote {result.folder}", markup=False)
 
 
 @app.command()
@@ -338,9 +356,9 @@ def batch(
         def show(outcome: CaseOutcome, skipped: bool) -> None:
             state = "skipped (unchanged)" if skipped else outcome.status
             colour = {"failed": "red", "done": "green"}.get(outcome.status, "dim")
-            line = f"[{colour}]{outcome.case_id}: {state}[/] ({outcome.seconds:.0f} s)"
+            line = f"[{colour}]{escape(outcome.case_id)}: {state}[/] ({outcome.seconds:.0f} s)"
             if outcome.error:
-                line += f" - {outcome.error}"
+                line += f" - {escape(outcome.error)}"
             bar.console.print(line, soft_wrap=True)
             bar.update(task, advance=1)
 
@@ -356,7 +374,8 @@ def batch(
         )
     console.print(
         f"{total} cases: {summary.n_done} analysed, {summary.n_skipped} unchanged, "
-        f"{summary.n_failed} failed in {summary.seconds:.0f} s; cohort table {out / 'cohort.tsv'}"
+        f"{summary.n_failed} failed in {summary.seconds:.0f} s; cohort table {out / 'cohort.tsv'}",
+        markup=False,
     )
     if summary.n_failed:
         raise typer.Exit(code=1)
@@ -383,7 +402,7 @@ def _print_sessions(rows: list[dict[str, object]]) -> None:
 
     for row in rows:
         table.add_row(
-            str(row["session_id"]),
+            escape(str(row["session_id"])),
             cell(row["day"]),
             cell(row.get("flair_lesion_volume_ml")),
             cell(row.get("dwi_lesion_volume_ml")),
@@ -419,18 +438,22 @@ def _print_clinical(folder: Path, first_mri: date | None) -> None:
         return
     course = place_in_time(record, first_mri=first_mri, folder=folder)
     index = choose_index_date(course, first_mri=first_mri)
-    console.print(f"  clinical files: {', '.join(record.files)}; day 0 = {index.on} ({index.rule})")
+    console.print(
+        f"  clinical files: {', '.join(record.files)}; day 0 = {index.on} ({index.rule})",
+        markup=False,
+    )
     for drug in course.drugs:
         given = course.given(drug)
         console.print(
             f"  {drug}: {len(given)} administrations, day {index.day(given[0].at)} to "
-            f"{index.day(given[-1].at)}, {sum(a.dose_mg for a in given) / 1000:.1f} g in all"
+            f"{index.day(given[-1].at)}, {sum(a.dose_mg for a in given) / 1000:.1f} g in all",
+            markup=False,
         )
     for event in course.events:
-        console.print(f"  day {index.day(event.at)}: {event.kind} - {event.label}")
+        console.print(f"  day {index.day(event.at)}: {event.kind} - {event.label}", markup=False)
     for item in csf_indices(course):
         if item.measure.endswith("index"):
-            console.print(f"  CSF {item.sample_date}: {item.reading}")
+            console.print(f"  CSF {item.sample_date}: {item.reading}", markup=False)
 
 
 @app.command()
@@ -457,15 +480,18 @@ def report(
 ) -> None:
     """Write the printable follow-up report of one analysed case (PDF, A4)."""
     from followup.report import write_report
+    from followup.results import read_provenance
 
-    if not (case / "provenance.json").is_file():
+    if not (case / "provenance.json").is_file() and list(case.glob("sub-*/provenance.json")):
         raise NoImagesFoundError(
-            f"{case}: not an analysed case folder (no provenance.json); give OUT_DIR/sub-<case> of "
-            "`leukotrack analyze` or `batch`"
+            f"{case}: an output folder of several cases; give one case folder, e.g. "
+            f"{sorted(case.glob('sub-*'))[0]}"
         )
+    read_provenance(case)  # a named error for a half-written or failed output, before drawing
     path = write_report(case, out, index, pseudonym=pseudonym)
     console.print(
-        f"report written: {path} ({path.stat().st_size / 1024:.0f} kB)\n[dim]{RESEARCH_USE}[/]"
+        f"report written: {escape(str(path))} ({path.stat().st_size / 1024:.0f} kB)\n"
+        f"[dim]{RESEARCH_USE}[/]"
     )
 
 
@@ -497,7 +523,8 @@ def export(
     summary = export_outputs(out_dir, to, deidentify=deidentify, key_file=key)
     console.print(
         f"exported {len(summary.cases)} cases, {summary.tables} tables (TSV and Parquet) and "
-        f"{summary.dicom} DICOM SEG objects to {to}" + (" (de-identified)" if deidentify else "")
+        f"{summary.dicom} DICOM SEG objects to {to}" + (" (de-identified)" if deidentify else ""),
+        markup=False,
     )
 
 
@@ -554,7 +581,9 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve(data: Path, host: str, port: int, open_browser: bool) -> None:
+def _serve(
+    data: Path, host: str, port: int, open_browser: bool, import_root: Path | None = None
+) -> None:
     import os
     import subprocess
     import webbrowser
@@ -565,7 +594,7 @@ def _serve(data: Path, host: str, port: int, open_browser: bool) -> None:
         )
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(
-            f"[yellow]Serving on {host}: other computers on the network can reach the dashboard. "
+            f"[yellow]Serving on {escape(host)}: other computers on the network can reach the dashboard. "
             "It has no login; put it behind an authenticating proxy.[/]"
         )
     if not _port_free(host, port):
@@ -573,9 +602,14 @@ def _serve(data: Path, host: str, port: int, open_browser: bool) -> None:
         console.print(f"[yellow]Port {busy} is in use; serving on {port} instead.[/]")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     console.print(
-        f"[bold]leukotrack dashboard[/] on {data}\n  open {url}  (Ctrl+C stops it)\n[dim]{RESEARCH_USE}[/]"
+        f"[bold]leukotrack dashboard[/] on {escape(str(data))}\n  open {escape(url)}  "
+        f"(Ctrl+C stops it)\n[dim]{RESEARCH_USE}[/]"
     )
     environment = {**os.environ, "LEUKOTRACK_DATA": str(data.resolve())}
+    if import_root is not None:
+        if not import_root.is_dir():
+            raise NoImagesFoundError(f"--import-root {import_root}: no such folder")
+        environment["LEUKOTRACK_IMPORT_ROOT"] = str(import_root.resolve())
     process = subprocess.Popen(dashboard_command(data, host, port), env=environment)
     if open_browser and (os.environ.get("DISPLAY") or sys.platform in ("darwin", "win32")):
         webbrowser.open(url)
@@ -599,9 +633,17 @@ def dashboard(
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open a browser tab when there is a screen.")
     ] = True,
+    import_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--import-root",
+            help="The folder whose case folders the Import page may list and analyse (default: "
+            "the folder that holds --data).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the Streamlit dashboard on this computer (127.0.0.1) for an output folder."""
-    _serve(data, host, port, open_browser)
+    _serve(data, host, port, open_browser, import_root)
 
 
 def _demo_out() -> Path:
@@ -631,23 +673,26 @@ def demo(
 
     root = _sample_root()
     out = out or _demo_out()
-    console.print(f"[bold]leukotrack demo[/] on {root} -> {out}\n[dim]{RESEARCH_USE}[/]")
+    console.print(
+        f"[bold]leukotrack demo[/] on {escape(str(root))} -> {escape(str(out))}\n[dim]{RESEARCH_USE}[/]"
+    )
     for folder in case_folders(root):
         first = None
         try:
             case = scan_case(folder)
             first = case.sessions[0].study_date if case.sessions else None
             console.print(
-                f"\n[bold]case {case.case_id}[/]: {len(case.sessions)} sessions ({case.layout})"
+                f"\n[bold]case {escape(case.case_id)}[/]: {len(case.sessions)} sessions "
+                f"({case.layout})"
             )
         except NoImagesFoundError:
-            console.print(f"\n[bold]case {folder.name}[/]: no images, clinical files only")
+            console.print(f"\n[bold]case {escape(folder.name)}[/]: no images, clinical files only")
         _print_clinical(folder, first)
     console.print("\nanalysing (about a minute the first time; unchanged cases are kept)")
 
     def show(outcome: Any, skipped: bool) -> None:
         state = "unchanged, kept" if skipped else outcome.status
-        console.print(f"  {outcome.case_id}: {state} ({outcome.seconds:.0f} s)")
+        console.print(f"  {outcome.case_id}: {state} ({outcome.seconds:.0f} s)", markup=False)
 
     summary = run_batch(root, out, workers=0, on_outcome=show)
     if summary.n_failed:
@@ -660,12 +705,14 @@ def demo(
             with sessions.open() as handle:
                 rows = list(csv.DictReader(handle, delimiter="\t"))
             if rows:
-                console.print(f"\n[bold]{case_dir.name}[/]")
+                console.print(f"\n[bold]{escape(case_dir.name)}[/]")
                 _print_sessions([{k: _number(v) for k, v in row.items()} for row in rows])
     if serve:
-        _serve(out, "127.0.0.1", port, open_browser=True)
+        _serve(out, "127.0.0.1", port, open_browser=True, import_root=root)
     else:
-        console.print(f"\nResults in {out}; `leukotrack dashboard --data {out}` shows them.")
+        console.print(
+            f"\nResults in {out}; `leukotrack dashboard --data {out}` shows them.", markup=False
+        )
 
 
 def _number(text: str) -> object:

@@ -194,6 +194,19 @@ def _session_pseudonyms(folder: Path) -> dict[str, str]:
     return session_aliases([str(label) for label in ordered["session_id"]])
 
 
+def _cohort_sessions(frame: pd.DataFrame, cases: list[Path]) -> dict[str, str]:
+    """Session aliases for the cohort table, whose rows mix cases: each row's label is replaced
+    in place by its own case's alias (``ses-01`` ...), and the returned map keeps the aliases."""
+    if "session_id" not in frame.columns or "case_id" not in frame.columns:
+        return {}
+    aliases = {folder.name.removeprefix("sub-"): _session_pseudonyms(folder) for folder in cases}
+    frame["session_id"] = [
+        aliases.get(case, {}).get(label, "ses-xx") if label else label
+        for case, label in zip(frame["case_id"], frame["session_id"], strict=True)
+    ]
+    return {alias: alias for alias in frame["session_id"] if alias}
+
+
 def _export_dicom(
     folder: Path,
     destination: Path,
@@ -272,7 +285,7 @@ def export_outputs(
         if cohort.is_file():
             frame = _read(cohort)
             if deidentify:
-                frame = _deidentify(frame, pseudonyms, {})
+                frame = _deidentify(frame, pseudonyms, _cohort_sessions(frame, cases))
             _write(frame, work / "cohort")
             summary.tables += 1
         for folder in cases:

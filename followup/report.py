@@ -14,8 +14,6 @@ Every page carries the research-use statement. Written atomically: a failure lea
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -55,6 +53,7 @@ from imaging.display import (
     presets,
     side_by_side,
 )
+from safeio import OutputIsFolderError, write_bytes
 
 __all__ = ["RESEARCH_USE", "most_affected_slice", "report_bytes", "write_report"]
 
@@ -587,17 +586,17 @@ def write_report(
 
     Raises
     ------
-    FileNotFoundError
-        When ``case_folder`` is not a finished analysis (no provenance.json).
+    IncompleteAnalysisError
+        When ``case_folder`` is not a finished analysis (no or a cut provenance.json, a missing file).
+    OutputIsFolderError
+        When ``out_pdf`` is a folder (checked first; nothing is drawn or written).
+    OutputError
+        Full or read-only disk; no partial file is left.
     """
-    data = report_bytes(case_folder, index_key, pseudonym=pseudonym)
     out_pdf = Path(out_pdf)
-    out_pdf.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{out_pdf.name}.", dir=out_pdf.parent)
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    Path(name).chmod(0o666 & ~umask)  # mkstemp makes it private; a report is an ordinary file
-    Path(name).replace(out_pdf)
-    return out_pdf
+    if out_pdf.is_dir():
+        raise OutputIsFolderError(
+            f"{out_pdf} is a folder; give the PDF file to write, e.g. --out {out_pdf / 'report.pdf'}"
+        )
+    data = report_bytes(case_folder, index_key, pseudonym=pseudonym)
+    return write_bytes(out_pdf, data)

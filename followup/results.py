@@ -19,6 +19,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from followup.errors import IncompleteAnalysisError
+from safeio import read_manifest
+
 __all__ = [
     "IMAGE_KINDS",
     "INDEX_CHOICES",
@@ -32,6 +35,7 @@ __all__ = [
     "lesion_courses",
     "load_case_outputs",
     "marked_labels",
+    "read_provenance",
     "session_aliases",
 ]
 
@@ -58,7 +62,13 @@ INDEX_CHOICES: dict[str, str] = {
 def _tsv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame()
-    return pd.read_csv(path, sep="\t", dtype={"session_id": str, "lesion_id": str})
+    try:
+        return pd.read_csv(path, sep="\t", dtype={"session_id": str, "lesion_id": str})
+    except (OSError, UnicodeDecodeError, ValueError) as error:  # pandas' parser errors included
+        raise IncompleteAnalysisError(
+            f"{path} is cut or unreadable ({type(error).__name__}: {error}); run `leukotrack "
+            "analyze` (or `batch`) on the case again"
+        ) from error
 
 
 @dataclass(frozen=True)
@@ -111,21 +121,57 @@ class CaseOutputs:
         return (self.analysis_index - index_on).days
 
 
+def read_provenance(folder: Path) -> dict[str, Any]:
+    """provenance.json of ``OUT/sub-<case>``, checked: a JSON object, and every file the analysis
+    recorded in the folder's manifest still there.
+
+    Raises
+    ------
+    IncompleteAnalysisError
+        With what is wrong and what to do: no provenance.json (not a finished analysis), a cut or
+        unreadable one, or files of the analysis missing.
+    """
+    folder = Path(folder)
+    path = folder / "provenance.json"
+    again = "run `leukotrack analyze` (or `batch`) on the case again"
+    if not path.is_file():
+        raise IncompleteAnalysisError(
+            f"{folder}: no provenance.json; this is not a finished leukotrack analysis ({again})"
+        )
+    try:
+        provenance = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise IncompleteAnalysisError(
+            f"{path} is cut or unreadable ({type(error).__name__}: {error}); the results in this "
+            f"folder cannot be trusted: {again}"
+        ) from error
+    if not isinstance(provenance, dict):
+        raise IncompleteAnalysisError(f"{path} is not a provenance record (a JSON object); {again}")
+    written = read_manifest(folder)
+    missing = sorted(f for f in written or () if not (folder / f).exists())
+    if written is None and not (folder / "sessions.tsv").is_file():
+        missing = ["sessions.tsv"]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise IncompleteAnalysisError(
+            f"{folder}: files the analysis wrote are missing ({shown}); {again}"
+        )
+    return provenance
+
+
 def load_case_outputs(folder: Path) -> CaseOutputs:
     """Read ``OUT/sub-<case>``.
 
     Raises
     ------
-    FileNotFoundError
-        When the folder has no provenance.json (not a finished analysis).
+    IncompleteAnalysisError
+        When the folder is not a finished, complete analysis (see :func:`read_provenance`); it is
+        a ``FileNotFoundError`` too.
     """
     folder = Path(folder)
-    provenance_path = folder / "provenance.json"
-    if not provenance_path.is_file():
-        raise FileNotFoundError(
-            f"{folder}: no provenance.json; this is not a finished leukotrack analysis "
-            "(run `leukotrack analyze` or `leukotrack batch` on the case)"
-        )
+    provenance = read_provenance(folder)
     return CaseOutputs(
         folder=folder,
         case_id=folder.name.removeprefix("sub-"),
@@ -134,7 +180,7 @@ def load_case_outputs(folder: Path) -> CaseOutputs:
         timeline=_tsv(folder / "timeline.tsv"),
         pk=_tsv(folder / "pk.tsv"),
         csf=_tsv(folder / "csf.tsv"),
-        provenance=json.loads(provenance_path.read_text()),
+        provenance=provenance,
     )
 
 

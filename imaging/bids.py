@@ -14,7 +14,6 @@ A session may hold FLAIR only, or DWI/ADC only.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import functools
 import io
@@ -24,8 +23,10 @@ from pathlib import Path
 
 from imaging.case import Patient, SeriesEntry, Session
 from imaging.errors import NiftiLayoutError, NoImagesFoundError
+from imaging.limits import read_small_file
 from imaging.nifti import load_nifti, nifti_stem, open_nifti, read_bval, read_sidecar
 from imaging.sequence import SequenceClass
+from safeio.text import FALLBACK_ENCODING, TextDecodeError, decode_text
 
 __all__ = ["read_sessions_tsv", "scan_bids_case"]
 
@@ -51,44 +52,25 @@ def _parse_when(text: str, where: str) -> datetime:
         ) from error
 
 
-_BOMS = (
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-
-
 def _decode_text(path: Path) -> str:
-    """A small text file as str: UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252
-    (latin-1) with a warning, the encodings spreadsheets save tab-separated text in.
-
-    The clinical CSVs follow the same rule in ``clinical.tables`` (imaging must not import clinical).
+    """A small text file as str, by the one rule of :func:`safeio.text.decode_text` (a warning when it
+    is read as Windows-1252).
 
     Raises
     ------
     NiftiLayoutError
-        When the bytes are no text in any of these encodings (NUL bytes without a UTF-16 BOM).
+        When the bytes are no text in any accepted encoding.
     """
-    raw = path.read_bytes()
-    for bom, encoding in _BOMS:
-        if raw.startswith(bom):
-            try:
-                return raw.decode(encoding)
-            except UnicodeDecodeError as error:
-                raise NiftiLayoutError(
-                    f"{path}: starts as {encoding} but is not valid text ({error}); save it again "
-                    "as UTF-8 tab-separated text"
-                ) from error
-    if b"\x00" in raw:
-        raise NiftiLayoutError(
-            f"{path}: not text (NUL bytes; UTF-16 without a byte order mark?); save it again as "
-            "UTF-8 tab-separated text"
-        )
+    raw = read_small_file(path, what="sessions.tsv")
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
+        text, encoding = decode_text(raw)
+    except TextDecodeError as error:
+        raise NiftiLayoutError(
+            f"{path}: {error} (line {error.line}); save it again as UTF-8 tab-separated text"
+        ) from None
+    if encoding == FALLBACK_ENCODING:
         log.warning("%s: not UTF-8, read as Windows-1252 (latin-1)", path)
-        return raw.decode("cp1252", errors="replace")
+    return text
 
 
 def read_sessions_tsv(path: Path) -> dict[str, datetime]:

@@ -26,10 +26,26 @@ from numpy.typing import ArrayLike, NDArray
 from imaging.errors import GeometryError
 from imaging.sequence import SequenceClass
 
-__all__ = ["AFFINE_ATOL_MM", "Acquisition", "MRImage"]
+__all__ = ["AFFINE_ATOL_MM", "Acquisition", "MRImage", "nifti_scaling"]
 
 #: Two affines closer than this (mm, per element) describe the same grid.
 AFFINE_ATOL_MM = 1e-3
+
+
+def nifti_scaling(image: nib.Nifti1Image) -> tuple[float, float]:
+    """The (slope, intercept) applied to a NIfTI's stored voxels, ``(1, 0)`` when none.
+
+    nibabel moves ``scl_slope``/``scl_inter`` of a loaded file into its array proxy and clears them
+    in ``image.header``, so the proxy is asked first.
+    """
+    proxy = image.dataobj
+    slope = getattr(proxy, "slope", None)
+    inter = getattr(proxy, "inter", None)
+    if slope is None:
+        slope, inter = image.header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    return slope, inter
 
 
 @dataclass(frozen=True)
@@ -304,8 +320,8 @@ class MRImage:
         acquisition: Acquisition | None = None,
     ) -> MRImage:
         """Wrap a nibabel image; scaled data come as float32, unscaled keep their stored dtype."""
-        slope, inter = image.header.get_slope_inter()
-        if (slope is None or slope == 1) and (inter is None or inter == 0):
+        slope, inter = nifti_scaling(image)
+        if slope == 1 and inter == 0:
             data = np.asanyarray(image.dataobj)
         else:
             data = image.get_fdata(dtype=np.float32)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from imaging.errors import (
     DecompressionLimitError,
     ImageTooLargeError,
     ImagingError,
+    NiftiLayoutError,
     TruncatedFileError,
 )
 
@@ -34,11 +36,13 @@ __all__ = [
     "DEFAULT_MAX_IMAGE_MB",
     "MAX_DECOMPRESSED_ENV",
     "MAX_IMAGE_ENV",
+    "MAX_TEXT_BYTES",
     "check_image_bytes",
     "gunzip_capped",
     "gunzip_chunks",
     "max_decompressed_bytes",
     "max_image_bytes",
+    "read_small_file",
 ]
 
 #: Default largest image (MB of stored voxel data): a 512 x 512 x 400 x 10 int16 series fits.
@@ -48,8 +52,29 @@ DEFAULT_MAX_DECOMPRESSED_MB = 2048
 MAX_IMAGE_ENV = "LEUKOTRACK_MAX_IMAGE_MB"
 MAX_DECOMPRESSED_ENV = "LEUKOTRACK_MAX_DECOMPRESSED_MB"
 
+#: Largest sidecar, .bval or sessions.tsv read (bytes): real ones are a few KB.
+MAX_TEXT_BYTES = 16 << 20
+
 _MB = 1 << 20
 _CHUNK = 1 << 20
+
+
+def read_small_file(path: Path, *, what: str) -> bytes:
+    """The bytes of a small text file (a JSON sidecar, a ``.bval``, a ``sessions.tsv``), refusing one
+    larger than :data:`MAX_TEXT_BYTES` without reading it.
+
+    Raises
+    ------
+    NiftiLayoutError
+        When the file is larger than the limit (a wrong or damaged file).
+    """
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise NiftiLayoutError(
+            f"{path}: {size / _MB:,.0f} MB is far too large for a {what} (at most "
+            f"{MAX_TEXT_BYTES / _MB:.0f} MB); it is a wrong or damaged file: replace it"
+        )
+    return path.read_bytes()
 
 
 def _limit_mb(name: str, default: int) -> float:
@@ -101,9 +126,12 @@ def check_image_bytes(n_bytes: int, *, where: str, what: str) -> None:
         )
 
 
-def gunzip_chunks(handle: BinaryIO, *, where: str) -> Iterator[bytes]:
+def gunzip_chunks(handle: BinaryIO, *, where: str, raw_deflate: bool = False) -> Iterator[bytes]:
     """Decompress a gzip stream chunk by chunk (about 1 MB each), stopping at
     :func:`max_decompressed_bytes`; a caller that stops iterating reads no further.
+
+    ``raw_deflate``: the stream is one raw deflate stream (no gzip container, as in DICOM's Deflated
+    Explicit VR Little Endian), and anything after its end is ignored.
 
     Raises
     ------
@@ -114,7 +142,8 @@ def gunzip_chunks(handle: BinaryIO, *, where: str) -> Iterator[bytes]:
     """
     cap = max_decompressed_bytes()
     total = 0
-    decompressor = zlib.decompressobj(wbits=31)  # gzip container
+    wbits = -zlib.MAX_WBITS if raw_deflate else 31  # 31: the gzip container
+    decompressor = zlib.decompressobj(wbits=wbits)
     pending = False  # the current gzip member has started but not ended
     while chunk := handle.read(_CHUNK):
         while chunk:
@@ -135,9 +164,11 @@ def gunzip_chunks(handle: BinaryIO, *, where: str) -> Iterator[bytes]:
             if out:
                 yield out
             chunk = decompressor.unconsumed_tail
+            if decompressor.eof and raw_deflate:
+                return
             if decompressor.eof:  # a further gzip member may follow
                 chunk, pending = decompressor.unused_data, False
-                decompressor = zlib.decompressobj(wbits=31)
+                decompressor = zlib.decompressobj(wbits=wbits)
     if pending:
         raise TruncatedFileError(
             f"{where}: gzip-compressed file ends early (after {total} decompressed bytes); the "

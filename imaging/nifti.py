@@ -1,19 +1,15 @@
 """NIfTI files with their sidecars: ``.bval`` for DWI and a dcm2niix/BIDS-style JSON.
 
-Writing is atomic: all files are written under temporary names in the target folder and renamed only
-when every one is complete, so a failure leaves nothing behind.
+Writing is atomic (:func:`safeio.atomic_files`): all files are written under temporary names in the
+target folder and renamed only when every one is complete, so a failure leaves nothing behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 import zlib
-from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -27,15 +23,15 @@ from imaging.errors import (
     TruncatedFileError,
     TruncatedNiftiError,
 )
-from imaging.image import Acquisition, MRImage
-from imaging.limits import check_image_bytes, gunzip_chunks
+from imaging.image import Acquisition, MRImage, nifti_scaling
+from imaging.limits import check_image_bytes, gunzip_chunks, read_small_file
 from imaging.sequence import SequenceClass
 from imaging.units import ADC_UNIT, adc_to_um2s
+from safeio import atomic_files
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "atomic_outputs",
     "load_nifti",
     "nifti_stem",
     "open_nifti",
@@ -60,31 +56,6 @@ def nifti_stem(path: Path) -> Path:
         if name.endswith(suffix):
             return path.with_name(name[: -len(suffix)])
     return path.with_suffix("")
-
-
-@contextlib.contextmanager
-def atomic_outputs(*targets: Path) -> Iterator[list[Path]]:
-    """Yield temporary paths for ``targets``; rename them into place only if the block succeeds.
-
-    The temporary files live beside their targets (same file system, so the final rename is atomic);
-    on any error they are removed and no target is touched.
-    """
-    temporaries: list[Path] = []
-    try:
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            ending = ".nii.gz" if target.name.endswith(".nii.gz") else target.suffix
-            handle, name = tempfile.mkstemp(
-                prefix=f".{target.name}.", suffix=f".partial{ending}", dir=target.parent
-            )
-            os.close(handle)
-            temporaries.append(Path(name))
-        yield temporaries
-        for temporary, target in zip(temporaries, targets, strict=True):
-            temporary.replace(target)
-    finally:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
 
 
 def sidecar_from_acquisition(image: MRImage) -> dict[str, Any]:
@@ -122,7 +93,7 @@ def sidecar_from_acquisition(image: MRImage) -> dict[str, Any]:
 def save_nifti(image: MRImage, path: Path) -> list[Path]:
     """Write ``image`` as NIfTI (``.nii`` or ``.nii.gz``) with a JSON sidecar and, for DWI, a ``.bval``.
 
-    Returns the paths written. Atomic: see :func:`atomic_outputs`.
+    Returns the paths written. Atomic: see :func:`safeio.atomic_files`.
     """
     path = Path(path)
     if not path.name.endswith((".nii", ".nii.gz")):
@@ -131,7 +102,7 @@ def save_nifti(image: MRImage, path: Path) -> list[Path]:
     targets = [path, stem.with_suffix(".json")]
     if image.bvals_s_mm2 is not None:
         targets.append(stem.with_suffix(".bval"))
-    with atomic_outputs(*targets) as temporaries:
+    with atomic_files(*targets) as temporaries:
         nib.save(image.to_nifti(), temporaries[0])
         temporaries[1].write_text(json.dumps(sidecar_from_acquisition(image), indent=2) + "\n")
         if image.bvals_s_mm2 is not None:
@@ -148,7 +119,8 @@ def read_bval(path: Path) -> list[float]:
         When the file is not text, or holds anything but finite, non-negative numbers.
     """
     try:
-        values = [float(token) for token in path.read_bytes().decode("utf-8-sig").split()]
+        text = read_small_file(path, what="b-value file").decode("utf-8-sig")
+        values = [float(token) for token in text.split()]
     except (UnicodeDecodeError, ValueError) as error:
         raise NiftiLayoutError(
             f"{path}: not a list of numbers ({error}); write the b-values (s/mm2) separated by "
@@ -210,7 +182,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        sidecar = json.loads(path.read_bytes().decode("utf-8-sig"))
+        sidecar = json.loads(read_small_file(path, what="JSON sidecar").decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as error:
         raise NiftiLayoutError(
             f"{path}: not a readable JSON sidecar ({error}); fix it (UTF-8 JSON, as dcm2niix "
@@ -302,7 +274,8 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     NiftiLayoutError
         When the file is missing, damaged or not NIfTI.
     ImageTooLargeError
-        When the header declares more voxel data than ``$LEUKOTRACK_MAX_IMAGE_MB``.
+        When the header declares more voxel data than ``$LEUKOTRACK_MAX_IMAGE_MB`` (as loaded:
+        float32 when a scale slope or intercept applies).
     TruncatedNiftiError
         When an uncompressed file is shorter than its header says.
     """
@@ -320,10 +293,14 @@ def open_nifti(path: Path) -> nib.Nifti1Image:
     shape = tuple(int(n) for n in header.get_data_shape())
     itemsize = header.get_data_dtype().itemsize
     n_bytes = math.prod(shape) * itemsize
+    slope, inter = nifti_scaling(image)
+    scaled = slope != 1 or inter != 0
+    loaded = max(itemsize, 4) if scaled else itemsize  # scaled voxels are read as float32
     check_image_bytes(
-        n_bytes,
+        math.prod(shape) * loaded,
         where=str(path),
-        what=f"{'x'.join(str(n) for n in shape)} voxels of {itemsize * 8} bits",
+        what=f"{'x'.join(str(n) for n in shape)} voxels of {loaded * 8} bits"
+        + (" (scaled to float32)" if scaled and loaded != itemsize else ""),
     )
     if not path.name.endswith(".gz"):
         end = int(getattr(image.dataobj, "offset", header.get_data_offset())) + n_bytes

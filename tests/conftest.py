@@ -21,6 +21,20 @@ def realdata_root() -> Path:
     return Path(configured) if configured else REPO.parent / "shared" / "realdata"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def debug_log_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Debug logs of unexpected errors (followup.debuglog) go to a temporary folder, not the
+    user's ~/.cache, for the whole session (a test may point LEUKOTRACK_LOG_DIR elsewhere)."""
+    folder = tmp_path_factory.mktemp("debug-logs")
+    before = os.environ.get("LEUKOTRACK_LOG_DIR")
+    os.environ["LEUKOTRACK_LOG_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("LEUKOTRACK_LOG_DIR", None)
+    else:
+        os.environ["LEUKOTRACK_LOG_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def realdata() -> Path:
     """The real scans folder; the test is skipped when it is absent."""

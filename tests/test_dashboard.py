@@ -169,7 +169,8 @@ def test_csf_page_shows_indices_with_limits(data):
     assert len(app.get("plotly_chart")) == 1
 
 
-def test_run_page_reports_bad_folders_as_messages(data, tmp_path):
+def test_run_page_reports_bad_folders_as_messages(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEUKOTRACK_IMPORT_ROOT", str(tmp_path))
     app = _run("run")
     app.text_input(key="run_folder").set_value(str(tmp_path / "nowhere")).run()
     assert "is not a folder" in app.error[0].value
@@ -181,7 +182,8 @@ def test_run_page_reports_bad_folders_as_messages(data, tmp_path):
     assert "empty_case" in app.error[0].value
 
 
-def test_run_page_analyses_a_case_with_progress(data, tmp_path, sample_case):
+def test_run_page_analyses_a_case_with_progress(data, tmp_path, sample_case, monkeypatch):
+    monkeypatch.setenv("LEUKOTRACK_IMPORT_ROOT", str(sample_case.parent))
     out = tmp_path / "out"
     app = AppTest.from_function(_page, args=("run",), default_timeout=300)
     import os

@@ -498,3 +498,15 @@ def test_a_key_without_deidentify_is_refused(small_out, tmp_path):
     with pytest.raises(ExportError, match="add --deidentify"):
         export_outputs(small_out, tmp_path / "e", key_file=tmp_path / "key.tsv")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_deidentified_cohort_names_sessions_by_their_case_order(analyzed_samples, tmp_path):
+    export_outputs(analyzed_samples, tmp_path / "deid", deidentify=True)
+    cohort = pd.read_parquet(tmp_path / "deid" / "cohort.parquet")
+    original = pd.read_csv(analyzed_samples / "cohort.tsv", sep="\t")
+    rows = cohort[cohort["case_id"] == "P002"]
+    assert rows["session_id"].tolist() == ["ses-01", "ses-02", "ses-03", "ses-04", "ses-05"]
+    before = original[original["case_id"] == "indexcase"]
+    assert rows["day"].tolist() == before["day"].tolist()
+    assert rows["flair_lesion_volume_ml"].tolist() == before["flair_lesion_volume_ml"].tolist()

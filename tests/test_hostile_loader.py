@@ -171,6 +171,22 @@ def test_image_limit_is_configurable(tmp_path, monkeypatch):
         load_series_folder(tmp_path / "s")
 
 
+def test_the_image_limit_counts_scaled_nifti_voxels_as_float32(tmp_path, monkeypatch):
+    header = nib.Nifti1Header()
+    header.set_data_shape((64, 64, 64))
+    header.set_data_dtype(np.uint8)  # 256 KB stored
+    header.set_slope_inter(2.0, 0.0)
+    path = tmp_path / "scaled_FLAIR.nii"
+    with path.open("wb") as handle:
+        header.write_to(handle)
+        handle.write(bytes(352 - handle.tell()) + np.ones(64**3, np.uint8).tobytes())
+    monkeypatch.setenv(MAX_IMAGE_ENV, "0.5")  # 512 KB: the stored bytes fit, float32 (1 MB) not
+    with pytest.raises(ImageTooLargeError, match=r"64x64x64 voxels of 32 bits \(scaled"):
+        load_nifti(path)
+    monkeypatch.setenv(MAX_IMAGE_ENV, "2")
+    assert float(load_nifti(path).data.max()) == 2.0
+
+
 def test_gzip_bomb_stops_where_its_header_says_the_image_ends(tmp_path):
     path = hostile.dicom_gz_bomb(tmp_path / "case" / "bomb.dcm.gz", expand_mb=50)
     assert path.stat().st_size < 200_000
@@ -183,6 +199,20 @@ def test_gzip_cap_is_configurable(tmp_path, monkeypatch):
     path = hostile.dicom_gz_bomb(tmp_path / "case" / "bomb.dcm.gz", expand_mb=50, rows=4096)
     monkeypatch.setenv(MAX_DECOMPRESSED_ENV, "8")
     with pytest.raises(DecompressionLimitError, match=f"more than 8 MB.*{MAX_DECOMPRESSED_ENV}"):
+        scan_dicom(path.parent)
+
+
+def test_a_deflated_series_loads_exactly(tmp_path):
+    phantom = hostile.deflated_series(tmp_path / "s")
+    image = load_series_folder(tmp_path / "s")
+    np.testing.assert_array_equal(image.data, phantom.data)
+    np.testing.assert_allclose(image.affine, phantom.affine_ras(), atol=1e-4)
+
+
+def test_a_deflate_bomb_stops_where_its_header_says_the_image_ends(tmp_path):
+    path = hostile.deflate_bomb(tmp_path / "case" / "bomb.dcm", expand_mb=200)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(DecompressionLimitError, match=r"beyond the \d+ bytes its DICOM header"):
         scan_dicom(path.parent)
 
 
@@ -462,6 +492,17 @@ def test_a_truncated_nii_gz_is_a_named_error_not_aborted(tmp_path, kept):
     assert result.exit_code == 1
     assert "TruncatedNiftiError" in result.output and "Aborted" not in result.output
     _nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "name", ["sessions.tsv", "ses-a/anat/sub-x_ses-a_FLAIR.json"], ids=["sessions.tsv", "sidecar"]
+)
+def test_a_2_gib_sidecar_or_sessions_tsv_is_refused_unread(tmp_path, name):
+    root = hostile.bids_case(tmp_path / "case")
+    (root / name).unlink()
+    hostile.sparse_stray_file(root / name)
+    with pytest.raises(NiftiLayoutError, match="far too large"):
+        scan_case(root)
 
 
 def test_a_truncated_nii_is_found_when_indexing(tmp_path):

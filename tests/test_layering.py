@@ -1,5 +1,6 @@
 """The layers of DESIGN.md §2, checked on the source: imaging and clinical import neither each other,
-nor the store, nor Streamlit; only dashboard/ imports streamlit."""
+nor the store, nor Streamlit; only dashboard/ imports streamlit. safeio/ (atomic writes, output
+errors) sits below every layer: it imports no part of leukotrack, and every layer may import it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ FORBIDDEN = {
     "followup": {"dashboard", "streamlit"},
     "synthetic": {"followup", "dashboard", "streamlit"},
     "dashboard": {"synthetic"},
+    "safeio": {
+        "imaging",
+        "clinical",
+        "followup",
+        "dashboard",
+        "synthetic",
+        "streamlit",
+        "sqlalchemy",
+        "numpy",
+        "pandas",
+    },
 }
 
 

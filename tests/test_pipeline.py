@@ -115,7 +115,7 @@ def test_analyze_writes_the_contracted_files_and_columns(analyzed: Path, process
     assert provenance["software"]["name"] == "leukotrack"
     assert "pipeline" in provenance["parameters"]
     assert len(provenance["input_sha256"]) > 400
-    assert not list(analyzed.glob(".*partial*"))
+    assert not list(analyzed.glob(".sub-*"))  # no temporary folder left
 
 
 def test_the_story_is_told_by_the_tables(analyzed: Path):

@@ -18,14 +18,19 @@ from imaging.errors import NoImagesFoundError
 __all__ = ["show"]
 
 
-def _default_folder() -> str:
+def _default_folder(root: Path) -> str:
     for candidate in (
         Path.cwd() / "sample_scans" / "indexcase",
         Path(__file__).resolve().parents[2] / "sample_scans" / "indexcase",
     ):
-        if candidate.is_dir():
+        if candidate.is_dir() and candidate.resolve().is_relative_to(root):
             return str(candidate)
-    return str(Path.home())
+    return str(root)
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    """Whether ``folder`` (symbolic links followed) lies in ``root``."""
+    return folder.resolve().is_relative_to(root)
 
 
 def _describe(folder: Path) -> int:
@@ -63,13 +68,24 @@ def show() -> None:
         "Analyse one patient's folder (DICOM in any layout, or BIDS-like NIfTI, with optional "
         f"clinical CSV files) into **{out}**. The files are read where they are; nothing is uploaded."
     )
+    root = data.import_root()
     folder_text = st.text_input(
-        "Case folder on this computer", value=_default_folder(), key="run_folder"
+        "Case folder on this computer", value=_default_folder(root), key="run_folder"
     )
     folder = Path(folder_text).expanduser()
+    if not folder.is_absolute():
+        folder = root / folder
+    if not _inside(folder, root):
+        st.error(
+            f"{folder} is outside the folder this dashboard may read ({root}). Type a case folder "
+            "inside it, or start the dashboard with `leukotrack dashboard --import-root PATH` to "
+            "allow another one."
+        )
+        return
     if not folder.is_dir():
         st.error(
-            f"{folder} is not a folder on this computer. Type the path of one patient's folder."
+            f"{folder} is not a folder on this computer. Type the path of one patient's folder "
+            f"(inside {root})."
         )
         return
     subfolders = sorted(

@@ -101,16 +101,19 @@ class DicomSeries:
     def load(self) -> MRImage:
         """Read the pixel data and build the image (see :func:`load_dicom_series`).
 
-        The series' size, known from its headers, is checked against the image limit first
-        (:func:`imaging.limits.check_image_bytes`), before any pixel data are read.
+        The series' size in memory (float32 when rescaled), known from its headers, is checked
+        against the image limit first (:func:`imaging.limits.check_image_bytes`), before any pixel
+        data are read.
         """
         layout = self.layout
         if layout is not None:
-            bits = int(self.header.get("BitsAllocated", 16) or 16)
+            rescaled = any(f.slope != 1.0 or f.intercept != 0.0 for f in self.frames)
+            bits = 32 if rescaled else int(self.header.get("BitsAllocated", 16) or 16)
             check_image_bytes(
                 math.prod(layout.shape) * ((bits + 7) // 8),
                 where=self.label,
-                what=f"{'x'.join(str(n) for n in layout.shape)} voxels of {bits} bits",
+                what=f"{'x'.join(str(n) for n in layout.shape)} voxels of {bits} bits"
+                + (" (rescaled to float32)" if rescaled else ""),
             )
         return load_dicom_series(self.paths, where=str(self.paths[0].parent))
 

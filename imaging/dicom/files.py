@@ -18,6 +18,8 @@ from typing import BinaryIO
 import pydicom
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
 
 from imaging.dicom.uih import is_uih_grid
 from imaging.errors import DecompressionLimitError, DicomReadError, TruncatedFileError
@@ -58,6 +60,9 @@ _HEAD_BYTES = 140
 _GZ_PREFIX_BYTES = 1 << 16
 #: Bytes a compressed image may hold beyond its header and declared pixel data (trailing elements).
 _GZ_SLACK_BYTES = 1 << 20
+#: Deflated Explicit VR Little Endian, as it appears in a file meta (looked for in its first bytes).
+_DEFLATED_UID = pydicom.uid.DeflatedExplicitVRLittleEndian.encode()
+_META_PEEK_BYTES = 4096
 #: A file with one of these endings that is too short for a DICOM preamble is a cut DICOM file.
 _DICOM_SUFFIXES = (".dcm", ".dcm.gz", ".ima", ".dicom")
 #: Storage SOP classes live below this root; the non-image ones are listed below.
@@ -131,8 +136,16 @@ def _header_complete(prefix: bytes) -> bool:
     return stream.tell() + 16 < len(prefix)
 
 
-def _gunzip_dicom(handle: BinaryIO, path: Path, *, headers_only: bool) -> tuple[bytes, int]:
-    """A gzip-compressed file, decompressed without trusting it.
+def _gunzip_dicom(
+    handle: BinaryIO,
+    path: Path,
+    *,
+    headers_only: bool,
+    lead: bytes = b"",
+    raw_deflate: bool = False,
+) -> tuple[bytes, int]:
+    """A gzip-compressed file (or, with ``raw_deflate``, the deflated data set of a DICOM file that
+    follows the bytes ``lead``), decompressed without trusting it.
 
     The header is decompressed first (growing prefixes) and the image size it declares checked
     against the limit; the rest is decompressed only up to what the header declares (plus 1 MB for
@@ -145,8 +158,8 @@ def _gunzip_dicom(handle: BinaryIO, path: Path, *, headers_only: bool) -> tuple[
         The decompressed bytes kept (all, or the header only) and the full decompressed size.
     """
     where = str(path)
-    chunks = gunzip_chunks(handle, where=where)
-    prefix = bytearray()
+    chunks = gunzip_chunks(handle, where=where, raw_deflate=raw_deflate)
+    prefix = bytearray(lead)
     want = _GZ_PREFIX_BYTES
     for chunk in chunks:
         prefix += chunk
@@ -177,6 +190,29 @@ def _gunzip_dicom(handle: BinaryIO, path: Path, *, headers_only: bool) -> tuple[
     return bytes(prefix[:kept] if headers_only else prefix), size
 
 
+def _deflated_lead(path: Path) -> tuple[bytes, int] | None:
+    """For a file in the Deflated Explicit VR Little Endian transfer syntax: ``(lead, offset)``, where
+    ``lead`` is a preamble and a file meta that says Explicit VR Little Endian, and ``offset`` where
+    the deflated data set starts in the file; ``None`` for any other file.
+
+    pydicom inflates such a data set whole and unbounded; leukotrack inflates it in capped chunks
+    (:func:`_gunzip_dicom`) behind the rewritten meta, which describes the inflated bytes exactly.
+    """
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:  # no readable file meta: pydicom's own reading reports what is wrong
+        return None
+    syntax = meta.get("TransferSyntaxUID")
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if syntax is None or not syntax.is_deflated or group_length is None:
+        return None
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    buffer = DicomBytesIO()
+    buffer.write(bytes(128) + b"DICM")
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return buffer.getvalue(), 132 + 12 + int(group_length)
+
+
 @contextlib.contextmanager
 def _open_dicom(path: Path, *, headers_only: bool) -> Iterator[tuple[BinaryIO, int] | None]:
     """The file as a readable stream with its size (gzip: see :func:`_gunzip_dicom`), or ``None``
@@ -192,6 +228,18 @@ def _open_dicom(path: Path, *, headers_only: bool) -> Iterator[tuple[BinaryIO, i
             return
         if _cut_preamble(head, path):
             raise _truncated(path, len(head))
+        if (
+            head[128:132] == b"DICM"
+            and _DEFLATED_UID in head + handle.read(_META_PEEK_BYTES)
+            and (deflated := _deflated_lead(path)) is not None
+        ):
+            lead, offset = deflated
+            handle.seek(offset)
+            kept, size = _gunzip_dicom(
+                handle, path, headers_only=headers_only, lead=lead, raw_deflate=True
+            )
+            yield io.BytesIO(kept), size
+            return
         if not head:
             log.warning("%s: empty file skipped (if it was a DICOM image, copy it again)", path)
         if not _looks_like_dicom(head):

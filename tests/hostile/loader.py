@@ -12,13 +12,14 @@ import gzip
 import io
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pydicom
-from pydicom.uid import generate_uid
+from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
 from imaging.image import MRImage
 from imaging.nifti import save_nifti
@@ -29,6 +30,8 @@ __all__ = [
     "MIXED_PATIENT_IDS",
     "bids_case",
     "cut_edge_slice",
+    "deflate_bomb",
+    "deflated_series",
     "dicom_gz_bomb",
     "flair_phantom",
     "flair_with_missing_slice",
@@ -161,6 +164,44 @@ def dicom_gz_bomb(path: Path, *, expand_mb: int, rows: int = 64) -> Path:
         for _ in range(expand_mb):
             handle.write(_ZEROS_MB)
     return path
+
+
+def deflated_series(folder: Path) -> Phantom:
+    """A FLAIR series in the Deflated Explicit VR Little Endian transfer syntax (pydicom deflates)."""
+    phantom = flair_phantom()
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, ds in enumerate(phantom.slice_datasets()):
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        ds.save_as(folder / f"IM{k:05d}", enforce_file_format=True)
+    return phantom
+
+
+def deflate_bomb(path: Path, *, expand_mb: int = 200, rows: int = 64) -> Path:
+    """A deflated DICOM file of a rows x rows image whose deflate stream goes on with ``expand_mb``
+    MB of zeros after the pixel data (a few hundred KB on disk)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = base_dataset(generate_uid(), generate_uid())
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)  # preamble, meta, deflated data set
+    meta_end = 132 + 12 + struct.unpack("<I", buffer.getvalue()[140:144])[0]
+    header = _image_header_bytes(rows, rows, 1, rows * rows * 2)
+    dataset = _dataset_only(header)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    with path.open("wb") as handle:
+        handle.write(buffer.getvalue()[:meta_end])
+        handle.write(deflate.compress(dataset))
+        zeros = bytes(1 << 20)
+        for _ in range(expand_mb):
+            handle.write(deflate.compress(zeros))
+        handle.write(deflate.flush())
+    return path
+
+
+def _dataset_only(file_bytes: bytes) -> bytes:
+    """The data set of a DICOM file written in Explicit VR Little Endian (preamble and meta cut)."""
+    group_length = struct.unpack("<I", file_bytes[140:144])[0]
+    return file_bytes[132 + 12 + group_length :]
 
 
 def huge_declared_nifti(path: Path, *, side: int = 30000) -> Path:
