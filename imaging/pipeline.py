@@ -32,6 +32,7 @@ from imaging.case import CaseIndex, Session
 from imaging.diffusion import adc_from_dwi, split_dwi
 from imaging.errors import ImagingError
 from imaging.image import MRImage
+from imaging.lesion_prior import lesion_prior_on
 from imaging.register import Registration, RegistrationParams, register
 from imaging.segment import (
     DwiLesionParams,
@@ -224,7 +225,12 @@ def _segment(case: CaseImages, images: SessionImages) -> None:
         images.flair_brain = fit.prior(images.flair, "brain", to_mni=to_mni)
         images.flair_wm_prior = fit.prior(images.flair, "wm", to_mni=to_mni)
         images.flair_result = segment_flair_lesions(
-            images.flair, images.flair_brain, images.flair_wm_prior, params=params.flair
+            images.flair,
+            images.flair_brain,
+            images.flair_wm_prior,
+            params=params.flair,
+            lesion_prior=lesion_prior_on(images.flair, to_mni),
+            gm_prior=fit.prior(images.flair, "gm", to_mni=to_mni),
         )
     if images.b1000 is not None and images.adc is not None:
         to_mni = case.to_mni(images, dwi=images.flair is not None)
