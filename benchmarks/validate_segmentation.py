@@ -183,6 +183,11 @@ def save_overlay(flair: MRImage, expert: MRImage, predicted: MRImage, path: Path
     fig.tight_layout()
     fig.savefig(path, dpi=60)
     plt.close(fig)
+    from PIL import Image  # a matplotlib dependency: 64 colours keep the committed PNG small
+
+    with Image.open(path) as rendered:
+        small = rendered.convert("RGB").quantize(colors=64)
+    small.save(path, optimize=True)
 
 
 def ms_section(out: list[str], args_png: Path | None = None) -> None:

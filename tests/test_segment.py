@@ -213,7 +213,7 @@ def test_parameters_are_recorded_with_units_in_their_names():
     dwi = DwiLesionParams().to_dict()
     assert dwi["radc_max"] == 0.75 and "adc_min_um2s" in dwi and "nawm.trim_z" in dwi
     with pytest.raises(AttributeError):
-        FlairLesionParams().seed_z = 1.0  # type: ignore[misc]
+        FlairLesionParams().seed_c = 1.0  # type: ignore[misc]
 
 
 def test_inputs_must_share_one_3d_grid(flair_phantom):
