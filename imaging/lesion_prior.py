@@ -10,6 +10,7 @@ out. Values are frequencies 0..1 (highest, 0.18, along the lateral ventricles).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "build_lesion_frequency",
     "lesion_frequency_mni",
     "lesion_prior_on",
+    "lesion_prior_sha256",
     "mni_map_on",
 ]
 
@@ -90,6 +92,12 @@ def lesion_frequency_mni() -> MRImage:
     if not isinstance(image, nib.Nifti1Image):
         raise ImagingError(f"{LESION_PRIOR_FILE} is not a NIfTI-1 image")
     return MRImage(image.get_fdata(dtype=np.float32), image.affine)
+
+
+@lru_cache(maxsize=1)
+def lesion_prior_sha256() -> str:
+    """sha256 (hex) of the packaged lesion prior file, for provenance."""
+    return hashlib.sha256(LESION_PRIOR_FILE.read_bytes()).hexdigest()
 
 
 def mni_map_on(

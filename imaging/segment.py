@@ -308,7 +308,8 @@ class FlairLesionResult(_LesionResult):
     nawm_median, nawm_sigma : float
         NAWM median and robust SD of the FLAIR, in its intensity units.
     gm_ceiling_z : float
-        The grey-matter level measured on this image: median z of the grey-matter sample.
+        The grey-matter level measured on this image (``gm_level_percentile`` of the smoothed image
+        over the grey-matter sample), as a NAWM z-score.
     seed_z_used : float
         The seed threshold in local contrast units (c) where the lesion prior is at its reference
         (``params.seed_c``), for the record; with a lesion prior it varies over the image.

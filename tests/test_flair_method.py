@@ -19,6 +19,7 @@ from imaging.lesion_prior import (
     build_lesion_frequency,
     lesion_frequency_mni,
     lesion_prior_on,
+    lesion_prior_sha256,
 )
 from imaging.normalize import NormalizationError, normalize_to_nawm, robust_location_scale
 from imaging.segment import segment_flair_lesions
@@ -123,6 +124,16 @@ def test_packaged_lesion_prior_is_a_small_frequency_map_highest_beside_the_ventr
     poles = [to_voxel[:3, :3] @ p + to_voxel[:3, 3] for p in ([0.0, 60.0, 0.0], [0.0, -95.0, 0.0])]
     values = [data[tuple(np.round(p).astype(int))] for p in poles]
     assert max(values) < 0.1 * data.max()
+
+
+def test_lesion_prior_has_a_fixed_sha256_for_provenance():
+    import hashlib
+
+    from imaging.lesion_prior import LESION_PRIOR_FILE
+
+    digest = lesion_prior_sha256()
+    assert len(digest) == 64
+    assert digest == hashlib.sha256(LESION_PRIOR_FILE.read_bytes()).hexdigest()
 
 
 def test_lesion_prior_on_a_grid_is_the_map_resampled_through_the_given_matrix():
