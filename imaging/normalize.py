@@ -42,6 +42,9 @@ __all__ = [
 #: 1.4826 x MAD estimates the standard deviation of a normal distribution.
 MAD_TO_SIGMA = 1.4826
 
+#: sqrt(pi / 2) x the mean absolute deviation does too (used when the MAD is 0: quantised data).
+MEAN_ABS_TO_SIGMA = 1.2533
+
 
 class NormalizationError(ImagingError):
     """Too little normal-appearing white matter to normalise the image."""
@@ -117,7 +120,9 @@ def robust_location_scale(
     Returns
     -------
     median, sigma : float
-        Location and robust scale of the kept samples (sigma is 0 for a constant sample).
+        Location and robust scale of the kept samples (sigma is 0 for a constant sample only: when
+        more than half of the samples share one value, as in coarsely quantised images, the MAD is 0
+        and sigma comes from the mean absolute deviation instead).
     kept : ndarray of bool, same length as ``values``
         Which samples the final estimate used.
 
@@ -133,7 +138,7 @@ def robust_location_scale(
         raise NormalizationError("no samples to estimate a median from")
     kept = np.ones(x.shape, dtype=bool)
     median = float(np.median(x))
-    sigma = MAD_TO_SIGMA * float(np.median(np.abs(x - median)))
+    sigma = _robust_spread(x, median)
     for _ in range(n_trim_iterations):
         if sigma <= 0:
             break
@@ -142,8 +147,19 @@ def robust_location_scale(
             break
         kept = new_kept
         median = float(np.median(x[kept]))
-        sigma = MAD_TO_SIGMA * float(np.median(np.abs(x[kept] - median)))
+        sigma = _robust_spread(x[kept], median)
     return median, sigma, kept
+
+
+def _robust_spread(x: NDArray[np.float64], median: float) -> float:
+    """1.4826 x MAD; on coarsely quantised samples, where more than half of the values share one
+    level and the MAD is 0, sqrt(pi/2) x the mean absolute deviation from the median (also the
+    standard deviation of a normal distribution) instead."""
+    deviation = np.abs(x - median)
+    mad = float(np.median(deviation))
+    if mad > 0:
+        return MAD_TO_SIGMA * mad
+    return MEAN_ABS_TO_SIGMA * float(deviation.mean())
 
 
 def derived_image(like: MRImage, data: NDArray[Any]) -> MRImage:
@@ -220,8 +236,8 @@ def normalize_to_nawm(
     )
     if not sigma > 0:
         raise NormalizationError(
-            "normal-appearing white matter has no intensity spread (MAD = 0); the image looks "
-            "constant or heavily quantised there"
+            "normal-appearing white matter has no intensity spread (all its voxels have one "
+            "value); the image is constant there: check that the right series was loaded"
         )
     nawm = np.zeros(values.shape, dtype=np.uint8)
     nawm[candidates] = kept.astype(np.uint8)

@@ -54,6 +54,7 @@ from imaging.engines import (
 )
 from imaging.errors import ImageContentError, ImagingError, SeriesTooSmallError
 from imaging.image import MRImage
+from imaging.lesion_prior import lesion_prior_on
 from imaging.normalize import NormalizationError
 from imaging.quantify import nawm_for_adc
 from imaging.register import Registration, RegistrationParams, register, resample
@@ -120,8 +121,8 @@ class PipelineParams:
 def parse_engine_choice(choices: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``--engine`` values to engine names by source: ``NAME`` (FLAIR), ``flair=NAME``, ``dwi=NAME``.
 
-    >>> parse_engine_choice(["flair=nawm-hysteresis", "dwi=restricted-diffusion"])
-    {'flair': 'nawm-hysteresis', 'dwi': 'restricted-diffusion'}
+    >>> parse_engine_choice(["flair=local-contrast", "dwi=restricted-diffusion"])
+    {'flair': 'local-contrast', 'dwi': 'restricted-diffusion'}
 
     Raises
     ------
@@ -455,6 +456,7 @@ def _segment(
             brain_mask=images.flair_brain,
             wm_prior=images.flair_wm_prior,
             gm_prior=fit.prior(images.flair, "gm", to_mni=to_mni),
+            lesion_prior=lesion_prior_on(images.flair, to_mni),
             t1=images.t1_on_flair,
         )
         images.flair_result = flair_seg.segment(inputs).checked(images.flair, flair_seg.info.name)

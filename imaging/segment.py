@@ -6,39 +6,41 @@ deviations of normal-appearing white matter (NAWM, :mod:`imaging.normalize`).
 
 FLAIR lesions (:func:`segment_flair_lesions`)
 ---------------------------------------------
-1. **Normalise** the bias-corrected FLAIR on NAWM: ``z = (I - median) / (1.4826 MAD)``, with
-   hyperintense outliers trimmed from the estimate.
-2. **Where lesions may be**: white matter (template prior ``>= wm_prior_min``, dilated by
-   ``wm_dilation_mm`` so that periventricular and juxtacortical lesions at the edge of the template's
-   white matter are not cut), deeper than ``edge_distance_mm`` inside the brain mask (cortical ribbon
-   and brain surface, bright on FLAIR), and off CSF edges. Brain voxels darker than ``csf_z_max`` are
-   CSF; lesion voxels lie more than ``csf_grow_distance_mm`` from CSF and lesion *seeds* more than
-   ``csf_seed_distance_mm``. Partial volume with CSF, the ependyma and CSF-flow artefacts make a thin
-   bright band along every CSF surface: it cannot start a lesion, while a periventricular lesion
-   seeded in the white matter still grows up to it.
-3. **Seeds** are brighter than ``seed_z`` *and* than the grey-matter ceiling plus
-   ``seed_above_gm_z``. The ceiling is a high percentile (``gm_ceiling_percentile``) of z over deep,
-   non-CSF brain tissue whose white-matter prior is below ``gm_prior_max_wm``. WMH are hyperintense to
-   cortex as well as to white matter; on FLAIR with strong grey/white contrast (2-D turbo inversion
-   recovery at 1.5 T puts cortex 5-7 SD above NAWM) this keeps partial-volume cortex at the edge of
-   the white-matter region, or a slightly misregistered prior, from seeding lesions. Seeds also need a
-   white-matter prior ``>= seed_wm_prior_min`` (0.5: more likely white matter than not).
-4. **Hysteresis**: seeds grow into 6-connected voxels with ``z > grow_z`` lying within
-   ``grow_distance_mm`` of a seed (:func:`skimage.filters.apply_hysteresis_threshold`). The distance
-   limit stops a faint seed from percolating through textured white matter.
-5. **Boundary per lesion**: each grown lesion is cut again at ``grow_fraction`` x its peak (90th
-   percentile of z over its seeds), never below ``grow_z``. A voxel half filled with lesion has about
-   half the lesion's contrast, so this places the boundary near the half-partial-volume contour for
-   faint and bright lesions alike, where one global low threshold would be right for one brightness
-   only.
-6. **Components** (26-connected) smaller than ``min_lesion_volume_mm3`` are dropped, and so are those
-   enclosed by CSF: if more than ``csf_enclosure_max`` of the shell within ``csf_shell_mm`` around a
-   component is CSF, it floats in a CSF space. This, with the CSF seed distance, is how the **septum
-   pellucidum** (a sheet 1-3 mm thick with a lateral ventricle on either side, so no voxel of it is far
-   enough from CSF to seed, and its shell is mostly CSF) and the **choroid plexus** (a tuft inside the
-   atrium or temporal horn, CSF all around) are suppressed. Both are recognised from the image
-   itself, not from the template, because patients' ventricles are often larger than the template's.
-   A mid-line exclusion was not used: it would also remove callosal lesions.
+A per-image contrast model: a lesion is tissue brighter than the normal tissue *around it*, by a margin
+measured in this image's own white-matter texture, where MS-like lesions occur; its boundary is where
+half of a voxel is lesion (the truth definition: lesion fraction >= 0.5).
+
+1. **Normalise** the bias-corrected FLAIR on NAWM (robust median and SD, trimmed; coarsely quantised
+   images, where the MAD is 0, use the mean absolute deviation): the global z-score, used for CSF.
+2. **Local background**: the FLAIR smoothed by ``smooth_mm`` minus the local level of normal white
+   matter (a normalised convolution of width ``background_sigma_mm`` over voxels with WM prior >= 0.5
+   and |z| <= 2, then again without the bright voxels found). Residual bias and regional differences
+   of white matter (brighter tracts, periventricular caps) stay out of the contrast.
+3. **Contrast** c = residual / robust SD of the residual over NAWM: the unit is this image's own
+   texture, so that no threshold is tied to one scanner's noise. Real FLAIRs put lesions 2-3 NAWM SD
+   above the median (issue 13): a global z threshold cannot separate them, a local smoothed one can.
+4. **Seeds**: contrast over the brighter of white and grey matter (``seed_above_gm``: the grey-matter
+   level is a percentile of the smoothed image over the grey-matter sample) above ``seed_c``, lowered
+   where the lesion-frequency prior (:mod:`imaging.lesion_prior`, optional) is above
+   ``prior_reference`` by ``prior_gain x ln(prior / reference)`` and raised where it is below
+   (clipped to ``seed_c_min``..``seed_c_max``); at least ``seed_over_gm`` x that tissue level; in
+   white matter (prior >= ``seed_wm_prior_min``) or, with a lesion prior, where lesions are frequent
+   and the grey-matter prior is low (hippocampus and amygdala are bright on FLAIR beside CSF).
+5. **Growth**: seeds grow into 6-connected voxels with c > ``grow_c`` within ``grow_distance_mm``.
+6. **Partial-volume boundary**: each lesion is then cut where ``image / background - 1`` reaches
+   ``boundary_fraction`` of its pure contrast; the pure contrast is the lesion's own 90th percentile,
+   floored by the median over the image's lesions of at least ``pure_lesion_min_mm3``. This is the fix
+   of the volume bias of the previous method: (a) it cut each lesion at 0.4 x the 90th percentile of
+   its *seed* voxels' z, i.e. of its brightest voxels, and never below ``grow_z`` = 2, so faint rims
+   and partial-volume voxels of small lesions were lost (volumes low by 10-66 % on an independent
+   cohort, worst for small day-0 lesions); (b) small lesions that never reach their pure intensity
+   (thick slices) were cut at half of a peak that is itself partial volume. ``boundary_fraction`` is
+   0.4, not 0.5: lesion rims are less hyperintense than cores (graded T2 prolongation), so the
+   half-fraction voxel of a rim sits below half of the core contrast; on uniform lesions 0.4
+   over-calls by a fraction of a voxel on the boundary (tests/test_flair_method.py: within 10 %).
+7. **Rules kept from the previous method**: the brain edge (``edge_distance_mm``), CSF distance
+   (``csf_*``: ependyma, flow artefacts), the choroid plexus and septum pellucidum (CSF-enclosed
+   components), the smallest lesion (``min_lesion_volume_mm3``).
 
 DWI lesions (:func:`segment_dwi_lesions`)
 -----------------------------------------
@@ -125,33 +127,74 @@ _FULL = np.ones((3, 3, 3), dtype=bool)
 # ------------------------------------------------------------------------------------ parameters
 @dataclass(frozen=True)
 class FlairLesionParams:
-    """Parameters of :func:`segment_flair_lesions` (units in the names; z in NAWM robust SDs).
+    """Parameters of :func:`segment_flair_lesions` (units in the names; "c" is the local lesion
+    contrast in robust SDs of the smoothed NAWM contrast, "z" the global NAWM z-score).
 
     Attributes
     ----------
     nawm : NawmParams
         NAWM estimate (prior core, trimming) for the z-score.
-    seed_z : float
-        A lesion must contain a seed voxel brighter than this (z) ...
-    seed_above_gm_z : float
-        ... and brighter than the grey-matter ceiling plus this margin (z).
+    smooth_mm : float
+        Gaussian smoothing (sigma, mm) of the image the contrast is measured on.
+    background_sigma_mm : float
+        Width (sigma, mm) of the local normal-tissue level: a normalised convolution of the image over
+        voxels of normal-appearing white matter.
+    seed_c : float
+        A lesion must contain a seed with local contrast above this (c), where the lesion prior
+        equals ``prior_reference`` (everywhere when no lesion prior is given) ...
+    prior_gain : float
+        ... lowered by ``prior_gain * ln(prior / prior_reference)`` where lesions are more frequent
+        than ``prior_reference`` (and raised where they are rarer) ...
+    prior_reference : float
+        Lesion frequency (0..1) at which the seed threshold is ``seed_c``.
+    seed_c_min, seed_c_max : float
+        ... and kept within these bounds (c).
+    seed_above_gm : bool
+        The seed contrast is measured over the brighter of the local white matter and the grey
+        matter (the white-matter level times the image's GM / WM ratio when that exceeds 1): WMH are
+        hyperintense to cortex as well as to white matter. False: over the white matter only.
+    seed_over_gm : float
+        Seeds are also at least this many times brighter than the median of the grey matter
+        (smoothed image): WMH are hyperintense to cortex as well as to white matter.
+    grow_over_gm : float
+        Every lesion voxel is at least this many times brighter than that grey-matter median
+        (boundary image): lesions do not grow into bright cortex.
     gm_prior_max_wm : float
-        Deep, non-CSF brain voxels with a white-matter prior below this are the grey-matter sample.
-    gm_ceiling_percentile : float
-        The grey-matter ceiling is this percentile (0-100) of z over that sample.
+        Deep, non-CSF brain voxels with a white-matter prior below this (or, when a GM prior is
+        given, a GM prior of at least 0.5) are the grey-matter sample.
     seed_wm_prior_min : float
-        Seeds lie where the white-matter prior is at least this (0..1).
-    grow_z : float
-        Lesions grow from their seeds into 6-connected voxels brighter than this (z) ...
-    grow_fraction : float
-        ... and brighter than this fraction of the lesion's own peak (90th percentile of z over
-        its seeds).
+        Seeds lie where the white-matter prior is at least this (0..1) or the lesion prior at least
+        ``prior_reference``.
+    seed_gm_prior_max : float
+        Where a grey-matter prior is given, seeds allowed by the lesion prior alone (white-matter
+        prior below ``seed_wm_prior_min``) need a grey-matter prior below this.
+    grow_c : float
+        Lesions grow from their seeds into 6-connected voxels with contrast above this (c) ...
     grow_distance_mm : float
-        Lesion voxels lie within this distance of a seed, mm (0 = no limit).
+        ... within this distance of a seed, mm (0 = no limit).
+    boundary_fraction : float
+        Partial-volume boundary: a lesion voxel has ``image / background - 1 >= boundary_fraction x
+        pure lesion contrast`` (see ``pure_lesion_min_mm3``). 0.5 = lesion fraction >= 0.5, the truth
+        definition.
+    boundary_smooth_mm : float
+        Gaussian smoothing (sigma, mm) of the image the boundary is cut on (noise).
+    boundary_reach_mm : float
+        The boundary may lie up to this far outside the grown lesion, mm.
+    pure_lesion_min_mm3 : float
+        Lesions at least this large set the image's typical pure-lesion contrast, the floor of every
+        lesion's own (small lesions never reach their pure intensity), mm3.
+    gm_level_percentile : float
+        The grey-matter level is this percentile (0-100) of the smoothed image over the grey-matter
+        sample: that sample is partial-volumed with CSF (sulci) and white matter (a template prior),
+        both darker than cortex on FLAIR, so its median underestimates the cortex (by 3-14 % on the
+        synthetic cohort, 5-10 % at the 75th percentile).
     wm_prior_min : float
         White-matter prior (0..1) defining the white matter where lesions may be.
     wm_dilation_mm : float
         That white matter is dilated by this distance, mm (periventricular, juxtacortical lesions).
+    region_prior_min : float
+        Where a lesion prior is given, voxels with a lesion frequency at least this are also in the
+        region where lesions may be.
     edge_distance_mm : float
         Lesion voxels lie deeper than this inside the brain mask, mm (cortical ribbon, surface).
     csf_z_max : float
@@ -170,16 +213,29 @@ class FlairLesionParams:
     """
 
     nawm: NawmParams = field(default_factory=NawmParams)
-    seed_z: float = 5.0
-    seed_above_gm_z: float = 3.5
+    smooth_mm: float = 1.0
+    background_sigma_mm: float = 8.0
+    seed_c: float = 5.0
+    prior_gain: float = 1.0
+    prior_reference: float = 0.02
+    seed_c_min: float = 3.0
+    seed_c_max: float = 8.0
+    seed_above_gm: bool = True
+    seed_over_gm: float = 1.1
+    grow_over_gm: float = 1.05
     gm_prior_max_wm: float = 0.2
-    gm_ceiling_percentile: float = 95.0
     seed_wm_prior_min: float = 0.5
-    grow_z: float = 2.0
-    grow_fraction: float = 0.4
+    seed_gm_prior_max: float = 0.5
+    grow_c: float = 2.0
     grow_distance_mm: float = 5.0
+    boundary_fraction: float = 0.4
+    boundary_smooth_mm: float = 0.0
+    boundary_reach_mm: float = 2.0
+    pure_lesion_min_mm3: float = 100.0
+    gm_level_percentile: float = 75.0
     wm_prior_min: float = 0.3
     wm_dilation_mm: float = 2.0
+    region_prior_min: float = 0.01
     edge_distance_mm: float = 5.0
     csf_z_max: float = -2.0
     csf_seed_distance_mm: float = 2.0
@@ -315,11 +371,15 @@ class FlairLesionResult(_LesionResult):
     nawm_median, nawm_sigma : float
         NAWM median and robust SD of the FLAIR, in its intensity units.
     gm_ceiling_z : float
-        The grey-matter ceiling (z) measured on this image.
+        The grey-matter level measured on this image (``gm_level_percentile`` of the smoothed image
+        over the grey-matter sample), as a NAWM z-score.
     seed_z_used : float
-        The seed threshold applied: ``max(seed_z, gm_ceiling_z + seed_above_gm_z)``.
+        The seed threshold in local contrast units (c) where the lesion prior is at its reference
+        (``params.seed_c``), for the record; with a lesion prior it varies over the image.
     params : FlairLesionParams
         The parameters used.
+    contrast : MRImage or None
+        float32 local lesion contrast c (0 outside the brain).
     """
 
     lesion_mask: MRImage
@@ -330,6 +390,7 @@ class FlairLesionResult(_LesionResult):
     gm_ceiling_z: float
     seed_z_used: float
     params: FlairLesionParams
+    contrast: MRImage | None = None
 
 
 @dataclass(frozen=True)
@@ -530,6 +591,93 @@ def _paste(shape: tuple[int, int, int], box: tuple[slice, ...], part: NDArray[An
     return full
 
 
+def _smooth(image: NDArray[Any], sigma_mm: float, spacing: tuple[float, ...]) -> NDArray[Any]:
+    if sigma_mm <= 0:
+        return np.asarray(image, dtype=np.float32)
+    sigma = [sigma_mm / s for s in spacing]
+    # wide kernels: 2.5 SD is plenty for a background level and halves the cost
+    truncate = 4.0 if sigma_mm <= 2.0 else 2.5
+    return np.asarray(
+        ndi.gaussian_filter(image.astype(np.float32), sigma, truncate=truncate), dtype=np.float32
+    )
+
+
+def _local_level(
+    image: NDArray[Any],
+    sample: NDArray[np.bool_],
+    fallback: float,
+    sigma_mm: float,
+    spacing: tuple[float, ...],
+) -> NDArray[Any]:
+    """Normalised convolution: the Gaussian-weighted mean of ``image`` over ``sample`` near each
+    voxel (``fallback`` where the sample is too sparse)."""
+    weight = _smooth(sample.astype(np.float32), sigma_mm, spacing)
+    total = _smooth(np.where(sample, image, 0.0), sigma_mm, spacing)
+    sparse = weight < 0.05
+    level = np.divide(total, weight, out=np.full(image.shape, fallback, np.float32), where=~sparse)
+    return np.where(sparse, np.float32(fallback), level).astype(np.float32)
+
+
+def _grow_from(seeds: NDArray[np.bool_], candidates: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Seeds plus the 6-connected parts of ``candidates`` that touch a seed."""
+    parts, _ = ndi.label(candidates | seeds)
+    seeded = np.unique(parts[seeds])
+    return np.asarray(np.isin(parts, seeded[seeded > 0]))
+
+
+def _seed_threshold(
+    lesion_prior: NDArray[Any] | None, params: FlairLesionParams
+) -> NDArray[Any] | float:
+    """Seed threshold (c) per voxel: ``seed_c`` moved by the log prior ratio, clipped."""
+    if lesion_prior is None or params.prior_gain == 0:
+        return params.seed_c
+    ratio = np.maximum(lesion_prior, 1e-4) / params.prior_reference
+    threshold = params.seed_c - params.prior_gain * np.log(ratio)
+    return np.clip(threshold, params.seed_c_min, params.seed_c_max).astype(np.float32)
+
+
+def _partial_volume_boundary(
+    image: NDArray[Any],
+    background: NDArray[Any],
+    grown: NDArray[np.bool_],
+    seeds: NDArray[np.bool_],
+    reach: NDArray[np.bool_],
+    fraction: float,
+    voxel_mm3: float,
+    pure_min_mm3: float,
+) -> NDArray[np.bool_]:
+    """Cut each grown lesion where its lesion fraction is ``fraction`` (linear partial volume).
+
+    A voxel holding a fraction f of lesion has ``image = background + f x (pure - background)``.
+    The pure lesion contrast of a lesion is ``max(own, typical)``: ``own`` = the 90th percentile of
+    ``image / background - 1`` over the lesion, ``typical`` = the median of ``own`` over the lesions
+    of at least ``pure_min_mm3`` (none: no floor). A lesion smaller than a few voxels (or thinner
+    than a thick slice) never reaches its pure intensity: half of its own peak would place its
+    boundary near a lesion fraction of 0.25-0.3 and inflate its volume, which is why the typical
+    contrast of the image's large lesions is the floor. Every voxel of ``reach`` belongs to its
+    nearest grown lesion; parts not connected to a seed are dropped.
+    """
+    if not grown.any():
+        return grown
+    labels, n = ndi.label(grown, structure=_FULL)
+    idx = np.arange(1, n + 1)
+    ratio = image / np.maximum(background, np.float32(1e-6)) - np.float32(1.0)
+    own = np.asarray(
+        ndi.labeled_comprehension(ratio, labels, idx, lambda v: np.percentile(v, 90), float, 0.0)
+    )
+    sizes_mm3 = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel_mm3
+    large = sizes_mm3 >= pure_min_mm3
+    pure = np.maximum(own, float(np.median(own[large]))) if large.any() else own
+    _, nearest = ndi.distance_transform_edt(labels == 0, return_indices=True)
+    owner = labels[tuple(nearest)]
+    level = np.zeros(n + 1, np.float32)
+    level[1:] = fraction * pure
+    kept = reach & (owner > 0) & (ratio >= level[owner])
+    parts, _ = ndi.label(kept)
+    seeded = np.unique(parts[kept & seeds])
+    return np.asarray(np.isin(parts, seeded[seeded > 0]))
+
+
 # -------------------------------------------------------------------------------------- FLAIR
 def segment_flair_lesions(
     flair: MRImage,
@@ -537,6 +685,8 @@ def segment_flair_lesions(
     wm_prior: MRImage,
     *,
     params: FlairLesionParams | None = None,
+    lesion_prior: MRImage | None = None,
+    gm_prior: MRImage | None = None,
 ) -> FlairLesionResult:
     """Segment FLAIR-hyperintense white-matter lesions (method in the module docstring).
 
@@ -550,11 +700,16 @@ def segment_flair_lesions(
         White-matter probability 0..1 on the FLAIR grid (the template's WM map, registered).
     params : FlairLesionParams, optional
         Parameters (defaults: :class:`FlairLesionParams`).
+    lesion_prior : MRImage, optional
+        Lesion frequency 0..1 on the FLAIR grid (:func:`imaging.lesion_prior.lesion_prior_on`).
+        Without it the seed threshold is ``params.seed_c`` everywhere.
+    gm_prior : MRImage, optional
+        Grey-matter probability 0..1 on the FLAIR grid (better grey-matter sample).
 
     Returns
     -------
     FlairLesionResult
-        Lesion mask (uint8), z-score map and NAWM mask, all on the FLAIR grid.
+        Lesion mask (uint8), z-score, contrast map and NAWM mask, all on the FLAIR grid.
 
     Raises
     ------
@@ -564,40 +719,100 @@ def segment_flair_lesions(
         If the brain mask is empty or holds too little white matter to normalise on.
     """
     params = params or FlairLesionParams()
-    _check_inputs(flair, brain_mask=brain_mask, wm_prior=wm_prior)
+    optional = {
+        name: image
+        for name, image in (("lesion_prior", lesion_prior), ("gm_prior", gm_prior))
+        if image is not None
+    }
+    _check_inputs(flair, brain_mask=brain_mask, wm_prior=wm_prior, **optional)
     spacing = flair.spacing_mm
     brain_full = np.asarray(brain_mask.data) > 0
     box = _brain_box(brain_full)
     brain = brain_full[box]
     affine = _crop_affine(flair, box)
     prior = np.asarray(wm_prior.data, dtype=np.float32)[box]
+    values = np.asarray(flair.data, dtype=np.float32)[box]
     norm = normalize_to_nawm(
-        MRImage(np.asarray(flair.data, dtype=np.float32)[box], affine),
+        MRImage(values, affine),
         MRImage(brain.astype(np.uint8), affine),
         MRImage(prior, affine),
         params=params.nawm,
     )
     z = np.asarray(norm.zscore.data, dtype=np.float32)
+    frequency = (
+        None if lesion_prior is None else np.asarray(lesion_prior.data, dtype=np.float32)[box]
+    )
+
+    # local contrast: smoothed image over the local level of normal-appearing white matter
+    csf = brain & (z <= params.csf_z_max)
+    smooth = _smooth(np.where(brain, values, np.float32(norm.median)), params.smooth_mm, spacing)
+    normal = brain & (prior >= 0.5) & (np.abs(z) <= 2.0)
+    background = _local_level(smooth, normal, norm.median, params.background_sigma_mm, spacing)
+    residual = smooth - background
+    nawm = np.asarray(norm.nawm_mask.data) > 0
+    _, spread, _ = robust_location_scale(residual[nawm])
+    spread = max(spread, 1e-6 * max(norm.sigma, 1e-6))
+    c = np.where(brain, residual / np.float32(spread), np.float32(0.0)).astype(np.float32)
+    # a second pass without the bright voxels (lesions) in the background estimate
+    normal &= c <= 2.0
+    background = _local_level(smooth, normal, norm.median, params.background_sigma_mm, spacing)
+    c = np.where(brain, (smooth - background) / np.float32(spread), np.float32(0.0))
+    c = c.astype(np.float32)
 
     deep = brain & (_distance_inside_mm(brain, spacing) > params.edge_distance_mm)
-    region = deep & _wm_region(prior, spacing, params.wm_prior_min, params.wm_dilation_mm)
-    csf = brain & (z <= params.csf_z_max)
+    region = _wm_region(prior, spacing, params.wm_prior_min, params.wm_dilation_mm)
+    if frequency is not None:
+        region |= frequency >= params.region_prior_min
+    region &= deep
     csf_distance = _distance_to_mm(csf, spacing)
     allowed = region & (csf_distance > params.csf_grow_distance_mm)
-    seeds_ok = (
-        allowed & (csf_distance > params.csf_seed_distance_mm) & (prior >= params.seed_wm_prior_min)
+    grey_prior = None if gm_prior is None else np.asarray(gm_prior.data, np.float32)[box]
+    likely = prior >= params.seed_wm_prior_min
+    if frequency is not None:
+        frequent = frequency >= params.prior_reference
+        if grey_prior is not None:
+            # grey-matter structures next to CSF (hippocampus, amygdala) are bright on FLAIR and
+            # lie where periventricular lesions are frequent: they may be grown into, not seed
+            frequent &= grey_prior < params.seed_gm_prior_max
+        likely |= frequent
+    seeds_ok = allowed & (csf_distance > params.csf_seed_distance_mm) & likely
+    if grey_prior is not None:
+        grey = deep & (grey_prior >= 0.5) & ~csf
+    else:
+        grey = deep & (prior < params.gm_prior_max_wm) & ~csf
+    gm_level = (
+        float(np.percentile(smooth[grey], params.gm_level_percentile))
+        if grey.any()
+        else float(norm.median)
     )
-    grey = deep & (prior < params.gm_prior_max_wm) & ~csf
-    gm_ceiling_z = (
-        float(np.percentile(z[grey], params.gm_ceiling_percentile)) if grey.any() else 0.0
-    )
-    seed_z = max(params.seed_z, gm_ceiling_z + params.seed_above_gm_z)
+    gm_level_z = (gm_level - norm.median) / norm.sigma
+    # normal tissue where it is brightest: grey matter when it is brighter than white matter,
+    # following the local (bias) level of the white matter
+    gm_ratio = max(1.0, gm_level / norm.median) if params.seed_above_gm else 1.0
+    tissue = background * np.float32(gm_ratio)
+    lesion_c = np.where(brain, (smooth - tissue) / np.float32(spread), np.float32(0.0))
+    seed_c = _seed_threshold(frequency, params)
+    seeds = seeds_ok & (lesion_c > seed_c) & (smooth >= params.seed_over_gm * tissue)
 
-    seeds = seeds_ok & (z > seed_z)
+    grow_ok = allowed.copy()
     if params.grow_distance_mm > 0:
-        allowed = allowed & (_distance_to_mm(seeds, spacing) <= params.grow_distance_mm)
-    lesion = _hysteresis(z, allowed, seeds_ok, params.grow_z, seed_z)
-    lesion = _adaptive_boundary(z, lesion, seeds, params.grow_z, params.grow_fraction)
+        grow_ok &= _distance_to_mm(seeds, spacing) <= params.grow_distance_mm
+    grown = _grow_from(seeds, grow_ok & (c > params.grow_c))
+    boundary_image = _smooth(
+        np.where(brain, values, np.float32(norm.median)), params.boundary_smooth_mm, spacing
+    )
+    reach = grow_ok & (_distance_to_mm(grown, spacing) <= params.boundary_reach_mm)
+    reach &= boundary_image >= params.grow_over_gm * background * np.float32(gm_level / norm.median)
+    lesion = _partial_volume_boundary(
+        boundary_image,
+        background,
+        grown & reach,
+        seeds,
+        reach,
+        params.boundary_fraction,
+        flair.voxel_volume_mm3,
+        params.pure_lesion_min_mm3,
+    )
     lesion = _remove_small(lesion, flair.voxel_volume_mm3, params.min_lesion_volume_mm3)
     lesion = _drop_csf_enclosed(lesion, csf, spacing, params.csf_shell_mm, params.csf_enclosure_max)
 
@@ -608,9 +823,10 @@ def segment_flair_lesions(
         nawm_mask=derived_image(flair, _paste(shape, box, np.asarray(norm.nawm_mask.data))),
         nawm_median=norm.median,
         nawm_sigma=norm.sigma,
-        gm_ceiling_z=gm_ceiling_z,
-        seed_z_used=seed_z,
+        gm_ceiling_z=float(gm_level_z),
+        seed_z_used=float(params.seed_c),
         params=params,
+        contrast=derived_image(flair, _paste(shape, box, c)),
     )
 
 

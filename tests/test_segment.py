@@ -28,6 +28,7 @@ from imaging.bias import correct_bias
 from imaging.case import scan_case
 from imaging.errors import GeometryError
 from imaging.image import MRImage
+from imaging.lesion_prior import lesion_prior_on, mni_map_on
 from imaging.metrics import SegmentationMetrics, evaluate_segmentation
 from imaging.normalize import (
     NawmParams,
@@ -42,6 +43,7 @@ from imaging.segment import (
     segment_flair_lesions,
 )
 from imaging.sequence import SequenceClass
+from imaging.template import mni_template
 from synthetic.evaluate import false_lesion_ml, oracle_wm_prior
 
 
@@ -146,12 +148,20 @@ def test_each_flair_false_positive_rule_is_what_rejects_its_structure(flair_phan
     args = (flair_phantom["flair"], flair_phantom["brain"], flair_phantom["prior"])
     no_enclosure = segment_flair_lesions(*args, params=FlairLesionParams(csf_enclosure_max=1.0))
     assert (np.asarray(no_enclosure.lesion_mask.data) > 0)[flair_phantom["choroid"]].any()
+    # unsmoothed: the 1 mm smoothing of the contrast map alone already dims the 2 mm septum
     no_csf_rule = FlairLesionParams(
-        csf_seed_distance_mm=0.0, csf_grow_distance_mm=0.0, csf_enclosure_max=1.0
+        csf_seed_distance_mm=0.0, csf_grow_distance_mm=0.0, csf_enclosure_max=1.0, smooth_mm=0.0
     )
     loose = segment_flair_lesions(*args, params=no_csf_rule)
     assert (np.asarray(loose.lesion_mask.data) > 0)[flair_phantom["septum"]].any()
-    no_gm_ceiling = FlairLesionParams(seed_above_gm_z=-100.0, seed_z=3.0, wm_dilation_mm=6.0)
+    # cortex: seeds measured over grey matter (not white matter) are what keep it out once seeds
+    # may start anywhere in the (6 mm dilated) white-matter region
+    anywhere = {"seed_wm_prior_min": 0.0, "seed_c": 3.0, "wm_dilation_mm": 6.0}
+    guarded = segment_flair_lesions(*args, params=FlairLesionParams(**anywhere))
+    assert not (np.asarray(guarded.lesion_mask.data) > 0)[flair_phantom["cortex"]].any()
+    no_gm_ceiling = FlairLesionParams(
+        seed_above_gm=False, seed_over_gm=0.0, grow_over_gm=0.0, **anywhere
+    )
     greedy = segment_flair_lesions(*args, params=no_gm_ceiling)
     assert (np.asarray(greedy.lesion_mask.data) > 0)[flair_phantom["cortex"]].any()
 
@@ -203,7 +213,7 @@ def test_parameters_are_recorded_with_units_in_their_names():
     dwi = DwiLesionParams().to_dict()
     assert dwi["radc_max"] == 0.75 and "adc_min_um2s" in dwi and "nawm.trim_z" in dwi
     with pytest.raises(AttributeError):
-        FlairLesionParams().seed_z = 1.0  # type: ignore[misc]
+        FlairLesionParams().seed_c = 1.0  # type: ignore[misc]
 
 
 def test_inputs_must_share_one_3d_grid(flair_phantom):
@@ -433,7 +443,12 @@ def _ms_patient(realdata: Path) -> tuple[MRImage, MRImage, MRImage, MRImage]:
 @pytest.fixture(scope="module")
 def ms_result(realdata: Path) -> SegmentationMetrics:
     flair, brain, prior, expert = _ms_patient(realdata)
-    result = segment_flair_lesions(flair, brain, prior)
+    # the packaged lesion prior leaves patient07 out (tests/test_flair_method.py checks it)
+    lesion_prior = lesion_prior_on(flair)
+    gm_prior = mni_map_on(mni_template().gm, flair)
+    result = segment_flair_lesions(
+        flair, brain, prior, lesion_prior=lesion_prior, gm_prior=gm_prior
+    )
     return evaluate_segmentation(expert, result.lesion_mask)
 
 
@@ -441,10 +456,11 @@ def ms_result(realdata: Path) -> SegmentationMetrics:
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "target not reached: Dice 0.40, lesion F1 0.22 with the default parameters. 31 of the "
-        "expert's 37 lesions peak less than 6 SD above NAWM on this FLAIR, the seed threshold "
-        "here (grey-matter ceiling 2.5 + 3.5); even seeded with the brightest voxel of every "
-        "expert lesion, the growth rule reaches only Dice 0.62."
+        "target not reached: Dice 0.39, lesion recall 0.16, lesion precision 0.86 (1.24 mL "
+        "found of 1.30). The expert's lesions are small (37 in 1.3 mL) and their median is only "
+        "about 2.5 SD of the local white-matter texture above it: the local-contrast seeds find "
+        "the larger ones, the small faint ones stay below the seed contrast that keeps a "
+        "lesion-free control under 0.5 mL."
     ),
 )
 def test_ms_patient_flair_dice_reaches_the_lst_ai_level(ms_result):

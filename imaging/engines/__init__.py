@@ -2,7 +2,7 @@
 
 >>> from imaging.engines import available_engines
 >>> available_engines()["flair"][:1], available_engines()["dwi"][:1]
-(['nawm-hysteresis'], ['restricted-diffusion'])
+(['local-contrast'], ['restricted-diffusion'])
 """
 
 from imaging.engines.base import (

@@ -55,7 +55,7 @@ class EngineInfo:
     Attributes
     ----------
     name : str
-        Registry name (``--engine``), e.g. ``"nawm-hysteresis"``.
+        Registry name (``--engine``), e.g. ``"local-contrast"``.
     version : str
         The method's own version; bumped whenever its output may change.
     source : str
