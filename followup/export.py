@@ -44,12 +44,9 @@ columns alike.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +58,7 @@ from followup.report import write_report
 from followup.results import case_folders_in, session_aliases
 from followup.tsv import safe_frame
 from imaging.dicom.deidentify import UidMap, deidentify
+from safeio import ForeignFilesError, OutputError, atomic_folder, writable_folder, write_text
 
 __all__ = [
     "DATE_COLUMNS",
@@ -268,78 +266,62 @@ def export_outputs(
     pseudonyms = {
         folder.name.removeprefix("sub-"): f"P{n:03d}" for n, folder in enumerate(cases, start=1)
     }
-    key = (
-        _KeyDraft.write(Path(key_file), pseudonyms) if deidentify and key_file is not None else None
-    )
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    except BaseException:
-        if key is not None:
-            key.discard()
-        raise
+    key = _Key.prepare(Path(key_file), pseudonyms) if deidentify and key_file is not None else None
     summary = ExportSummary(target, pseudonyms=pseudonyms if deidentify else {})
     uids = UidMap()
     try:
-        cohort = out_dir / "cohort.tsv"
-        if cohort.is_file():
-            frame = _read(cohort)
-            if deidentify:
-                frame = _deidentify(frame, pseudonyms, _cohort_sessions(frame, cases))
-            _write(frame, work / "cohort")
-            summary.tables += 1
-        for folder in cases:
-            case_id = folder.name.removeprefix("sub-")
-            name = pseudonyms[case_id] if deidentify else case_id
-            destination = work / f"sub-{name}"
-            destination.mkdir()
-            sessions = _session_pseudonyms(folder)
-            for table in TABLES:
-                path = folder / f"{table}.tsv"
-                if not path.is_file():
-                    continue
-                frame = _read(path)
+        with atomic_folder(target, replace=False, manifest=False) as work:
+            cohort = out_dir / "cohort.tsv"
+            if cohort.is_file():
+                frame = _read(cohort)
                 if deidentify:
-                    frame = _deidentify(frame, pseudonyms, sessions)
-                _write(frame, destination / table)
+                    frame = _deidentify(frame, pseudonyms, _cohort_sessions(frame, cases))
+                _write(frame, work / "cohort")
                 summary.tables += 1
-            summary.dicom += _export_dicom(
-                folder, destination, name, sessions if deidentify else None, uids
+            for folder in cases:
+                case_id = folder.name.removeprefix("sub-")
+                name = pseudonyms[case_id] if deidentify else case_id
+                destination = work / f"sub-{name}"
+                destination.mkdir()
+                sessions = _session_pseudonyms(folder)
+                for table in TABLES:
+                    path = folder / f"{table}.tsv"
+                    if not path.is_file():
+                        continue
+                    frame = _read(path)
+                    if deidentify:
+                        frame = _deidentify(frame, pseudonyms, sessions)
+                    _write(frame, destination / table)
+                    summary.tables += 1
+                summary.dicom += _export_dicom(
+                    folder, destination, name, sessions if deidentify else None, uids
+                )
+                write_report(
+                    folder,
+                    destination / f"sub-{name}_report.pdf",
+                    pseudonym=name if deidentify else None,
+                )
+                bundle = folder / "medication_administrations.fhir.json"
+                if bundle.is_file() and not deidentify:
+                    shutil.copy2(bundle, destination / bundle.name)
+                summary.cases.append(name)
+            description = (
+                json.loads((out_dir / "dataset_description.json").read_text())
+                if (out_dir / "dataset_description.json").is_file()
+                else {"Name": "leukotrack lesion follow-up", "BIDSVersion": "1.9.0"}
             )
-            write_report(
-                folder,
-                destination / f"sub-{name}_report.pdf",
-                pseudonym=name if deidentify else None,
-            )
-            bundle = folder / "medication_administrations.fhir.json"
-            if bundle.is_file() and not deidentify:
-                shutil.copy2(bundle, destination / bundle.name)
-            summary.cases.append(name)
-        description = (
-            json.loads((out_dir / "dataset_description.json").read_text())
-            if (out_dir / "dataset_description.json").is_file()
-            else {"Name": "leukotrack lesion follow-up", "BIDSVersion": "1.9.0"}
-        )
-        description["DatasetType"] = "derivative"
-        description.setdefault("GeneratedBy", [{"Name": "leukotrack"}])
-        if deidentify:
-            description["Name"] = "leukotrack lesion follow-up (de-identified export)"
-        (work / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
-        if key is not None:
-            key.put_in_place()  # first the key, then the export: never an export without its key
-        try:
-            work.rename(target)
-        except BaseException:
+            description["DatasetType"] = "derivative"
+            description.setdefault("GeneratedBy", [{"Name": "leukotrack"}])
+            if deidentify:
+                description["Name"] = "leukotrack lesion follow-up (de-identified export)"
+            (work / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
             if key is not None:
-                key.withdraw()
-            raise
+                key.put_in_place()  # first the key, then the export: never an export without its key
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
         if key is not None:
+            key.withdraw()
             key.discard()
         raise
-    if key is not None:
-        key.discard()
     return summary
 
 
@@ -360,51 +342,41 @@ def _check_key_place(key_file: Path, target: Path) -> None:
 
 
 @dataclass
-class _KeyDraft:
-    """The pseudonym key, written to a hidden file beside its final place before the export starts
-    (so an unwritable place is refused before anything else is written), then linked into place
-    without ever replacing a file."""
+class _Key:
+    """The pseudonym key: its place is checked (created and written to) before the export starts, so
+    an unwritable place is refused before anything else is written; it is written, never replacing a
+    file, just before the export is put in place (:func:`safeio.write_text`)."""
 
     final: Path
-    draft: Path
+    text: str
     created: list[Path]
     placed: bool = False
 
     @classmethod
-    def write(cls, final: Path, pseudonyms: dict[str, str]) -> _KeyDraft:
+    def prepare(cls, final: Path, pseudonyms: dict[str, str]) -> _Key:
         created = [p for p in reversed(final.parents) if not p.exists()]
         text = "case_id\tpseudonym\n" + "".join(f"{k}\t{v}\n" for k, v in pseudonyms.items())
+        key = cls(final, text, created)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=f".{final.name}.partial-", dir=final.parent)
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.write(text)
-                stream.flush()
-                os.fsync(stream.fileno())
-        except OSError as error:
-            for folder in reversed(created):
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+            writable_folder(final.parent)
+        except (OutputError, OSError) as error:
+            key.discard()
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise PseudonymKeyError(
-                f"{final}: cannot write the pseudonym key there ({error.strerror or error}); "
-                "choose a writable place outside the export folder"
+                f"{final}: cannot write the pseudonym key there ({reason}); choose a writable "
+                "place outside the export folder"
             ) from None
-        return cls(final, Path(name), created)
+        return key
 
     def put_in_place(self) -> None:
-        """Link the draft to the final name; refuses if a file appeared there meanwhile."""
+        """Write the key; refuses if a file appeared there meanwhile."""
         try:
-            os.link(self.draft, self.final)
-        except FileExistsError:
+            write_text(self.final, self.text, overwrite=False)
+        except ForeignFilesError:
             raise PseudonymKeyError(
                 f"{self.final} appeared while exporting; a pseudonym key is never overwritten: "
                 "name a new file"
             ) from None
-        except OSError as error:
-            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            with self.final.open("x", encoding="utf-8") as stream:  # no hard links here
-                stream.write(self.draft.read_text(encoding="utf-8"))
         self.placed = True
 
     def withdraw(self) -> None:
@@ -414,8 +386,7 @@ class _KeyDraft:
             self.placed = False
 
     def discard(self) -> None:
-        """Remove the draft (and, when nothing was placed, the folders created for it)."""
-        self.draft.unlink(missing_ok=True)
+        """Remove the folders created for a key that was never placed."""
         if not self.placed:
             for folder in reversed(self.created):
                 with contextlib.suppress(OSError):
