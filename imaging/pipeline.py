@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imaging.bias import N4Params, correct_bias
-from imaging.brain import BrainEstimateParams, estimate_brain, head_mask
+from imaging.brain import BrainEstimateParams, detect_skull_stripped, estimate_brain, head_mask
 from imaging.case import CaseIndex, Session
 from imaging.diffusion import adc_from_dwi, split_dwi
 from imaging.errors import ImagingError
@@ -42,19 +42,25 @@ from imaging.segment import (
     segment_flair_lesions,
 )
 from imaging.sequence import SequenceClass
-from imaging.template import TEMPLATE_REGISTRATION, TemplateFit, fit_template
+from imaging.template import (
+    TEMPLATE_REGISTRATION,
+    FitQualityLimits,
+    TemplateFit,
+    fit_template,
+)
 
 __all__ = ["CaseImages", "PipelineParams", "SessionImages", "process_case"]
 
 Progress = Callable[[str], None]
 
-#: FLAIR to FLAIR across sessions: same contrast, brain-masked.
+#: FLAIR to FLAIR across sessions: same contrast, brain-masked, at a 2 mm working resolution.
 SESSION_REGISTRATION = RegistrationParams(
     shrink_factors=(2, 1),
     smoothing_sigmas_mm=(2.0, 1.0),
     learning_rate=0.5,
     iterations=100,
-    sampling_fraction=0.05,
+    sampling_fraction=0.2,
+    working_spacing_mm=2.0,
 )
 #: DWI b=0 (fixed) to FLAIR of the same session: small motion, identity start.
 DWI_REGISTRATION = RegistrationParams(
@@ -73,6 +79,7 @@ class PipelineParams:
     n4: N4Params = field(default_factory=N4Params)
     brain_estimate: BrainEstimateParams = field(default_factory=BrainEstimateParams)
     template_registration: RegistrationParams = TEMPLATE_REGISTRATION
+    template_fit_limits: FitQualityLimits = field(default_factory=FitQualityLimits)
     session_registration: RegistrationParams = SESSION_REGISTRATION
     dwi_registration: RegistrationParams = DWI_REGISTRATION
     flair: FlairLesionParams = field(default_factory=FlairLesionParams)
@@ -222,6 +229,10 @@ def _segment(case: CaseImages, images: SessionImages) -> None:
     if images.flair is not None:
         to_mni = case.to_mni(images)
         images.flair_brain = fit.prior(images.flair, "brain", to_mni=to_mni)
+        if fit.stripped:  # a stripped FLAIR: nothing outside its own foreground is brain
+            own = estimate_brain(images.flair, params=params.brain_estimate, stripped=True)
+            inside = (np.asarray(images.flair_brain.data) > 0) & (np.asarray(own.data) > 0)
+            images.flair_brain = images.flair_brain.with_data(inside.astype(np.uint8))
         images.flair_wm_prior = fit.prior(images.flair, "wm", to_mni=to_mni)
         images.flair_result = segment_flair_lesions(
             images.flair, images.flair_brain, images.flair_wm_prior, params=params.flair
@@ -270,11 +281,33 @@ def process_case(
         )
     baseline = next((s for s in sessions if s.flair is not None), sessions[0])
     say(f"{baseline.label}: template registration")
-    baseline_estimate = estimate_brain(baseline.reference, params=params.brain_estimate)
+    stripped = detect_skull_stripped(baseline.reference, params=params.brain_estimate)
+    baseline_estimate = estimate_brain(
+        baseline.reference, params=params.brain_estimate, stripped=stripped.stripped
+    )
     template = fit_template(
-        baseline.reference, baseline_estimate, params=params.template_registration
+        baseline.reference,
+        baseline_estimate,
+        params=params.template_registration,
+        limits=params.template_fit_limits,
+        stripped=stripped.stripped,
     )
     baseline.registrations["template_to_reference"] = template.registration.to_dict()
+    baseline.registrations["skull_strip_check"] = stripped.to_dict()
+    if stripped.stripped:
+        baseline.notes.append(
+            "the reference image is skull-stripped (no scalp or skull): its own foreground is "
+            "the brain"
+        )
+    if template.quality is not None and not template.quality.ok:
+        message = (
+            "TEMPLATE FIT BELOW QUALITY: "
+            + "; ".join(template.quality.problems)
+            + ". The white-matter prior, brain mask and regions may be misplaced: check the "
+            "lesion figures of this case by eye."
+        )
+        for images in sessions:
+            images.notes.append(message)
     result = CaseImages(case.case_id, sessions, baseline, template, params)
     baseline_brain = template.prior(baseline.reference, "brain")
     for images in sessions:
