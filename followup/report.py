@@ -42,6 +42,7 @@ from followup.results import (
     load_case_outputs,
     marked_labels,
     session_aliases,
+    template_fit_warning,
 )
 from imaging.display import (
     DWI_RGB,
@@ -502,6 +503,10 @@ def report_bytes(
             + (f" Generated {generated}." if redaction is None else " De-identified.")
         )
         fig.text(0.06, 0.925, header, fontsize=8.5)
+        warning = template_fit_warning(outputs.provenance)
+        if warning is not None:
+            for n, line in enumerate(textwrap.wrap(warning, 130)):
+                fig.text(0.06, 0.91 - 0.013 * n, line, fontsize=7.5, color="#b00000", weight="bold")
         _course(fig, [0.16, 0.40, 0.95, 0.9], outputs, offset, label)
         if not outputs.sessions.empty:
             fig.text(0.06, 0.345, "Sessions", fontsize=10, weight="bold")
