@@ -27,7 +27,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imaging.bias import N4Params, correct_bias
-from imaging.brain import BrainEstimateParams, detect_skull_stripped, estimate_brain, head_mask
+from imaging.brain import (
+    BrainEstimateParams,
+    estimate_brain,
+    estimate_brain_checked,
+    head_mask,
+)
 from imaging.case import CaseIndex, Session
 from imaging.diffusion import adc_from_dwi, split_dwi
 from imaging.errors import ImagingError
@@ -281,9 +286,8 @@ def process_case(
         )
     baseline = next((s for s in sessions if s.flair is not None), sessions[0])
     say(f"{baseline.label}: template registration")
-    stripped = detect_skull_stripped(baseline.reference, params=params.brain_estimate)
-    baseline_estimate = estimate_brain(
-        baseline.reference, params=params.brain_estimate, stripped=stripped.stripped
+    baseline_estimate, stripped = estimate_brain_checked(
+        baseline.reference, params=params.brain_estimate
     )
     template = fit_template(
         baseline.reference,

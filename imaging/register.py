@@ -22,6 +22,7 @@ __all__ = [
     "Registration",
     "RegistrationParams",
     "displacement_mm",
+    "mattes_mi",
     "register",
     "resample",
     "working_grid",
@@ -291,6 +292,29 @@ def _run(
         method.GetOptimizerStopConditionDescription(),
         int(method.GetOptimizerIteration()),
     )
+
+
+def mattes_mi(
+    fixed: MRImage,
+    moving: MRImage,
+    matrix: NDArray[np.float64],
+    *,
+    fixed_mask: MRImage | None = None,
+    params: RegistrationParams | None = None,
+) -> float:
+    """Mattes mutual information of ``moving`` through ``matrix`` against ``fixed`` (more negative
+    = better), sampled as :func:`register` samples it: candidate transforms of the same pair of
+    images compare on one scale."""
+    params = params or RegistrationParams()
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(params.sampling_fraction, params.seed)
+    if fixed_mask is not None:
+        method.SetMetricFixedMask(to_sitk(fixed_mask, dtype=np.uint8))
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetInitialTransform(_sitk_from_matrix(matrix))
+    return float(method.MetricEvaluate(to_sitk(fixed), to_sitk(moving)))
 
 
 def resample(
