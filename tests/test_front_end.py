@@ -239,3 +239,28 @@ def test_the_skull_stripped_mni_flair_is_detected_and_fitted_in_place(
     centre = session.flair.voxel_to_world_mm(np.argwhere(np.asarray(session.flair_brain.data) > 0))
     centre = centre.mean(axis=0)
     assert np.linalg.norm((matrix @ [*centre, 1.0])[:3] - centre) < 6.0
+
+
+def test_the_cached_template_is_the_template(tmp_path, monkeypatch):
+    """The 2 mm template is cached in the user's cache folder: what a later process reads is
+    identical, map for map, to what is built from nilearn's files."""
+    from imaging import template as module
+
+    monkeypatch.setenv(module.CACHE_ENV, str(tmp_path))
+    module.mni_template.cache_clear()
+    try:
+        built = module.mni_template()
+        (cached_file,) = tmp_path.glob("mni152_2mm_*.npz")
+        module.mni_template.cache_clear()
+        cached = module.mni_template()
+        assert cached is not built
+        for key in ("t1", "gm", "wm", "brain", "regions", "hemispheres"):
+            a, b = getattr(built, key), getattr(cached, key)
+            assert a.data.dtype == b.data.dtype
+            np.testing.assert_array_equal(a.data, b.data)
+            np.testing.assert_array_equal(a.affine, b.affine)
+        cached_file.write_bytes(b"not a numpy file")  # a damaged cache is rebuilt, not trusted
+        module.mni_template.cache_clear()
+        np.testing.assert_array_equal(module.mni_template().t1.data, built.t1.data)
+    finally:
+        module.mni_template.cache_clear()
