@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -49,6 +50,7 @@ def _case(folder: Path, flair: Path) -> Path:
 
 def _iso_1mm(source: Path, target: Path) -> Path:
     nifti = nib.load(source)
+    assert isinstance(nifti, nib.Nifti1Image)
     image = MRImage(np.asarray(nifti.dataobj, dtype=np.float32), nifti.affine).reoriented("RAS")
     shape = (220, 240, 176)
     ijk = np.argwhere(np.asarray(image.data) > 0.1 * np.percentile(image.data, 99))
@@ -73,7 +75,7 @@ def _cpu(command: list[str]) -> tuple[float, float]:
 
 def _steps(case: Path) -> tuple[dict[str, float], dict[str, object]]:
     steps: dict[str, float] = {}
-    state = {"step": "", "start": time.process_time()}
+    state: dict[str, Any] = {"step": "", "start": time.process_time()}
 
     def record(message: str) -> None:
         now = time.process_time()
@@ -86,6 +88,7 @@ def _steps(case: Path) -> tuple[dict[str, float], dict[str, object]]:
     record("end")
     quality = processed.template.quality
     session = processed.sessions[0]
+    assert session.flair is not None and session.flair_brain is not None
     brain_ml = float(np.count_nonzero(session.flair_brain.data)) * session.flair.voxel_volume_mm3
     figures: dict[str, object] = {
         "stripped": processed.template.stripped,
@@ -136,7 +139,7 @@ def main() -> int:
                 print(f"skipped (missing): {flair}")
                 continue
             folder = _case(root / f"case{n}", flair)
-            shape = nib.load(flair).shape
+            shape = nib.load(flair).shape  # type: ignore[attr-defined]
             cpu, wall = _cpu([exe, "analyze", str(folder), "--out", str(root / f"out{n}")])
             steps, figures = _steps(folder)
             rows.append((label, shape, cpu, wall, target, steps, figures))

@@ -12,6 +12,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -37,7 +38,9 @@ def _case(folder: Path, flair: Path) -> Path:
     return folder
 
 
-def _show(axis, image: MRImage, masks: list[tuple[np.ndarray, str]], view: str, k: int) -> None:
+def _show(
+    axis: Any, image: MRImage, masks: list[tuple[np.ndarray, str]], view: str, k: int
+) -> None:
     data = np.asarray(image.data, dtype=np.float32)
     sx, sy, sz = image.spacing_mm
     if view == "axial":
@@ -58,6 +61,8 @@ def picture(flair: Path, title: str, target: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         processed = process_case(scan_case(_case(Path(tmp) / "case", flair)))
     session = processed.sessions[0]
+    assert session.flair is not None and session.flair_brain is not None
+    assert session.flair_wm_prior is not None
     image = session.flair.reoriented("RAS")
     brain = session.flair_brain.reoriented("RAS")
     wm = session.flair_wm_prior.reoriented("RAS")
@@ -93,6 +98,7 @@ def identity_versus_fit(flair: Path, target: Path) -> None:
     from imaging.template import fit_template
 
     nifti = nib.load(flair)
+    assert isinstance(nifti, nib.Nifti1Image)
     image = MRImage(np.asarray(nifti.dataobj, dtype=np.float32), nifti.affine).reoriented("RAS")
     brain, check = estimate_brain_checked(image)
     fit = fit_template(image, brain, stripped=check.stripped)

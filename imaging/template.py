@@ -141,7 +141,8 @@ def _write_cache(path: Path, template: Template) -> None:
         handle, name = tempfile.mkstemp(prefix=".mni152-", suffix=".npz", dir=path.parent)
         with os.fdopen(handle, "wb") as stream:
             arrays = {key: np.asarray(getattr(template, key).data) for key in _MAPS}
-            np.savez(stream, affine=template.t1.affine, **arrays)
+            arrays["affine"] = template.t1.affine
+            np.savez(stream, **arrays)  # type: ignore[arg-type]
         Path(name).replace(path)
     except OSError:
         return
