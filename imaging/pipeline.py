@@ -286,19 +286,26 @@ def process_case(
         )
     baseline = next((s for s in sessions if s.flair is not None), sessions[0])
     say(f"{baseline.label}: template registration")
-    baseline_estimate, stripped = estimate_brain_checked(
-        baseline.reference, params=params.brain_estimate
-    )
+    if baseline.flair is not None:
+        baseline_estimate, check = estimate_brain_checked(
+            baseline.flair, params=params.brain_estimate
+        )
+        stripped = check.stripped
+        baseline.registrations["skull_strip_check"] = check.to_dict()
+    else:  # an EPI b=0 shows little scalp or skull either way: the erosion estimate, no test
+        baseline_estimate = estimate_brain(
+            baseline.reference, params=params.brain_estimate, stripped=False
+        )
+        stripped = False
     template = fit_template(
         baseline.reference,
         baseline_estimate,
         params=params.template_registration,
         limits=params.template_fit_limits,
-        stripped=stripped.stripped,
+        stripped=stripped,
     )
     baseline.registrations["template_to_reference"] = template.registration.to_dict()
-    baseline.registrations["skull_strip_check"] = stripped.to_dict()
-    if stripped.stripped:
+    if stripped:
         baseline.notes.append(
             "the reference image is skull-stripped (no scalp or skull): its own foreground is "
             "the brain"
