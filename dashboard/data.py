@@ -52,6 +52,7 @@ COHORT_COLUMNS = [
     "peak_flair_ml",
     "peak_dwi_ml",
     "latest_radc",
+    "template_fit",
     "first_study",
     "last_study",
     "index_date",
@@ -125,6 +126,9 @@ def _summarise(
     radc = [finite(v) for v in ordered.get("radc", [])]
     radc = [v for v in radc if v is not None]
     row["latest_radc"] = radc[-1] if radc else None
+    fits = [finite(v) for v in dated.get("template_fit_ok", [])]
+    known = [v for v in fits if v is not None]
+    row["template_fit"] = ("ok" if min(known) > 0 else "CHECK") if known else None
     dates = sorted(str(d) for d in dated["study_date"] if isinstance(d, str) and d)
     row["first_study"], row["last_study"] = (dates[0], dates[-1]) if dates else (None, None)
     return row

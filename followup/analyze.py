@@ -92,6 +92,9 @@ SESSION_COLUMNS = [
     "adc_source",
     "registration_to_baseline_mask_dice",
     "dwi_input",
+    "template_fit_quality",
+    "template_fit_ok",
+    "skull_stripped",
 ]
 #: lesions.tsv: the columns of DESIGN.md §3.3 first, then leukotrack's own.
 LESION_COLUMNS = [
@@ -283,6 +286,10 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
             row["flair_lesion_radc"] = flair_adc / nawm if nawm > 0 else math.nan
     registration = images.registrations.get("reference_to_baseline", {})
     row["registration_to_baseline_mask_dice"] = registration.get("mask_dice", "")
+    if fit.quality is not None:  # every session's priors come through the baseline's fit
+        row["template_fit_quality"] = round(fit.quality.brain_dice, 4)
+        row["template_fit_ok"] = int(fit.quality.ok)
+    row["skull_stripped"] = int(fit.stripped)
     return row
 
 
@@ -525,9 +532,15 @@ def analyze_case(
 
 
 def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, Any]:
+    quality = case.template.quality
     return {
         "baseline_session": case.baseline.label,
         "engines": {source: info.to_dict() for source, info in case.engines.items()},
+        "template_fit": {
+            **(quality.to_dict() if quality is not None else {}),
+            "skull_stripped": case.template.stripped,
+            "limits": params.template_fit_limits.to_dict(),
+        },
         "parameters": {"pipeline": params.to_dict(), "tracking": TrackingParams().to_dict()},
         "sessions": {
             s.label: {

@@ -40,6 +40,7 @@ from followup.results import (
     load_case_outputs,
     marked_labels,
     session_aliases,
+    template_fit_warning,
 )
 from imaging.display import (
     DWI_RGB,
@@ -512,7 +513,16 @@ def report_bytes(
             + (f" Generated {generated}." if redaction is None else " De-identified.")
         )
         fig.text(0.06, 0.925, header, fontsize=8.5)
-        _course(fig, [0.16, 0.40, 0.95, 0.9], outputs, offset, label)
+        warning = template_fit_warning(outputs.provenance)
+        top = 0.9
+        if warning is not None:  # above the course figure, which moves down to make room
+            lines = textwrap.wrap(warning, 125)
+            for n, line in enumerate(lines):
+                fig.text(
+                    0.06, 0.905 - 0.013 * n, line, fontsize=7.5, color="#b00000", weight="bold"
+                )
+            top -= 0.013 * len(lines) + 0.01
+        _course(fig, [0.16, 0.40, 0.95, top], outputs, offset, label)
         if not outputs.sessions.empty:
             fig.text(0.06, 0.345, "Sessions", fontsize=10, weight="bold")
             _table(fig, [0.04, 0.04, 0.92, 0.295], session_table(outputs, offset, redaction))

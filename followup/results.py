@@ -37,6 +37,7 @@ __all__ = [
     "marked_labels",
     "read_provenance",
     "session_aliases",
+    "template_fit_warning",
 ]
 
 ImageKind = Literal["FLAIR", "DWI", "ADC", "flair_lesions", "dwi_lesions", "lesions"]
@@ -181,6 +182,21 @@ def load_case_outputs(folder: Path) -> CaseOutputs:
         pk=_tsv(folder / "pk.tsv"),
         csf=_tsv(folder / "csf.tsv"),
         provenance=provenance,
+    )
+
+
+def template_fit_warning(provenance: dict[str, Any]) -> str | None:
+    """The warning to show with a case whose template fit failed its quality check, else None.
+
+    Reads ``template_fit`` of provenance.json (absent in outputs of older versions: no warning).
+    """
+    fit = provenance.get("template_fit") or {}
+    if fit.get("ok", True):
+        return None
+    problems = "; ".join(fit.get("problems") or []) or "the fit failed its quality check"
+    return (
+        f"Template fit below quality ({problems}). The brain mask, white-matter prior and regions "
+        "may be misplaced, so the lesion figures of this case are uncertain: check the images."
     )
 
 

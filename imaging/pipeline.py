@@ -35,7 +35,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imaging.bias import N4Params, correct_bias
-from imaging.brain import BrainEstimateParams, estimate_brain, head_mask
+from imaging.brain import (
+    BrainEstimateParams,
+    estimate_brain,
+    estimate_brain_checked,
+    head_mask,
+)
 from imaging.case import CaseIndex, SeriesEntry, Session
 from imaging.diffusion import adc_from_dwi, dwi_input_kind, split_dwi
 from imaging.engines import (
@@ -60,7 +65,12 @@ from imaging.quantify import nawm_for_adc
 from imaging.register import Registration, RegistrationParams, register, resample
 from imaging.segment import DwiLesionParams, FlairLesionParams
 from imaging.sequence import SequenceClass
-from imaging.template import TEMPLATE_REGISTRATION, TemplateFit, fit_template
+from imaging.template import (
+    TEMPLATE_REGISTRATION,
+    FitQualityLimits,
+    TemplateFit,
+    fit_template,
+)
 
 __all__ = [
     "CaseImages",
@@ -74,13 +84,14 @@ __all__ = [
 
 Progress = Callable[[str], None]
 
-#: FLAIR to FLAIR across sessions: same contrast, brain-masked.
+#: FLAIR to FLAIR across sessions: same contrast, brain-masked, at a 2 mm working resolution.
 SESSION_REGISTRATION = RegistrationParams(
     shrink_factors=(2, 1),
     smoothing_sigmas_mm=(2.0, 1.0),
     learning_rate=0.5,
     iterations=100,
-    sampling_fraction=0.05,
+    sampling_fraction=0.2,
+    working_spacing_mm=2.0,
 )
 #: DWI b=0 (fixed) to FLAIR of the same session: small motion, identity start.
 DWI_REGISTRATION = RegistrationParams(
@@ -99,6 +110,7 @@ class PipelineParams:
     n4: N4Params = field(default_factory=N4Params)
     brain_estimate: BrainEstimateParams = field(default_factory=BrainEstimateParams)
     template_registration: RegistrationParams = TEMPLATE_REGISTRATION
+    template_fit_limits: FitQualityLimits = field(default_factory=FitQualityLimits)
     session_registration: RegistrationParams = SESSION_REGISTRATION
     dwi_registration: RegistrationParams = DWI_REGISTRATION
     #: Lesion engines by registry name (:mod:`imaging.engines`).
@@ -450,6 +462,10 @@ def _segment(
     if images.flair is not None:
         to_mni = case.to_mni(images)
         images.flair_brain = fit.prior(images.flair, "brain", to_mni=to_mni)
+        if fit.stripped:  # a stripped FLAIR: nothing outside its own foreground is brain
+            own = estimate_brain(images.flair, params=params.brain_estimate, stripped=True)
+            inside = (np.asarray(images.flair_brain.data) > 0) & (np.asarray(own.data) > 0)
+            images.flair_brain = images.flair_brain.with_data(inside.astype(np.uint8))
         images.flair_wm_prior = fit.prior(images.flair, "wm", to_mni=to_mni)
         inputs = FlairInputs(
             flair=images.flair,
@@ -530,11 +546,39 @@ def process_case(
         )
     baseline = next((s for s in sessions if s.flair is not None), sessions[0])
     say(f"{baseline.label}: template registration")
-    baseline_estimate = estimate_brain(baseline.reference, params=params.brain_estimate)
+    if baseline.flair is not None:
+        baseline_estimate, check = estimate_brain_checked(
+            baseline.flair, params=params.brain_estimate
+        )
+        stripped = check.stripped
+        baseline.registrations["skull_strip_check"] = check.to_dict()
+    else:  # an EPI b=0 shows little scalp or skull either way: the erosion estimate, no test
+        baseline_estimate = estimate_brain(
+            baseline.reference, params=params.brain_estimate, stripped=False
+        )
+        stripped = False
     template = fit_template(
-        baseline.reference, baseline_estimate, params=params.template_registration
+        baseline.reference,
+        baseline_estimate,
+        params=params.template_registration,
+        limits=params.template_fit_limits,
+        stripped=stripped,
     )
     baseline.registrations["template_to_reference"] = template.registration.to_dict()
+    if stripped:
+        baseline.notes.append(
+            "the reference image is skull-stripped (no scalp or skull): its own foreground is "
+            "the brain"
+        )
+    if template.quality is not None and not template.quality.ok:
+        message = (
+            "TEMPLATE FIT BELOW QUALITY: "
+            + "; ".join(template.quality.problems)
+            + ". The white-matter prior, brain mask and regions may be misplaced: check the "
+            "lesion figures of this case by eye."
+        )
+        for images in sessions:
+            images.notes.append(message)
     result = CaseImages(case.case_id, sessions, baseline, template, params, engines)
     baseline_brain = template.prior(baseline.reference, "brain")
     for images in sessions:

@@ -96,3 +96,18 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("LEUKOTRACK_ARTIFACTS") or REPO / "test-artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _template_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The MNI template cache of the test session goes to a temporary folder, never the user's
+    ~/.cache (imaging.template.CACHE_ENV; subprocesses inherit it)."""
+    from imaging.template import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("template-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before

@@ -73,6 +73,7 @@ def test_cohort_lists_every_case_with_its_key_figures(data):
     assert row["peak_dwi_ml"] == pytest.approx(sessions["dwi_lesion_volume_ml"].max())
     assert row["latest_radc"] == pytest.approx(sessions["radc"].dropna().iloc[-1])
     assert row["days_followed"] == sessions["day"].max() - sessions["day"].min() == 165
+    assert (sessions["template_fit_ok"] == 1).all() and row["template_fit"] == "ok"
     assert table.loc["cnsmyeloma", "sessions"] == 0
     assert [m.value for m in app.metric][:3] == ["2", "2", "0"]
     # the default case is the first with images

@@ -110,3 +110,19 @@ def test_report_command_and_its_error(analyzed_samples, tmp_path):
     assert bad.exit_code == 1
     assert "not an analysed case folder" in bad.output
     assert not (tmp_path / "x.pdf").exists()
+
+
+def test_a_case_whose_template_fit_failed_says_so_on_its_first_page(analyzed_samples, tmp_path):
+    import json
+
+    text = _text(write_report(analyzed_samples / "sub-indexcase", tmp_path / "ok.pdf"))
+    assert "Template fit below quality" not in text  # the sample case fits well
+    folder = tmp_path / "sub-indexcase"
+    shutil.copytree(analyzed_samples / "sub-indexcase", folder)
+    provenance = json.loads((folder / "provenance.json").read_text())
+    provenance["template_fit"].update(ok=False, problems=["Dice 0.62 (< 0.8)"])
+    (folder / "provenance.json").write_text(json.dumps(provenance))
+    flagged = write_report(folder, tmp_path / "flagged.pdf")
+    subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(flagged), str(tmp_path / "p1.txt")])
+    first_page = " ".join((tmp_path / "p1.txt").read_text().split())
+    assert "Template fit below quality (Dice 0.62 (< 0.8))" in first_page

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from followup.analyze import analyze_case
+from followup.analyze import SESSION_COLUMNS, analyze_case
 from followup.store import Store
 from followup.store.db import migrate
 from followup.store.models import Base
@@ -80,4 +80,37 @@ def test_a_manual_correction_is_audited_and_survives_reingest(cns_output: Path, 
     with store.engine.connect() as connection:
         rows = connection.execute(text("SELECT author, old_value, new_value FROM audit")).all()
     assert rows == [("reader1", "1400", "1380")]
+    store.close()
+
+
+def test_the_cohort_view_carries_the_template_fit_flag(cns_output: Path, tmp_path):
+    """A session whose template fit failed its check is flagged in the store's cohort view (the
+    batch's cohort.tsv and the dashboard read it there)."""
+    folder = tmp_path / "sub-cnsmyeloma"
+    shutil.copytree(cns_output, folder)
+    row = dict.fromkeys(SESSION_COLUMNS, "")
+    row.update(
+        case_id="cnsmyeloma",
+        session_id="ses-1",
+        study_date="2023-01-02",
+        day="0",
+        has_flair="1",
+        has_dwi="0",
+        flair_lesion_volume_ml="1.5",
+        template_fit_quality="0.71",
+        template_fit_ok="0",
+    )
+    (folder / "sessions.tsv").write_text(
+        "\t".join(SESSION_COLUMNS) + "\n" + "\t".join(row[c] for c in SESSION_COLUMNS) + "\n"
+    )
+    store = Store(tmp_path)
+    store.ingest_case(folder, Path("cnsmyeloma"), None)
+    (cohort,) = store.cohort_rows()
+    assert cohort["template_fit_quality"] == pytest.approx(0.71)
+    assert cohort["template_fit_ok"] in (0, False)
+    with store.engine.connect() as connection:
+        measured = connection.execute(
+            text("SELECT value FROM measurements WHERE name = 'template_fit_ok'")
+        ).scalar_one()
+    assert measured == 0
     store.close()

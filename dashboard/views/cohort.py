@@ -59,6 +59,9 @@ def show() -> None:
                 format="%.2f",
                 help="Mean ADC in DWI lesions / NAWM, last session with lesions",
             ),
+            "template_fit": st.column_config.TextColumn(
+                "Template fit", help="CHECK: the template fit failed its quality check"
+            ),
             "first_study": st.column_config.TextColumn("First MRI"),
             "last_study": st.column_config.TextColumn("Last MRI"),
             "index_date": st.column_config.TextColumn("Day 0"),

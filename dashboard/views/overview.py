@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.state import case_in_view, current_index, framed, viewer_target
+from followup.results import template_fit_warning
 
 __all__ = ["show"]
 
@@ -24,6 +25,7 @@ def _session_table(sessions: pd.DataFrame, offset: int) -> pd.DataFrame:
         "flair_lesion_radc": "rADC (FLAIR lesions)",
         "flair_lesion_volume_left_ml": "FLAIR left (mL)",
         "flair_lesion_volume_right_ml": "FLAIR right (mL)",
+        "template_fit_quality": "Template fit (Dice)",
     }
     table = sessions[[c for c in columns if c in sessions]].rename(columns=columns)
     table["Day"] = pd.to_numeric(table["Day"], errors="coerce") + offset
@@ -83,6 +85,9 @@ def show() -> None:
         + (f" ({index_on.isoformat()})" if index_on else "")
         + ". Hover for dates and doses; click a lesion-volume point to open that session."
     )
+    warning = template_fit_warning(outputs.provenance)
+    if warning is not None:
+        st.warning(warning, icon=":material/warning:")
     figure = data.overview(case, key)
     event = st.plotly_chart(
         figure,

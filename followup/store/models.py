@@ -103,6 +103,8 @@ class SessionRow(_PerCase, Base):
     dwi_lesion_adc_mean_um2s: Mapped[float | None] = mapped_column(Float)
     nawm_adc_mean_um2s: Mapped[float | None] = mapped_column(Float)
     radc: Mapped[float | None] = mapped_column(Float)
+    template_fit_quality: Mapped[float | None] = mapped_column(Float)
+    template_fit_ok: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class Series(_PerCase, Base):

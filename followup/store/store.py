@@ -53,6 +53,8 @@ COHORT_COLUMNS = [
     "dwi_lesion_adc_mean_um2s",
     "nawm_adc_mean_um2s",
     "radc",
+    "template_fit_quality",
+    "template_fit_ok",
 ]
 _PER_CASE = (SessionRow, Series, Measurement, Lesion, Exposure, Event, Lab)
 _SESSION_KEYS = ("case_id", "session_id", "study_date", "day", "adc_source")
@@ -224,6 +226,12 @@ class Store:
                         dwi_lesion_adc_mean_um2s=_float(row.get("dwi_lesion_adc_mean_um2s")),
                         nawm_adc_mean_um2s=_float(row.get("nawm_adc_mean_um2s")),
                         radc=_float(row.get("radc")),
+                        template_fit_quality=_float(row.get("template_fit_quality")),
+                        template_fit_ok=(
+                            None
+                            if _int(row.get("template_fit_ok")) is None
+                            else row.get("template_fit_ok") == "1"
+                        ),
                     )
                 )
                 for name, value in row.items():
