@@ -85,7 +85,12 @@ class MixtureLesionParams:
     lesion_weight_max : float
         Upper bound of the lesion mixing weight.
     lesion_min_over_tissue : float
-        The lesion mean is at least this times the brighter of the GM and WM means.
+        The lesion mean is at least this times the brightest of: the GM mean, the WM mean and the
+        grey-matter ceiling.
+    gm_ceiling_percentile : float
+        The grey-matter ceiling is this percentile of the intensities where the GM prior is at least
+        0.5 (the affine-registered GM prior is blurred, so the GM class mean mixes in white matter
+        and underestimates bright cortex).
     wm_prior_min : float
         White-matter prior at which the lesion region starts.
     wm_dilation_mm : float
@@ -95,7 +100,10 @@ class MixtureLesionParams:
     edge_distance_mm : float
         Lesion voxels lie deeper than this inside the brain mask, mm.
     gm_damping : float
-        The lesion weight is multiplied by ``1 - gm_damping x GM prior`` (cortex ribbon).
+        The floor of the lesion weight is multiplied by ``1 - gm_damping x GM prior`` (clipped to
+        0..1: no lesion weight in the cortex ribbon where no lesion prior is).
+    prior_gm_damping : float
+        The lesion-prior part of the weight is multiplied by ``1 - prior_gm_damping x GM prior``.
     bias_sigma_mm : float
         Smoothing of the white-matter level for the non-uniformity correction, mm (0 = none).
     posterior_threshold : float
@@ -104,8 +112,16 @@ class MixtureLesionParams:
         Partial-volume cut between the local tissue level (0) and the lesion level (1).
     background_sigma_mm : float
         Smoothing (mm) of the local normal-tissue level used by the boundary.
+    boundary_reach_voxels : int
+        The boundary may move this many voxels (26-neighbourhood steps) beyond a lesion core.
+    level_percentile : float
+        A lesion's own level is this percentile of the intensities of its core.
+    level_floor_lesion_mean : bool
+        The lesion level is at least the fitted lesion mean.
     min_lesion_volume_mm3 : float
         Smallest lesion (26-connected component) kept, mm3.
+    min_core_volume_mm3 : float
+        Smallest lesion core (posterior above the threshold) a lesion grows from, mm3.
     seed : int
         Seed of the voxel subsample.
     """
@@ -117,17 +133,23 @@ class MixtureLesionParams:
     lesion_weight_gain: float = 2.0
     lesion_weight_floor: float = 0.01
     lesion_weight_max: float = 0.4
-    lesion_min_over_tissue: float = 1.15
+    lesion_min_over_tissue: float = 1.2
+    gm_ceiling_percentile: float = 90.0
     wm_prior_min: float = 0.3
     wm_dilation_mm: float = 2.0
     region_prior_min: float = 0.01
     edge_distance_mm: float = 4.0
-    gm_damping: float = 1.0
+    gm_damping: float = 2.0
+    prior_gm_damping: float = 1.0
     bias_sigma_mm: float = 20.0
     posterior_threshold: float = 0.5
     boundary_fraction: float = 0.5
     background_sigma_mm: float = 4.0
+    boundary_reach_voxels: int = 2
+    level_percentile: float = 90.0
+    level_floor_lesion_mean: bool = True
     min_lesion_volume_mm3: float = 10.0
+    min_core_volume_mm3: float = 20.0
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,10 +277,15 @@ def _posterior(
 
 
 def _constrain(
-    means: NDArray[Any], sds: NDArray[Any], params: MixtureLesionParams, sd_floor: float
+    means: NDArray[Any],
+    sds: NDArray[Any],
+    params: MixtureLesionParams,
+    sd_floor: float,
+    ceiling: float,
 ) -> None:
     sds[:] = np.maximum(sds, sd_floor)
-    means[_LES] = max(means[_LES], params.lesion_min_over_tissue * max(means[_GM], means[_WM]))
+    brightest = max(means[_GM], means[_WM], ceiling)
+    means[_LES] = max(means[_LES], params.lesion_min_over_tissue * brightest)
     sds[_LES] = max(sds[_LES], sds[_WM])
 
 
@@ -267,6 +294,7 @@ def _fit(
     weights: NDArray[Any],
     params: MixtureLesionParams,
     sd_floor: float,
+    ceiling: float,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """EM for the class means and SDs on a sample (weights fixed: they are the priors)."""
     means = np.zeros(4)
@@ -277,7 +305,7 @@ def _fit(
         sds[k] = float(np.sqrt(np.sum(w * (x - means[k]) ** 2) / max(np.sum(w), 1e-12)))
     means[_LES] = 1.4 * max(means[_GM], means[_WM])
     sds[_LES] = 2.0 * sds[_WM]
-    _constrain(means, sds, params, sd_floor)
+    _constrain(means, sds, params, sd_floor, ceiling)
     for _ in range(params.em_iterations):
         resp = _posterior(x, weights, means, sds)
         mass = resp.sum(axis=0)
@@ -286,8 +314,17 @@ def _fit(
                 continue
             means[k] = float(resp[:, k] @ x / mass[k])
             sds[k] = float(np.sqrt(resp[:, k] @ (x - means[k]) ** 2 / mass[k]))
-        _constrain(means, sds, params, sd_floor)
+        _constrain(means, sds, params, sd_floor, ceiling)
     return means, sds
+
+
+def _ceiling(
+    image: NDArray[Any], gm: NDArray[Any], brain: NDArray[np.bool_], params: MixtureLesionParams
+) -> float:
+    grey = brain & (gm >= 0.5)
+    if int(grey.sum()) < 100:
+        return 0.0
+    return float(np.percentile(image[grey], params.gm_ceiling_percentile))
 
 
 def _keep_connected(mask: NDArray[np.bool_], cores: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -400,11 +437,11 @@ def segment_flair_mixture(
     if frequency is not None:
         region = region | (frequency >= params.region_prior_min)
     region &= deep & brain
-    lesion_w = np.full(brain.shape, params.lesion_weight_floor, np.float32)
+    lesion_w = params.lesion_weight_floor * np.clip(1.0 - params.gm_damping * gm, 0.0, 1.0)
     if frequency is not None:
-        lesion_w = lesion_w + params.lesion_weight_gain * frequency
+        damping = np.clip(1.0 - params.prior_gm_damping * gm, 0.0, 1.0)
+        lesion_w = lesion_w + params.lesion_weight_gain * frequency * damping
     lesion_w = np.clip(lesion_w, 0.0, params.lesion_weight_max)
-    lesion_w *= np.clip(1.0 - params.gm_damping * gm, 0.0, 1.0)
     lesion_w = np.where(region, lesion_w, 0.0).astype(np.float32)
     weights = np.concatenate([tissue * (1.0 - lesion_w)[..., None], lesion_w[..., None]], axis=-1)
 
@@ -423,7 +460,8 @@ def segment_flair_mixture(
     sd_floor = max(0.005, step)
 
     x_all = image.ravel()
-    means, sds = _fit(x_all[sample].astype(np.float64), w_flat[sample], params, sd_floor)
+    ceiling = _ceiling(image, gm, brain, params)
+    means, sds = _fit(x_all[sample].astype(np.float64), w_flat[sample], params, sd_floor, ceiling)
     if params.bias_sigma_mm > 0:
         resp = _posterior(x_all[idx].astype(np.float64), w_flat[idx], means, sds)
         wm_flat = np.zeros(brain.size, bool)
@@ -434,7 +472,8 @@ def segment_flair_mixture(
             field_ = np.clip(level / np.float32(means[_WM]), 0.5, 2.0)
             image = np.where(brain, image / field_, image).astype(np.float32)
             x_all = image.ravel()
-            means, sds = _fit(x_all[sample].astype(np.float64), w_flat[sample], params, sd_floor)
+            ceiling = _ceiling(image, gm, brain, params)
+    means, sds = _fit(x_all[sample].astype(np.float64), w_flat[sample], params, sd_floor, ceiling)
 
     resp = _posterior(x_all[idx].astype(np.float64), w_flat[idx], means, sds)
     prob_flat = np.zeros(brain.size, np.float32)
@@ -445,6 +484,7 @@ def segment_flair_mixture(
     normal = normal_flat.reshape(brain.shape)
 
     cores = (probability >= params.posterior_threshold) & region
+    cores = _remove_small(cores, voxel_mm3, params.min_core_volume_mm3)
     lesion = cores
     if cores.any() and params.boundary_fraction > 0:
         background = _level(image, normal, float(means[_WM]), params.background_sigma_mm, spacing)
@@ -452,14 +492,16 @@ def segment_flair_mixture(
         ids = np.arange(1, n + 1)
         peak = np.asarray(
             ndi.labeled_comprehension(
-                image, labels, ids, lambda v: np.percentile(v, 90), float, 0.0
+                image, labels, ids, lambda v: np.percentile(v, params.level_percentile), float, 0.0
             )
         )
         level = np.zeros(n + 1, np.float32)
-        level[1:] = np.maximum(peak, means[_LES])
+        level[1:] = np.maximum(peak, means[_LES]) if params.level_floor_lesion_mean else peak
         _, nearest = ndi.distance_transform_edt(labels == 0, return_indices=True)
         owner = labels[tuple(nearest)]
-        reach = region & ndi.binary_dilation(cores, structure=_FULL, iterations=2)
+        reach = region & ndi.binary_dilation(
+            cores, structure=_FULL, iterations=params.boundary_reach_voxels
+        )
         cut = background + np.float32(params.boundary_fraction) * (level[owner] - background)
         lesion = reach & (image >= cut)
         lesion = _keep_connected(lesion, cores & lesion)

@@ -101,7 +101,7 @@ def test_lesion_box_volume_and_location_on_anisotropic_grid() -> None:
     scale = result.means["wm"] / LEVELS["wm"]
     assert result.means["gm"] / scale == pytest.approx(LEVELS["gm"], rel=0.03)
     # CSF: a dark class (its mean is pulled up by partial volume at the CSF and brain edges)
-    assert result.means["csf"] < 0.5 * result.means["wm"]
+    assert result.means["csf"] < 0.6 * result.means["wm"]
     probability = np.asarray(result.probability.data)
     assert probability.min() >= 0.0 and probability.max() <= 1.0
     assert probability[fraction >= 0.99].min() > 0.9
