@@ -17,10 +17,15 @@ Prints one Markdown report:
    Median Dice, median volume error, CPU seconds.
 3. **Lesion-free control**: ``make_ms_flair(None, ...)`` with the same set-up (packaged prior);
    target < 0.5 mL.
+4. Optionally (``--raw``) the native clinical FLAIRs with skull of ``open_ms_raw_flair`` (no expert
+   masks: robustness only) through the pipeline's front end: N4 (``imaging.bias.correct_bias`` in
+   the head mask), brain estimate, affine template fit, brain / WM / GM / lesion priors warped by
+   the fit; brain and lesion volumes.
 
 CPU seconds are ``time.process_time()`` of the segmentation call alone (priors resampled before).
 
-Usage: ``python benchmarks/validate_flair_mixture.py [--cases N] [--control-seed S] [--out FILE.md]``
+Usage: ``python benchmarks/validate_flair_mixture.py [--cases N] [--control-seed S] [--skip-real]
+[--skip-synthetic] [--raw] [--out FILE.md]``
 """
 
 from __future__ import annotations
@@ -176,17 +181,62 @@ def synthetic_section(out: list[str], n_cases: int, control_seed: int) -> None:
     )
 
 
+def raw_section(out: list[str]) -> None:
+    from imaging.bias import correct_bias
+    from imaging.brain import estimate_brain, head_mask
+    from imaging.template import fit_template
+
+    out.append("## 4. Native clinical FLAIRs with skull (open_ms_raw_flair; robustness only)\n")
+    folder = realdata_root() / "open_ms_raw_flair"
+    paths = sorted(folder.glob("*_FLAIR.nii.gz"))
+    if not paths:
+        out.append(f"skipped: no FLAIR in {folder}\n")
+        return
+    out.append("| FLAIR | grid | brain mL | lesion mL (lesions) | CPU s (segmentation) | outcome |")
+    out.append("|---|---|---|---|---|---|")
+    for path in paths:
+        name = path.name.replace("_FLAIR.nii.gz", "")
+        try:
+            nifti = nib.load(path)
+            assert isinstance(nifti, nib.Nifti1Image)
+            flair = MRImage.from_nifti(nifti)
+            flair = flair.with_data(np.asarray(flair.data, dtype=np.float32))
+            corrected, _ = correct_bias(flair, head_mask(flair))
+            fit = fit_template(corrected, estimate_brain(corrected))
+            brain = fit.prior(corrected, "brain")
+            wm, gm = fit.prior(corrected, "wm"), fit.prior(corrected, "gm")
+            prior = lesion_prior_on(corrected, fit.registration.matrix)
+            start = time.process_time()
+            result = segment_flair_mixture(corrected, brain, wm, gm, prior)
+            cpu = time.process_time() - start
+            brain_ml = float(np.count_nonzero(brain.data)) * corrected.voxel_volume_mm3 / 1000
+            spacing = "x".join(f"{s:.2f}" for s in corrected.spacing_mm)
+            out.append(
+                f"| {name} | {spacing} mm | {brain_ml:.0f} | {result.volume_ml:.2f} "
+                f"({result.n_lesions}) | {cpu:.1f} | ok |"
+            )
+        except Exception as error:  # robustness run: report the failure, go on
+            out.append(f"| {name} | | | | | {type(error).__name__}: {error} |")
+        print(out[-1], file=sys.stderr, flush=True)
+    out.append("")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=27, help="synthetic cases (at most 27)")
     parser.add_argument("--control-seed", type=int, default=1000)
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--raw", action="store_true", help="also the native FLAIRs with skull")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     out = ["# Gaussian-mixture FLAIR lesion method: validation\n"]
     if not args.skip_real:
         real_section(out)
-    synthetic_section(out, args.cases, args.control_seed)
+    if not args.skip_synthetic:
+        synthetic_section(out, args.cases, args.control_seed)
+    if args.raw:
+        raw_section(out)
     command = "python benchmarks/validate_flair_mixture.py " + " ".join(argv or sys.argv[1:])
     out.append(f"Command: `{command.strip()}`\n")
     text = "\n".join(out)

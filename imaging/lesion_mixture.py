@@ -7,25 +7,30 @@ thresholds:
 1. **Mixture.** Inside the brain, the (lightly smoothed) FLAIR intensity is modelled as a mixture of
    four Gaussians: CSF, grey matter (GM), white matter (WM) and lesion. The registered template priors
    are the spatially varying mixing weights of the tissues (CSF = brain - GM - WM), flattened a
-   little so that every tissue may occur anywhere; the lesion's weight is the lesion-frequency prior
-   (:mod:`imaging.lesion_prior`) times a gain, plus a small floor, zero outside the region where
+   little so that every tissue may occur anywhere. The lesion's weight is a small floor plus the
+   lesion-frequency prior (:mod:`imaging.lesion_prior`) times a gain, zero outside the region where
    white-matter lesions may lie (white matter and its rim, or where the lesion prior is not
-   negligible, deeper than a few mm inside the brain) and damped by the GM prior. Means and standard
-   deviations are fitted by expectation-maximisation on a fixed random subsample of brain voxels
-   (deterministic). The lesion class is constrained to a mean at least ``lesion_min_over_tissue``
-   times the brighter of GM and WM and a standard deviation at least that of WM; it is an *outlier*
-   class: voxels brighter than its mean are scored as if at its mean, so the lesion posterior rises
-   monotonically with intensity.
+   negligible, deeper than a few mm inside the brain); the floor is removed where the GM prior is
+   0.5 or more and the prior part damped by the GM prior (bright cortex is the main confounder on
+   FLAIR). Means and standard deviations are fitted by expectation-maximisation on a fixed random
+   subsample of brain voxels (deterministic; the weights stay the priors). The lesion class is
+   constrained to a mean at least ``lesion_min_over_tissue`` times the brightest of the GM mean, the
+   WM mean and a grey-matter ceiling (90th percentile of the intensities where the GM prior is >= 0.5:
+   an affine-registered GM prior is blurred, so the GM class mixes in white matter and underestimates
+   the cortex), and a standard deviation at least that of WM. It is an *outlier* class: voxels
+   brighter than its mean are scored as if at its mean, so the lesion posterior rises monotonically
+   with intensity.
 2. **Intensity non-uniformity.** After a first fit, the intensity of the voxels the model calls white
    matter is smoothed (normalised convolution, ``bias_sigma_mm``) into a slowly varying level; the
    image is divided by it (relative to the WM mean) and the mixture is fitted again.
 3. **Posterior.** The lesion posterior of every brain voxel is the ``probability`` output. Lesion
-   cores are the voxels with posterior >= ``posterior_threshold``.
-4. **Partial-volume boundary.** The truth definition is "lesion fraction >= 0.5". Around each core,
-   a voxel is lesion when its intensity is at least halfway (``boundary_fraction``) from the local
-   normal-tissue level (normalised convolution of the voxels the model calls GM or WM) to the
-   lesion's own level (90th percentile of its core, at least the lesion mean). Parts not connected to
-   a core are dropped.
+   cores are the voxels with posterior >= ``posterior_threshold``, in components of at least
+   ``min_core_volume_mm3`` (texture blobs of bright cortex are smaller).
+4. **Partial-volume boundary.** The truth definition is "lesion fraction >= 0.5". Around each core
+   (up to ``boundary_reach_voxels``), a voxel is lesion when its intensity is at least halfway
+   (``boundary_fraction``) from the local normal-tissue level (normalised convolution of the voxels
+   the model calls GM or WM) to the lesion's own level (90th percentile of its core, at least the
+   lesion mean). Parts not connected to a core are dropped.
 5. Lesions smaller than ``min_lesion_volume_mm3`` are removed.
 
 Limits: intensities only (FLAIR alone); partial volume with CSF (a lesion voxel half in a ventricle)
