@@ -1,0 +1,146 @@
+"""The Gaussian-mixture FLAIR lesion method (imaging.lesion_mixture) on phantoms with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from imaging.errors import GeometryError, ImagingError
+from imaging.image import MRImage
+from imaging.lesion_mixture import (
+    MixtureError,
+    MixtureLesionParams,
+    segment_flair_mixture,
+)
+
+SPACING = (0.9, 1.1, 3.0)
+SHAPE = (70, 60, 22)
+LEVELS = {"csf": 20.0, "gm": 112.0, "wm": 100.0, "lesion": 140.0}
+#: The lesion box, mm along i, j, k from the grid origin (edges fall inside voxels, so that the
+#: boundary voxels hold lesion fractions below and above 0.5).
+LESION_BOX_MM = ((24.3, 36.65), (34.0, 46.6), (26.0, 41.4))
+
+
+def _overlap_1d(n: int, step: float, low: float, high: float) -> np.ndarray:
+    """Fraction of each voxel [i*step - step/2, i*step + step/2] inside [low, high]."""
+    centres = np.arange(n) * step
+    lo = np.maximum(centres - step / 2, low)
+    hi = np.minimum(centres + step / 2, high)
+    return np.clip(hi - lo, 0.0, None) / step
+
+
+def _phantom(
+    *, lesion: bool, seed: int = 3
+) -> tuple[MRImage, MRImage, MRImage, MRImage, MRImage, np.ndarray]:
+    """A brain-like phantom: WM core, 5 mm GM shell, a CSF 'ventricle', optional lesion box.
+
+    Returns flair, brain, wm prior, gm prior, lesion prior and the lesion fraction per voxel.
+    """
+    affine = np.diag([*SPACING, 1.0])
+    ijk = np.indices(SHAPE).astype(float)
+    xyz = [ijk[a] * SPACING[a] for a in range(3)]
+    centre = [(n - 1) * s / 2 for n, s in zip(SHAPE, SPACING, strict=True)]
+    radii = [28.0, 30.0, 30.0]
+    r = np.sqrt(sum(((xyz[a] - centre[a]) / radii[a]) ** 2 for a in range(3)))
+    brain = r <= 1.0
+    depth = ndi.distance_transform_edt(brain, sampling=SPACING)
+    gm = brain & (depth <= 5.0)
+    csf = (
+        (np.abs(xyz[0] - centre[0]) <= 4)
+        & (np.abs(xyz[1] - centre[1] + 8) <= 8)
+        & (np.abs(xyz[2] - centre[2]) <= 12)
+    )
+    wm = brain & ~gm & ~csf
+    fraction = np.zeros(SHAPE)
+    if lesion:
+        parts = [_overlap_1d(SHAPE[a], SPACING[a], *LESION_BOX_MM[a]) for a in range(3)]
+        fraction = parts[0][:, None, None] * parts[1][None, :, None] * parts[2][None, None, :]
+    tissue = LEVELS["wm"] * wm + LEVELS["gm"] * gm + LEVELS["csf"] * csf
+    image = (1 - fraction) * tissue + fraction * LEVELS["lesion"]
+    rng = np.random.default_rng(seed)
+    image = np.where(brain, image + rng.normal(0, 3.0, SHAPE), 0.0).astype(np.float32)
+    wm_prior = ndi.gaussian_filter(wm.astype(float), 1.0)
+    gm_prior = ndi.gaussian_filter(gm.astype(float), 1.0)
+    lesion_prior = 0.1 * ndi.gaussian_filter((depth > 8.0).astype(float), 2.0)
+
+    def image_of(data: np.ndarray, dtype: type = np.float32) -> MRImage:
+        return MRImage(np.asarray(data, dtype=dtype), affine)
+
+    return (
+        image_of(image),
+        image_of(brain, np.uint8),
+        image_of(wm_prior),
+        image_of(gm_prior),
+        image_of(lesion_prior),
+        fraction,
+    )
+
+
+def test_lesion_box_volume_and_location_on_anisotropic_grid() -> None:
+    flair, brain, wm, gm, prior, fraction = _phantom(lesion=True)
+    truth = fraction >= 0.5
+    voxel_mm3 = float(np.prod(SPACING))
+    true_ml = truth.sum() * voxel_mm3 / 1000.0
+    # the box has partial-volume faces on every axis: fractions < 0.5 and >= 0.5
+    assert ((fraction > 0.05) & (fraction < 0.5)).any() and (
+        (fraction >= 0.5) & (fraction < 1)
+    ).any()
+
+    result = segment_flair_mixture(flair, brain, wm, gm, prior)
+
+    mask = np.asarray(result.lesion_mask.data) > 0
+    assert result.lesion_mask.data.dtype == np.uint8
+    assert result.probability.data.dtype == np.float32
+    assert result.lesion_mask.same_grid(flair) and result.probability.same_grid(flair)
+    assert result.n_lesions == 1
+    assert result.volume_ml == pytest.approx(true_ml, rel=0.05)
+    dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
+    assert dice >= 0.9
+    # the learned contrast: class means near the phantom's levels (units of the brain median)
+    scale = result.means["wm"] / LEVELS["wm"]
+    assert result.means["gm"] / scale == pytest.approx(LEVELS["gm"], rel=0.03)
+    # CSF: a dark class (its mean is pulled up by partial volume at the CSF and brain edges)
+    assert result.means["csf"] < 0.6 * result.means["wm"]
+    probability = np.asarray(result.probability.data)
+    assert probability.min() >= 0.0 and probability.max() <= 1.0
+    assert probability[fraction >= 0.99].min() > 0.9
+    assert probability[np.asarray(brain.data) == 0].max() == 0.0
+
+
+def test_lesion_free_phantom_has_no_lesion() -> None:
+    flair, brain, wm, gm, prior, _ = _phantom(lesion=False)
+    result = segment_flair_mixture(flair, brain, wm, gm, prior)
+    assert result.volume_ml == 0.0
+    assert result.n_lesions == 0
+
+
+def test_without_lesion_prior_the_lesion_is_still_found() -> None:
+    flair, brain, wm, gm, _, fraction = _phantom(lesion=True)
+    result = segment_flair_mixture(flair, brain, wm, gm, None)
+    truth = fraction >= 0.5
+    mask = np.asarray(result.lesion_mask.data) > 0
+    assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) >= 0.85
+
+
+def test_deterministic() -> None:
+    flair, brain, wm, gm, prior, _ = _phantom(lesion=True)
+    params = MixtureLesionParams(sample_voxels=5000)
+    first = segment_flair_mixture(flair, brain, wm, gm, prior, params=params)
+    second = segment_flair_mixture(flair, brain, wm, gm, prior, params=params)
+    assert np.array_equal(first.probability.data, second.probability.data)
+    assert first.means == second.means
+
+
+def test_bad_inputs_raise_named_errors() -> None:
+    flair, brain, wm, gm, prior, _ = _phantom(lesion=False)
+    shifted = MRImage(np.asarray(wm.data), wm.affine @ np.diag([1, 1, 2.0, 1]))
+    with pytest.raises(GeometryError, match="not on the grid"):
+        segment_flair_mixture(flair, brain, shifted, gm, prior)
+    empty = brain.with_data(np.zeros(SHAPE, np.uint8))
+    with pytest.raises(MixtureError, match="brain mask is empty"):
+        segment_flair_mixture(flair, empty, wm, gm, prior)
+    dark = flair.with_data(np.zeros(SHAPE, np.float32))
+    with pytest.raises(MixtureError, match="no positive signal"):
+        segment_flair_mixture(dark, brain, wm, gm, prior)
+    assert issubclass(MixtureError, ImagingError)
