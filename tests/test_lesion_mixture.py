@@ -144,3 +144,20 @@ def test_bad_inputs_raise_named_errors() -> None:
     with pytest.raises(MixtureError, match="no positive signal"):
         segment_flair_mixture(dark, brain, wm, gm, prior)
     assert issubclass(MixtureError, ImagingError)
+
+
+def test_the_mixture_is_a_flair_engine_behind_the_seam() -> None:
+    """Chosen by name, it returns the same mask as the function, with its posterior, and records
+    its parameters and the lesion prior's sha256."""
+    from imaging.engines import FlairInputs, flair_engine
+    from imaging.lesion_prior import LESION_PRIOR_FILE, lesion_prior_sha256
+
+    flair, brain, wm, gm, prior, _ = _phantom(lesion=True)
+    engine = flair_engine("tissue-mixture")
+    answer = engine.segment(FlairInputs(flair, brain, wm, gm_prior=gm, lesion_prior=prior))
+    direct = segment_flair_mixture(flair, brain, wm, gm, prior)
+    np.testing.assert_array_equal(answer.lesion_mask.data, direct.lesion_mask.data)
+    assert answer.probability is not None and answer.checked(flair, "tissue-mixture")
+    info = engine.info
+    assert info.parameters == direct.params.to_dict()
+    assert info.model_sha256 == {LESION_PRIOR_FILE.name: lesion_prior_sha256()}

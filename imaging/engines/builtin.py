@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from imaging.engines.base import DwiInputs, EngineInfo, FlairInputs, LesionMap
+from imaging.engines.base import DwiInputs, EngineError, EngineInfo, FlairInputs, LesionMap
+from imaging.lesion_mixture import MixtureLesionParams, segment_flair_mixture
 from imaging.lesion_prior import LESION_PRIOR_FILE, lesion_prior_sha256
 from imaging.segment import (
     DwiLesionParams,
@@ -16,11 +17,20 @@ from imaging.segment import (
     segment_flair_lesions,
 )
 
-__all__ = ["BUILTIN_DWI", "BUILTIN_FLAIR", "BuiltinDwiEngine", "BuiltinFlairEngine"]
+__all__ = [
+    "BUILTIN_DWI",
+    "BUILTIN_FLAIR",
+    "MIXTURE_FLAIR",
+    "BuiltinDwiEngine",
+    "BuiltinFlairEngine",
+    "MixtureFlairEngine",
+]
 
 #: Registry names of the built-in engines (the defaults).
 BUILTIN_FLAIR = "local-contrast"
 BUILTIN_DWI = "restricted-diffusion"
+#: The second FLAIR engine, kept for comparison (see README, *FLAIR lesion method*).
+MIXTURE_FLAIR = "tissue-mixture"
 
 
 class BuiltinFlairEngine:
@@ -69,6 +79,50 @@ class BuiltinFlairEngine:
                 "seed_z_used": result.seed_z_used,
             },
             maps={"zscore": result.zscore, "nawm_mask": result.nawm_mask},
+        )
+
+
+class MixtureFlairEngine:
+    """FLAIR lesions as the hyperintense outlier class of a per-image Gaussian mixture of the tissues
+    (:func:`imaging.lesion_mixture.segment_flair_mixture`)."""
+
+    version = "1"
+
+    def __init__(self, params: MixtureLesionParams | None = None) -> None:
+        self.params = params or MixtureLesionParams()
+
+    @property
+    def info(self) -> EngineInfo:
+        """Name, version, every parameter and the lesion prior's sha256."""
+        return EngineInfo(
+            name=MIXTURE_FLAIR,
+            version=self.version,
+            source="flair",
+            parameters=self.params.to_dict(),
+            model_sha256={LESION_PRIOR_FILE.name: lesion_prior_sha256()},
+            method=(
+                "FLAIR lesions as the hyperintense outlier class of a Gaussian mixture of CSF, grey "
+                "and white matter fitted to this image with the template priors as weights"
+            ),
+            dicom_family="HistogramAnalysis",
+        )
+
+    def segment(self, inputs: FlairInputs) -> LesionMap:
+        """Lesions on the FLAIR grid, with the lesion posterior as the probability map."""
+        if inputs.gm_prior is None:
+            raise EngineError(f"engine {MIXTURE_FLAIR!r} needs the grey-matter prior")
+        result = segment_flair_mixture(
+            inputs.flair,
+            inputs.brain_mask,
+            inputs.wm_prior,
+            inputs.gm_prior,
+            inputs.lesion_prior,
+            params=self.params,
+        )
+        return LesionMap(
+            lesion_mask=result.lesion_mask,
+            probability=result.probability,
+            details={"means": result.means, "sds": result.sds},
         )
 
 
@@ -124,6 +178,11 @@ class BuiltinDwiEngine:
 def builtin_flair(options: Any) -> BuiltinFlairEngine:
     """Factory for the registry: ``options`` has a ``flair`` attribute (FlairLesionParams) or is None."""
     return BuiltinFlairEngine(getattr(options, "flair", None))
+
+
+def mixture_flair(options: Any) -> MixtureFlairEngine:
+    """Factory for the registry (the mixture's own defaults)."""
+    return MixtureFlairEngine()
 
 
 def builtin_dwi(options: Any) -> BuiltinDwiEngine:

@@ -9,7 +9,14 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from imaging.engines.base import DwiEngine, EngineError, FlairEngine
-from imaging.engines.builtin import BUILTIN_DWI, BUILTIN_FLAIR, builtin_dwi, builtin_flair
+from imaging.engines.builtin import (
+    BUILTIN_DWI,
+    BUILTIN_FLAIR,
+    MIXTURE_FLAIR,
+    builtin_dwi,
+    builtin_flair,
+    mixture_flair,
+)
 from imaging.engines.samseg import SAMSEG, samseg_flair
 
 __all__ = ["available_engines", "dwi_engine", "flair_engine"]
@@ -17,7 +24,7 @@ __all__ = ["available_engines", "dwi_engine", "flair_engine"]
 Factory = Callable[[Any], Any]
 
 _BUILTIN: dict[str, dict[str, Factory]] = {
-    "flair": {BUILTIN_FLAIR: builtin_flair, SAMSEG: samseg_flair},
+    "flair": {BUILTIN_FLAIR: builtin_flair, MIXTURE_FLAIR: mixture_flair, SAMSEG: samseg_flair},
     "dwi": {BUILTIN_DWI: builtin_dwi},
 }
 
