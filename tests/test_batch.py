@@ -180,7 +180,8 @@ def test_an_existing_scheduler_with_separate_worker_processes(cases, tmp_path):
             )
         )
         summary = run_batch(root, out, scheduler=address)
-        assert (summary.n_done, summary.n_failed) == (1, 0)
+        errors = [o.error for o in summary.outcomes]
+        assert (summary.n_done, summary.n_failed) == (1, 0), errors
         worker_pid = summary.outcomes[0].worker_pid
         assert worker_pid not in (os.getpid(), *(p.pid for p in processes))  # a worker's child
         assert (out / "sub-control" / "sessions.tsv").is_file()

@@ -245,7 +245,12 @@ _MEMORY_PROBE = textwrap.dedent(
         outcome = "no error"
     except ImagingError as error:
         outcome = type(error).__name__
-    print(outcome, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    # VmHWM: this process image's own peak (ru_maxrss keeps the forking parent's peak across exec,
+    # so under a big pytest process it would report the parent's size)
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm_kb = next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), None)
+    peak_kb = hwm_kb if hwm_kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(outcome, peak_kb // 1024)
     """
 )
 

@@ -108,7 +108,7 @@ def test_report_command_and_its_error(analyzed_samples, tmp_path):
     assert "day 0 = first dose (2023-01-13)" in _text(out)
     bad = runner.invoke(app, ["report", str(analyzed_samples), "--out", str(tmp_path / "x.pdf")])
     assert bad.exit_code == 1
-    assert "not an analysed case folder" in bad.output
+    assert "an output folder of several cases; give one case folder" in bad.output
     assert not (tmp_path / "x.pdf").exists()
 
 
