@@ -49,6 +49,7 @@ from scipy import ndimage as ndi
 
 from imaging.errors import GeometryError, ImagingError
 from imaging.image import MRImage
+from imaging.morphology import bounding_box, distance_inside_mm, remove_small_components
 from imaging.normalize import derived_image
 from imaging.units import mm3_to_ml
 
@@ -218,12 +219,7 @@ def _check(flair: MRImage, **others: MRImage | None) -> None:
 def _box(brain: NDArray[np.bool_], margin: int = 2) -> tuple[slice, slice, slice]:
     if not brain.any():
         raise MixtureError("the brain mask is empty; give a brain mask on the FLAIR grid")
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(brain.any(axis=other))
-        box.append(slice(max(int(present[0]) - margin, 0), int(present[-1]) + margin + 1))
-    return (box[0], box[1], box[2])
+    return bounding_box(brain, margin)
 
 
 def _smooth(image: NDArray[Any], sigma_mm: float, spacing: tuple[float, ...]) -> NDArray[Any]:
@@ -249,11 +245,6 @@ def _level(
     sparse = weight < 0.02
     level = np.divide(total, weight, out=np.full(image.shape, fallback, np.float32), where=~sparse)
     return np.where(sparse, np.float32(fallback), level).astype(np.float32)
-
-
-def _distance_inside_mm(mask: NDArray[np.bool_], spacing: tuple[float, ...]) -> NDArray[Any]:
-    padded = np.pad(mask, 1, constant_values=False)
-    return np.asarray(ndi.distance_transform_edt(padded, sampling=spacing))[1:-1, 1:-1, 1:-1]
 
 
 def _normal_pdf(x: NDArray[Any], mean: float, sd: float) -> NDArray[np.float64]:
@@ -338,17 +329,6 @@ def _keep_connected(mask: NDArray[np.bool_], cores: NDArray[np.bool_]) -> NDArra
     return np.asarray(np.isin(parts, seeded[seeded > 0]))
 
 
-def _remove_small(
-    mask: NDArray[np.bool_], voxel_mm3: float, min_volume_mm3: float
-) -> NDArray[np.bool_]:
-    labels, n = ndi.label(mask, structure=_FULL)
-    if n == 0:
-        return mask
-    keep = np.bincount(labels.ravel()) * voxel_mm3 >= min_volume_mm3
-    keep[0] = False
-    return np.asarray(keep[labels])
-
-
 # ------------------------------------------------------------------------------------------ main
 def segment_flair_mixture(
     flair: MRImage,
@@ -427,7 +407,7 @@ def segment_flair_mixture(
     csf = 1.0 - wm - gm
     tissue = np.stack([csf, gm, wm], axis=-1)
     tissue = (1.0 - params.prior_flatten) * tissue + params.prior_flatten / 3.0
-    deep = _distance_inside_mm(brain, spacing) > params.edge_distance_mm
+    deep = distance_inside_mm(brain, spacing) > params.edge_distance_mm
     core_wm = wm >= params.wm_prior_min
     region = (
         np.asarray(ndi.distance_transform_edt(~core_wm, sampling=spacing)) <= params.wm_dilation_mm
@@ -489,7 +469,7 @@ def segment_flair_mixture(
     normal = normal_flat.reshape(brain.shape)
 
     cores = (probability >= params.posterior_threshold) & region
-    cores = _remove_small(cores, voxel_mm3, params.min_core_volume_mm3)
+    cores = remove_small_components(cores, voxel_mm3, params.min_core_volume_mm3)
     lesion = cores
     if cores.any() and params.boundary_fraction > 0:
         background = _level(image, normal, float(means[_WM]), params.background_sigma_mm, spacing)
@@ -510,7 +490,7 @@ def segment_flair_mixture(
         cut = background + np.float32(params.boundary_fraction) * (level[owner] - background)
         lesion = reach & (image >= cut)
         lesion = _keep_connected(lesion, cores & lesion)
-    lesion = _remove_small(lesion, voxel_mm3, params.min_lesion_volume_mm3)
+    lesion = remove_small_components(lesion, voxel_mm3, params.min_lesion_volume_mm3)
 
     shape = flair.spatial_shape
     mask_full = np.zeros(shape, np.uint8)

@@ -8,7 +8,17 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-__all__ = ["ball", "dilate_mm", "erode_mm", "fill_holes_2d3d", "largest_component"]
+__all__ = [
+    "ball",
+    "bounding_box",
+    "dilate_mm",
+    "distance_inside_mm",
+    "distance_to_mm",
+    "erode_mm",
+    "fill_holes_2d3d",
+    "largest_component",
+    "remove_small_components",
+]
 
 
 def ball(spacing_mm: tuple[float, ...], radius_mm: float) -> NDArray[np.bool_]:
@@ -50,3 +60,46 @@ def fill_holes_2d3d(mask: NDArray[Any]) -> NDArray[np.bool_]:
     """Fill holes in 3-D and in every slice along the last axis (thick-slice acquisitions)."""
     filled = np.stack([ndi.binary_fill_holes(mask[..., k]) for k in range(mask.shape[-1])], axis=-1)
     return np.asarray(ndi.binary_fill_holes(filled))
+
+
+def bounding_box(mask: NDArray[np.bool_], margin: int = 2) -> tuple[slice, slice, slice]:
+    """Bounding box of a non-empty 3-D mask, widened by ``margin`` voxels (clipped to the array).
+
+    >>> m = np.zeros((5, 6, 7), bool); m[2, 3, 4] = True
+    >>> bounding_box(m, margin=1)
+    (slice(1, 4, None), slice(2, 5, None), slice(3, 6, None))
+    """
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(max(int(present[0]) - margin, 0), int(present[-1]) + margin + 1))
+    return (box[0], box[1], box[2])
+
+
+def distance_inside_mm(mask: NDArray[np.bool_], spacing: tuple[float, ...]) -> NDArray[Any]:
+    """Distance (mm) of each voxel of ``mask`` to the nearest voxel outside it (0 outside).
+
+    Voxels beyond the array count as outside (a brain cut by the field of view has an edge there).
+    """
+    padded = np.pad(mask, 1, constant_values=False)
+    return np.asarray(ndi.distance_transform_edt(padded, sampling=spacing))[1:-1, 1:-1, 1:-1]
+
+
+def distance_to_mm(mask: NDArray[np.bool_], spacing: tuple[float, ...]) -> NDArray[Any]:
+    """Distance (mm) of each voxel to the nearest voxel of ``mask`` (inf if it is empty)."""
+    if not mask.any():
+        return np.full(mask.shape, np.inf, dtype=np.float64)
+    return np.asarray(ndi.distance_transform_edt(~mask, sampling=spacing))
+
+
+def remove_small_components(
+    mask: NDArray[np.bool_], voxel_mm3: float, min_volume_mm3: float
+) -> NDArray[np.bool_]:
+    """``mask`` without its 26-connected components smaller than ``min_volume_mm3``."""
+    labels, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return mask
+    keep = np.bincount(labels.ravel()) * voxel_mm3 >= min_volume_mm3
+    keep[0] = False
+    return np.asarray(keep[labels])

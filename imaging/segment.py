@@ -102,6 +102,12 @@ from skimage.filters import apply_hysteresis_threshold
 
 from imaging.errors import GeometryError
 from imaging.image import MRImage
+from imaging.morphology import (
+    bounding_box,
+    distance_inside_mm,
+    distance_to_mm,
+    remove_small_components,
+)
 from imaging.normalize import (
     NawmParams,
     NormalizationError,
@@ -472,28 +478,7 @@ def _brain_box(brain: NDArray[np.bool_], margin: int = 2) -> tuple[slice, slice,
     """Bounding box of the brain, widened by ``margin`` voxels (clipped to the array)."""
     if not brain.any():
         raise NormalizationError("the brain mask is empty")
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(brain.any(axis=other))
-        box.append(slice(max(int(present[0]) - margin, 0), int(present[-1]) + margin + 1))
-    return (box[0], box[1], box[2])
-
-
-def _distance_inside_mm(mask: NDArray[np.bool_], spacing: tuple[float, ...]) -> NDArray[Any]:
-    """Distance (mm) of each voxel of ``mask`` to the nearest voxel outside it (0 outside).
-
-    Voxels beyond the array count as outside (a brain cut by the field of view has an edge there).
-    """
-    padded = np.pad(mask, 1, constant_values=False)
-    return np.asarray(ndi.distance_transform_edt(padded, sampling=spacing))[1:-1, 1:-1, 1:-1]
-
-
-def _distance_to_mm(mask: NDArray[np.bool_], spacing: tuple[float, ...]) -> NDArray[Any]:
-    """Distance (mm) of each voxel to the nearest voxel of ``mask`` (inf if it is empty)."""
-    if not mask.any():
-        return np.full(mask.shape, np.inf, dtype=np.float64)
-    return np.asarray(ndi.distance_transform_edt(~mask, sampling=spacing))
+    return bounding_box(brain, margin)
 
 
 def _wm_region(
@@ -502,19 +487,7 @@ def _wm_region(
     core = wm_prior >= prior_min
     if dilation_mm <= 0:
         return np.asarray(core)
-    return np.asarray(_distance_to_mm(core, spacing) <= dilation_mm)
-
-
-def _remove_small(
-    mask: NDArray[np.bool_], voxel_mm3: float, min_volume_mm3: float
-) -> NDArray[np.bool_]:
-    labels, n = ndi.label(mask, structure=_FULL)
-    if n == 0:
-        return mask
-    sizes_mm3 = np.bincount(labels.ravel()) * voxel_mm3
-    keep = sizes_mm3 >= min_volume_mm3
-    keep[0] = False
-    return np.asarray(keep[labels])
+    return np.asarray(distance_to_mm(core, spacing) <= dilation_mm)
 
 
 def _hysteresis(
@@ -759,12 +732,12 @@ def segment_flair_lesions(
     c = np.where(brain, (smooth - background) / np.float32(spread), np.float32(0.0))
     c = c.astype(np.float32)
 
-    deep = brain & (_distance_inside_mm(brain, spacing) > params.edge_distance_mm)
+    deep = brain & (distance_inside_mm(brain, spacing) > params.edge_distance_mm)
     region = _wm_region(prior, spacing, params.wm_prior_min, params.wm_dilation_mm)
     if frequency is not None:
         region |= frequency >= params.region_prior_min
     region &= deep
-    csf_distance = _distance_to_mm(csf, spacing)
+    csf_distance = distance_to_mm(csf, spacing)
     allowed = region & (csf_distance > params.csf_grow_distance_mm)
     grey_prior = None if gm_prior is None else np.asarray(gm_prior.data, np.float32)[box]
     likely = prior >= params.seed_wm_prior_min
@@ -796,12 +769,12 @@ def segment_flair_lesions(
 
     grow_ok = allowed.copy()
     if params.grow_distance_mm > 0:
-        grow_ok &= _distance_to_mm(seeds, spacing) <= params.grow_distance_mm
+        grow_ok &= distance_to_mm(seeds, spacing) <= params.grow_distance_mm
     grown = _grow_from(seeds, grow_ok & (c > params.grow_c))
     boundary_image = _smooth(
         np.where(brain, values, np.float32(norm.median)), params.boundary_smooth_mm, spacing
     )
-    reach = grow_ok & (_distance_to_mm(grown, spacing) <= params.boundary_reach_mm)
+    reach = grow_ok & (distance_to_mm(grown, spacing) <= params.boundary_reach_mm)
     reach &= boundary_image >= params.grow_over_gm * background * np.float32(gm_level / norm.median)
     lesion = _partial_volume_boundary(
         boundary_image,
@@ -813,7 +786,7 @@ def segment_flair_lesions(
         flair.voxel_volume_mm3,
         params.pure_lesion_min_mm3,
     )
-    lesion = _remove_small(lesion, flair.voxel_volume_mm3, params.min_lesion_volume_mm3)
+    lesion = remove_small_components(lesion, flair.voxel_volume_mm3, params.min_lesion_volume_mm3)
     lesion = _drop_csf_enclosed(lesion, csf, spacing, params.csf_shell_mm, params.csf_enclosure_max)
 
     shape = flair.spatial_shape
@@ -904,7 +877,7 @@ def segment_dwi_lesions(
     prior = np.asarray(crops[2].data, dtype=np.float32)
     nawm = np.asarray(norm.nawm_mask.data) > 0
 
-    deep = brain & (_distance_inside_mm(brain, spacing) > params.edge_distance_mm)
+    deep = brain & (distance_inside_mm(brain, spacing) > params.edge_distance_mm)
     if params.territory == "white_matter":
         region = deep & _wm_region(prior, spacing, params.wm_prior_min, params.wm_dilation_mm)
     elif params.territory == "parenchyma":
@@ -947,7 +920,7 @@ def segment_dwi_lesions(
     # into voxels brighter than the grey-matter ceiling
     grow_z_used = params.grow_z if radc is not None else max(params.grow_z, gm_ceiling_z)
     lesion = _hysteresis(z, grow, seeds, grow_z_used, seed_z_used)
-    lesion = _remove_small(lesion, b1000.voxel_volume_mm3, params.min_lesion_volume_mm3)
+    lesion = remove_small_components(lesion, b1000.voxel_volume_mm3, params.min_lesion_volume_mm3)
 
     lesion_adc = math.nan
     if adc_um2s is not None and lesion.any():
