@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from imaging.errors import GeometryError
 from imaging.sequence import SequenceClass
 
-__all__ = ["AFFINE_ATOL_MM", "Acquisition", "MRImage", "nifti_scaling"]
+__all__ = ["AFFINE_ATOL_MM", "Acquisition", "MRImage", "check_same_grid", "nifti_scaling"]
 
 #: Two affines closer than this (mm, per element) describe the same grid.
 AFFINE_ATOL_MM = 1e-3
@@ -339,3 +339,23 @@ class MRImage:
             f"MRImage({self._sequence.value}, shape={self.shape}, spacing={spacing} mm, "
             f"orientation={self.orientation}, dtype={self._data.dtype})"
         )
+
+
+def check_same_grid(reference: MRImage, **others: MRImage | None) -> None:
+    """Check that every image of ``others`` (None skipped) is 3-D and on ``reference``'s grid.
+
+    Raises
+    ------
+    GeometryError
+        Naming the first image that is not, and what to do.
+    """
+    for name, other in others.items():
+        if other is None:
+            continue
+        if other.data.ndim != 3:
+            raise GeometryError(f"{name} must be 3-D, got shape {other.shape}")
+        if not reference.same_grid(other):
+            raise GeometryError(
+                f"{name} {other!r} is not on the grid of {reference!r}; resample it onto that "
+                "grid first"
+            )

@@ -48,7 +48,8 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from imaging.errors import GeometryError, ImagingError
-from imaging.image import MRImage
+from imaging.filters import gaussian_mm, local_mean
+from imaging.image import MRImage, check_same_grid
 from imaging.morphology import bounding_box, distance_inside_mm, remove_small_components
 from imaging.normalize import derived_image
 from imaging.units import mm3_to_ml
@@ -204,31 +205,13 @@ class MixtureLesionResult:
 def _check(flair: MRImage, **others: MRImage | None) -> None:
     if flair.data.ndim != 3:
         raise GeometryError(f"segment one 3-D FLAIR volume, got shape {flair.shape}")
-    for name, other in others.items():
-        if other is None:
-            continue
-        if other.data.ndim != 3:
-            raise GeometryError(f"{name} must be 3-D, got shape {other.shape}")
-        if not flair.same_grid(other):
-            raise GeometryError(
-                f"{name} {other!r} is not on the grid of the FLAIR {flair!r}; resample it onto "
-                "that grid first"
-            )
+    check_same_grid(flair, **others)
 
 
 def _box(brain: NDArray[np.bool_], margin: int = 2) -> tuple[slice, slice, slice]:
     if not brain.any():
         raise MixtureError("the brain mask is empty; give a brain mask on the FLAIR grid")
     return bounding_box(brain, margin)
-
-
-def _smooth(image: NDArray[Any], sigma_mm: float, spacing: tuple[float, ...]) -> NDArray[Any]:
-    if sigma_mm <= 0:
-        return np.asarray(image, dtype=np.float32)
-    return np.asarray(
-        ndi.gaussian_filter(np.asarray(image, np.float32), [sigma_mm / s for s in spacing]),
-        dtype=np.float32,
-    )
 
 
 def _level(
@@ -238,13 +221,8 @@ def _level(
     sigma_mm: float,
     spacing: tuple[float, ...],
 ) -> NDArray[np.float32]:
-    """Normalised convolution: Gaussian-weighted mean of ``image`` over ``sample`` (``fallback``
-    where the sample is sparse)."""
-    weight = _smooth(sample.astype(np.float32), sigma_mm, spacing)
-    total = _smooth(np.where(sample, image, 0.0), sigma_mm, spacing)
-    sparse = weight < 0.02
-    level = np.divide(total, weight, out=np.full(image.shape, fallback, np.float32), where=~sparse)
-    return np.where(sparse, np.float32(fallback), level).astype(np.float32)
+    """The local level of a tissue sample (:func:`imaging.filters.local_mean`)."""
+    return local_mean(image, sample, fallback, sigma_mm, spacing, min_weight=0.02)
 
 
 def _normal_pdf(x: NDArray[Any], mean: float, sd: float) -> NDArray[np.float64]:
@@ -395,7 +373,7 @@ def segment_flair_mixture(
             "the FLAIR has no positive signal inside the brain mask (median <= 0); check that the "
             "brain mask belongs to this FLAIR"
         )
-    image = _smooth(
+    image = gaussian_mm(
         np.where(brain, raw / np.float32(scale), np.float32(1.0)), params.smooth_mm, spacing
     )
 

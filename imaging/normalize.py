@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from imaging.errors import GeometryError, ImagingError
-from imaging.image import MRImage
+from imaging.image import MRImage, check_same_grid
 from imaging.sequence import SequenceClass
 
 __all__ = [
@@ -167,16 +167,6 @@ def derived_image(like: MRImage, data: NDArray[Any]) -> MRImage:
     return MRImage(data, like.affine, sequence=SequenceClass.OTHER, acquisition=like.acquisition)
 
 
-def _check_same_grid(image: MRImage, other: MRImage, name: str) -> None:
-    if other.data.ndim != 3:
-        raise GeometryError(f"{name} must be 3-D, got shape {other.shape}")
-    if not image.same_grid(other):
-        raise GeometryError(
-            f"{name} {other!r} is not on the grid of the image {image!r}; resample it onto the "
-            "image grid first"
-        )
-
-
 def normalize_to_nawm(
     image: MRImage,
     brain_mask: MRImage,
@@ -214,8 +204,7 @@ def normalize_to_nawm(
     params = params or NawmParams()
     if image.data.ndim != 3:
         raise GeometryError(f"normalise one 3-D volume at a time, got shape {image.shape}")
-    for name, other in (("brain_mask", brain_mask), ("wm_prior", wm_prior)):
-        _check_same_grid(image, other, name)
+    check_same_grid(image, brain_mask=brain_mask, wm_prior=wm_prior)
     brain = np.asarray(brain_mask.data) > 0
     candidates = brain & (np.asarray(wm_prior.data, dtype=np.float32) >= params.wm_prior_min)
     if exclude is not None:

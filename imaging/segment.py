@@ -101,7 +101,8 @@ from scipy import ndimage as ndi
 from skimage.filters import apply_hysteresis_threshold
 
 from imaging.errors import GeometryError
-from imaging.image import MRImage
+from imaging.filters import gaussian_mm, local_mean
+from imaging.image import MRImage, check_same_grid
 from imaging.morphology import (
     bounding_box,
     distance_inside_mm,
@@ -458,20 +459,13 @@ def _volume_ml(mask: MRImage) -> float:
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _check_inputs(reference: MRImage, **others: MRImage) -> None:
+def _check_inputs(reference: MRImage, **others: MRImage | None) -> None:
     if reference.data.ndim != 3:
         raise GeometryError(
             f"segment one 3-D volume, got shape {reference.shape}; pick a volume first "
             "(e.g. dwi.volume(1) for b=1000)"
         )
-    for name, other in others.items():
-        if other.data.ndim != 3:
-            raise GeometryError(f"{name} must be 3-D, got shape {other.shape}")
-        if not reference.same_grid(other):
-            raise GeometryError(
-                f"{name} {other!r} is not on the grid of {reference!r}; resample it onto that "
-                "grid first"
-            )
+    check_same_grid(reference, **others)
 
 
 def _brain_box(brain: NDArray[np.bool_], margin: int = 2) -> tuple[slice, slice, slice]:
@@ -565,14 +559,12 @@ def _paste(shape: tuple[int, int, int], box: tuple[slice, ...], part: NDArray[An
 
 
 def _smooth(image: NDArray[Any], sigma_mm: float, spacing: tuple[float, ...]) -> NDArray[Any]:
-    if sigma_mm <= 0:
-        return np.asarray(image, dtype=np.float32)
-    sigma = [sigma_mm / s for s in spacing]
     # wide kernels: 2.5 SD is plenty for a background level and halves the cost
-    truncate = 4.0 if sigma_mm <= 2.0 else 2.5
-    return np.asarray(
-        ndi.gaussian_filter(image.astype(np.float32), sigma, truncate=truncate), dtype=np.float32
-    )
+    return gaussian_mm(image, sigma_mm, spacing, truncate=_truncate(sigma_mm))
+
+
+def _truncate(sigma_mm: float) -> float:
+    return 4.0 if sigma_mm <= 2.0 else 2.5
 
 
 def _local_level(
@@ -582,13 +574,10 @@ def _local_level(
     sigma_mm: float,
     spacing: tuple[float, ...],
 ) -> NDArray[Any]:
-    """Normalised convolution: the Gaussian-weighted mean of ``image`` over ``sample`` near each
-    voxel (``fallback`` where the sample is too sparse)."""
-    weight = _smooth(sample.astype(np.float32), sigma_mm, spacing)
-    total = _smooth(np.where(sample, image, 0.0), sigma_mm, spacing)
-    sparse = weight < 0.05
-    level = np.divide(total, weight, out=np.full(image.shape, fallback, np.float32), where=~sparse)
-    return np.where(sparse, np.float32(fallback), level).astype(np.float32)
+    """The local level of normal tissue (:func:`imaging.filters.local_mean`)."""
+    return local_mean(
+        image, sample, fallback, sigma_mm, spacing, min_weight=0.05, truncate=_truncate(sigma_mm)
+    )
 
 
 def _grow_from(seeds: NDArray[np.bool_], candidates: NDArray[np.bool_]) -> NDArray[np.bool_]:

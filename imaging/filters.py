@@ -1,0 +1,54 @@
+"""Smoothing in millimetres, shared by the lesion methods: a Gaussian whose width is given in mm on
+any voxel spacing, and the normalised convolution that gives the local level of a tissue sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+__all__ = ["gaussian_mm", "local_mean"]
+
+
+def gaussian_mm(
+    image: NDArray[Any], sigma_mm: float, spacing: tuple[float, ...], *, truncate: float = 4.0
+) -> NDArray[np.float32]:
+    """``image`` smoothed by a Gaussian of ``sigma_mm`` (0: unchanged), float32, same shape.
+
+    >>> out = gaussian_mm(np.ones((4, 5, 6)), 2.0, (1.0, 1.0, 3.0))
+    >>> out.dtype, bool(np.allclose(out, 1.0))
+    (dtype('float32'), True)
+    """
+    if sigma_mm <= 0:
+        return np.asarray(image, dtype=np.float32)
+    sigma = [sigma_mm / s for s in spacing]
+    smoothed = ndi.gaussian_filter(np.asarray(image, np.float32), sigma, truncate=truncate)
+    return np.asarray(smoothed, dtype=np.float32)
+
+
+def local_mean(
+    image: NDArray[Any],
+    sample: NDArray[np.bool_],
+    fallback: float,
+    sigma_mm: float,
+    spacing: tuple[float, ...],
+    *,
+    min_weight: float,
+    truncate: float = 4.0,
+) -> NDArray[np.float32]:
+    """Normalised convolution: the Gaussian-weighted mean of ``image`` over ``sample`` near each
+    voxel, ``fallback`` where the sample's weight is below ``min_weight`` (too sparse).
+
+    >>> image = np.zeros((9, 9, 9)); image[:, :, 5:] = 10.0
+    >>> level = local_mean(image, image > 5, 0.0, 2.0, (1.0, 1.0, 1.0), min_weight=0.05)
+    >>> float(level[4, 4, 3]), float(level[4, 4, 0])
+    (10.0, 0.0)
+    """
+    weight = gaussian_mm(sample.astype(np.float32), sigma_mm, spacing, truncate=truncate)
+    total = gaussian_mm(np.where(sample, image, 0.0), sigma_mm, spacing, truncate=truncate)
+    sparse = weight < min_weight
+    level = np.divide(total, weight, out=np.full(image.shape, fallback, np.float32), where=~sparse)
+    return np.where(sparse, np.float32(fallback), level).astype(np.float32)
