@@ -40,7 +40,8 @@ from imaging.pipeline import process_case  # noqa: E402
 from imaging.register import resample  # noqa: E402
 
 
-def _case(folder: Path, flair: Path) -> Path:
+def one_session_case(folder: Path, flair: Path) -> Path:
+    """A one-session NIfTI case folder whose FLAIR links to ``flair``."""
     anat = folder / "ses-01" / "anat"
     anat.mkdir(parents=True)
     (anat / "sub-x_ses-01_FLAIR.nii.gz").symlink_to(flair.resolve())
@@ -138,7 +139,7 @@ def main() -> int:
             if not flair.is_file():
                 print(f"skipped (missing): {flair}")
                 continue
-            folder = _case(root / f"case{n}", flair)
+            folder = one_session_case(root / f"case{n}", flair)
             shape = nib.load(flair).shape  # type: ignore[attr-defined]
             cpu, wall = _cpu([exe, "analyze", str(folder), "--out", str(root / f"out{n}")])
             steps, figures = _steps(folder)

@@ -23,19 +23,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_front_end import one_session_case  # noqa: E402  (the sibling benchmark)
+
 from imaging.case import scan_case  # noqa: E402
 from imaging.image import MRImage  # noqa: E402
 from imaging.pipeline import process_case  # noqa: E402
 from imaging.register import resample  # noqa: E402
 from imaging.template import mni_template  # noqa: E402
-
-
-def _case(folder: Path, flair: Path) -> Path:
-    anat = folder / "ses-01" / "anat"
-    anat.mkdir(parents=True)
-    (anat / "sub-x_ses-01_FLAIR.nii.gz").symlink_to(flair.resolve())
-    (folder / "sessions.tsv").write_text("session_id\tacq_time\nses-01\t2020-01-01\n")
-    return folder
 
 
 def _show(
@@ -59,7 +53,7 @@ def _show(
 
 def picture(flair: Path, title: str, target: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        processed = process_case(scan_case(_case(Path(tmp) / "case", flair)))
+        processed = process_case(scan_case(one_session_case(Path(tmp) / "case", flair)))
     session = processed.sessions[0]
     assert session.flair is not None and session.flair_brain is not None
     assert session.flair_wm_prior is not None

@@ -31,8 +31,6 @@ Usage: ``python benchmarks/validate_flair_mixture.py [--cases N] [--control-seed
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
 import sys
 import time
@@ -45,6 +43,9 @@ from scipy import ndimage
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from flair_cohort import load_masks as _load_masks  # noqa: E402
+from flair_cohort import realdata_root  # noqa: E402  (the sibling benchmark)
+
 from imaging.image import MRImage  # noqa: E402
 from imaging.lesion_mixture import MixtureLesionResult, segment_flair_mixture  # noqa: E402
 from imaging.lesion_prior import (  # noqa: E402
@@ -55,13 +56,6 @@ from imaging.lesion_prior import (  # noqa: E402
 from imaging.metrics import evaluate_segmentation  # noqa: E402
 from imaging.template import mni_template  # noqa: E402
 from synthetic.ms_flair import make_ms_flair  # noqa: E402
-
-VALIDATION = "patient07"
-
-
-def realdata_root() -> Path:
-    configured = os.environ.get("LEUKOTRACK_REALDATA")
-    return Path(configured) if configured else REPO.parent / "shared" / "realdata"
 
 
 def load_nifti(path: Path) -> MRImage:
@@ -116,18 +110,8 @@ def fmt_dict(values: dict[str, float]) -> str:
 
 
 def load_masks() -> tuple[dict[str, np.ndarray], np.ndarray]:
-    folder = realdata_root() / "open_ms_masks_mni"
-    masks: dict[str, np.ndarray] = {}
-    affine = np.eye(4)
-    for path in sorted(folder.glob("patient*_lesions_mni.nii.gz")):
-        match = re.match(r"(patient\d+)_", path.name)
-        if match is None or match.group(1) == VALIDATION:
-            continue
-        image = nib.load(path)
-        assert isinstance(image, nib.Nifti1Image)
-        masks[match.group(1)] = np.asarray(image.dataobj) > 0
-        affine = image.affine
-    return masks, affine
+    """The 27 real expert masks (patient07 left out), as the cohort benchmark reads them."""
+    return _load_masks(realdata_root() / "open_ms_masks_mni")
 
 
 def synthetic_section(out: list[str], n_cases: int, control_seed: int) -> None:
