@@ -486,7 +486,6 @@ def _segment(
             adc_um2s=images.adc,
             brain_mask=images.dwi_brain,
             wm_prior=images.dwi_wm_prior,
-            gm_prior=fit.prior(images.b1000, "gm", to_mni=to_mni),
         )
         try:
             result = dwi_seg.segment(dwi_inputs).checked(images.b1000, dwi_seg.info.name)

@@ -136,8 +136,8 @@ class DwiInputs:
         ADC map in um2/s, or None when the session has no ADC and no b=0 to compute one.
     brain_mask : MRImage
         uint8 brain mask.
-    wm_prior, gm_prior : MRImage
-        Template white- and grey-matter probabilities (0..1), registered.
+    wm_prior : MRImage
+        Template white-matter probability (0..1), registered.
     """
 
     trace: MRImage
@@ -145,7 +145,6 @@ class DwiInputs:
     adc_um2s: MRImage | None
     brain_mask: MRImage
     wm_prior: MRImage
-    gm_prior: MRImage | None = None
 
 
 @dataclass(frozen=True)
