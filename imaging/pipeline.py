@@ -474,6 +474,7 @@ def _segment(
             gm_prior=fit.prior(images.flair, "gm", to_mni=to_mni),
             lesion_prior=lesion_prior_on(images.flair, to_mni),
             t1=images.t1_on_flair,
+            to_mni=to_mni,
         )
         images.flair_result = flair_seg.segment(inputs).checked(images.flair, flair_seg.info.name)
     if images.b1000 is not None:

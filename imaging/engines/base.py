@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from imaging.errors import GeometryError, ImagingError
@@ -112,6 +113,9 @@ class FlairInputs:
         Lesion frequency (0..1) in template space, registered, when the caller has one.
     t1 : MRImage or None
         The session's T1-weighted image registered onto the FLAIR grid, when there is one.
+    to_mni : ndarray, shape (4, 4), or None
+        FLAIR world -> MNI world (the template fit), for engines that compare a voxel with its
+        mirror across the midsagittal plane; None when the FLAIR already is in MNI space.
     """
 
     flair: MRImage
@@ -120,6 +124,7 @@ class FlairInputs:
     gm_prior: MRImage | None = None
     lesion_prior: MRImage | None = None
     t1: MRImage | None = None
+    to_mni: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from imaging.engines.base import DwiInputs, EngineError, EngineInfo, FlairInputs, LesionMap
+from imaging.engines.base import (
+    DwiInputs,
+    EngineError,
+    EngineInfo,
+    FlairInputs,
+    LesionMap,
+    file_sha256,
+)
+from imaging.lesion_classifier import (
+    CLASSIFIER_META,
+    CLASSIFIER_MODEL,
+    classifier_settings,
+    segment_flair_classifier,
+)
 from imaging.lesion_mixture import MixtureLesionParams, segment_flair_mixture
 from imaging.lesion_prior import LESION_PRIOR_FILE, lesion_prior_sha256
 from imaging.segment import (
@@ -20,9 +33,11 @@ from imaging.segment import (
 __all__ = [
     "BUILTIN_DWI",
     "BUILTIN_FLAIR",
+    "CLASSIFIER_FLAIR",
     "MIXTURE_FLAIR",
     "BuiltinDwiEngine",
     "BuiltinFlairEngine",
+    "ClassifierFlairEngine",
     "MixtureFlairEngine",
 ]
 
@@ -31,6 +46,8 @@ BUILTIN_FLAIR = "local-contrast"
 BUILTIN_DWI = "restricted-diffusion"
 #: The second FLAIR engine, kept for comparison (see README, *FLAIR lesion method*).
 MIXTURE_FLAIR = "tissue-mixture"
+#: The learned FLAIR engine (gradient-boosted trees on synthetic FLAIRs with real lesion shapes).
+CLASSIFIER_FLAIR = "voxel-classifier"
 
 
 class BuiltinFlairEngine:
@@ -126,6 +143,64 @@ class MixtureFlairEngine:
         )
 
 
+class ClassifierFlairEngine:
+    """FLAIR lesions by the shipped voxel classifier
+    (:func:`imaging.lesion_classifier.segment_flair_classifier`)."""
+
+    version = "1"
+
+    @property
+    def info(self) -> EngineInfo:
+        """Name, version, threshold and the sha256 of the model, its settings and the lesion prior."""
+        settings = classifier_settings()
+        return EngineInfo(
+            name=CLASSIFIER_FLAIR,
+            version=self.version,
+            source="flair",
+            parameters={
+                "threshold": settings["threshold"],
+                "min_lesion_mm3": settings["min_lesion_mm3"],
+                "features": list(settings["features"]),
+                "lightgbm_rounds": settings["rounds"],
+            },
+            model_sha256={
+                CLASSIFIER_MODEL.name: file_sha256(CLASSIFIER_MODEL),
+                CLASSIFIER_META.name: file_sha256(CLASSIFIER_META),
+                LESION_PRIOR_FILE.name: lesion_prior_sha256(),
+            },
+            method=(
+                "FLAIR lesions by a voxel classifier (LightGBM gradient-boosted trees) on contrast "
+                "to this image's white and grey matter at several scales and on position (template "
+                "priors, lesion frequency from 27 expert masks, depth in the brain, contrast to the "
+                "mirror image across the midline), trained on "
+                "synthetic FLAIRs built around real MS lesion shapes with randomised contrast"
+            ),
+            dicom_family="ArtificialIntelligence",
+        )
+
+    def segment(self, inputs: FlairInputs) -> LesionMap:
+        """Lesions on the FLAIR grid, with the lesion probability."""
+        if inputs.gm_prior is None:
+            raise EngineError(f"engine {CLASSIFIER_FLAIR!r} needs the grey-matter prior")
+        result = segment_flair_classifier(
+            inputs.flair,
+            inputs.brain_mask,
+            inputs.wm_prior,
+            inputs.gm_prior,
+            inputs.lesion_prior,
+            to_mni=inputs.to_mni,
+        )
+        return LesionMap(
+            lesion_mask=result.lesion_mask,
+            probability=result.probability,
+            details={
+                "threshold": result.threshold,
+                "wm_level": result.wm_level,
+                "gm_level": result.gm_level,
+            },
+        )
+
+
 class BuiltinDwiEngine:
     """Restricted-diffusion lesions: trace-bright and ADC-low (:func:`segment_dwi_lesions`)."""
 
@@ -183,6 +258,11 @@ def builtin_flair(options: Any) -> BuiltinFlairEngine:
 def mixture_flair(options: Any) -> MixtureFlairEngine:
     """Factory for the registry (the mixture's own defaults)."""
     return MixtureFlairEngine()
+
+
+def classifier_flair(options: Any) -> ClassifierFlairEngine:
+    """Factory for the registry (the shipped model)."""
+    return ClassifierFlairEngine()
 
 
 def builtin_dwi(options: Any) -> BuiltinDwiEngine:

@@ -12,9 +12,11 @@ from imaging.engines.base import DwiEngine, EngineError, FlairEngine
 from imaging.engines.builtin import (
     BUILTIN_DWI,
     BUILTIN_FLAIR,
+    CLASSIFIER_FLAIR,
     MIXTURE_FLAIR,
     builtin_dwi,
     builtin_flair,
+    classifier_flair,
     mixture_flair,
 )
 from imaging.engines.samseg import SAMSEG, samseg_flair
@@ -24,7 +26,12 @@ __all__ = ["available_engines", "dwi_engine", "flair_engine"]
 Factory = Callable[[Any], Any]
 
 _BUILTIN: dict[str, dict[str, Factory]] = {
-    "flair": {BUILTIN_FLAIR: builtin_flair, MIXTURE_FLAIR: mixture_flair, SAMSEG: samseg_flair},
+    "flair": {
+        BUILTIN_FLAIR: builtin_flair,
+        MIXTURE_FLAIR: mixture_flair,
+        CLASSIFIER_FLAIR: classifier_flair,
+        SAMSEG: samseg_flair,
+    },
     "dwi": {BUILTIN_DWI: builtin_dwi},
 }
 
