@@ -107,6 +107,7 @@ from imaging.morphology import (
     bounding_box,
     distance_inside_mm,
     distance_to_mm,
+    fill_holes_2d3d,
     remove_small_components,
 )
 from imaging.normalize import (
@@ -313,6 +314,10 @@ class DwiLesionParams:
         Lesion voxels lie deeper than this inside the brain mask, mm.
     min_lesion_volume_mm3 : float
         Smallest lesion kept, mm3.
+    fill_holes : bool
+        Fill the holes a lesion encloses, in 3-D and in each slice (inside the lesion territory):
+        the core of a large infarct mixes restricted and pseudo-normalised or T2-dark voxels, and a
+        reader's lesion outline does not have holes.
     """
 
     nawm: NawmParams = field(default_factory=NawmParams)
@@ -330,6 +335,7 @@ class DwiLesionParams:
     wm_dilation_mm: float = 2.0
     edge_distance_mm: float = 5.0
     min_lesion_volume_mm3: float = 20.0
+    fill_holes: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """All parameters as a flat dict (``nawm.*`` prefixed), to record with a result."""
@@ -909,6 +915,8 @@ def segment_dwi_lesions(
     # into voxels brighter than the grey-matter ceiling
     grow_z_used = params.grow_z if radc is not None else max(params.grow_z, gm_ceiling_z)
     lesion = _hysteresis(z, grow, seeds, grow_z_used, seed_z_used)
+    if params.fill_holes:
+        lesion = fill_holes_2d3d(lesion) & region
     lesion = remove_small_components(lesion, b1000.voxel_volume_mm3, params.min_lesion_volume_mm3)
 
     lesion_adc = math.nan

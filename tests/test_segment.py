@@ -279,6 +279,47 @@ def test_dwi_lesion_is_restricted_tissue_not_shine_through():
     assert (np.asarray(lax.lesion_mask.data) > 0)[shine].sum() >= 0.9 * shine.sum()
 
 
+def test_a_large_infarct_with_an_unrestricted_core_is_one_lesion_without_holes():
+    """A territorial infarct whose centre is pseudo-normalised (ADC back to normal, DWI still bright
+    but below the seeds) is measured whole, as a reader outlines it; ``fill_holes=False`` shows the
+    hole the voxel rule leaves."""
+    shape, spacing = (60, 64, 20), (1.8, 1.8, 5.0)
+    affine = _grid(shape, spacing)
+    xyz = _mm(shape, affine)
+    brain = _ellipsoid(xyz, (0, 0, 0), (52, 56, 45))
+    wm = _ellipsoid(xyz, (0, 0, 0), (44, 48, 38))
+    infarct = _ellipsoid(xyz, (20, 5, 0), (16, 20, 24))
+    core = _ellipsoid(xyz, (20, 5, 0), (7, 9, 12))
+    rng = np.random.default_rng(11)
+    b1000 = np.where(brain, 260.0, 0.0)
+    b1000[wm] = 300.0
+    b1000[infarct] = 520.0
+    b1000[core] = 330.0
+    adc = np.where(brain, 900.0, 0.0)
+    adc[wm] = 720.0
+    adc[infarct & ~core] = 380.0
+    b1000 = np.where(brain, b1000 + rng.normal(0, 6, shape), 0.0).astype(np.float32)
+    adc = np.where(brain, adc + rng.normal(0, 25, shape), 0.0).astype(np.float32)
+    images = (
+        MRImage(b1000, affine),
+        MRImage(adc, affine),
+        MRImage(brain.astype(np.uint8), affine),
+        MRImage(ndimage.gaussian_filter(wm.astype(np.float32), 1.0), affine),
+    )
+    result = segment_dwi_lesions(*images)
+    mask = np.asarray(result.lesion_mask.data) > 0
+    assert result.n_lesions == 1
+    assert mask[core].mean() >= 0.95
+    assert evaluate_segmentation(infarct, mask, spacing_mm=spacing).dice >= 0.95
+    holed = (
+        np.asarray(
+            segment_dwi_lesions(*images, params=DwiLesionParams(fill_holes=False)).lesion_mask.data
+        )
+        > 0
+    )
+    assert holed[core].mean() < 0.2
+
+
 def test_dwi_without_lesion_gives_an_empty_mask_and_nan_lesion_adc():
     shape, spacing = (40, 44, 12), (2.0, 2.0, 5.0)
     affine = _grid(shape, spacing)

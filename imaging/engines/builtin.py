@@ -204,7 +204,7 @@ class ClassifierFlairEngine:
 class BuiltinDwiEngine:
     """Restricted-diffusion lesions: trace-bright and ADC-low (:func:`segment_dwi_lesions`)."""
 
-    version = "2"
+    version = "3"
 
     def __init__(self, params: DwiLesionParams | None = None) -> None:
         self.params = params or DwiLesionParams()
