@@ -109,6 +109,7 @@ from imaging.morphology import (
     distance_to_mm,
     fill_holes_2d3d,
     remove_small_components,
+    within_mm,
 )
 from imaging.normalize import (
     NawmParams,
@@ -487,7 +488,7 @@ def _wm_region(
     core = wm_prior >= prior_min
     if dilation_mm <= 0:
         return np.asarray(core)
-    return np.asarray(distance_to_mm(core, spacing) <= dilation_mm)
+    return within_mm(core, spacing, dilation_mm)
 
 
 def _hysteresis(
@@ -547,11 +548,16 @@ def _drop_csf_enclosed(
     labels, n = ndi.label(mask, structure=_FULL)
     if n == 0 or enclosure_max >= 1.0:
         return mask
-    distance, nearest = ndi.distance_transform_edt(~mask, sampling=spacing, return_indices=True)
+    # the shells lie within shell_mm of the mask: its bounding box widened by that much holds them
+    margin = tuple(int(np.ceil(shell_mm / s)) + 1 for s in spacing[:3])
+    box = bounding_box(mask, (margin[0], margin[1], margin[2]))
+    distance, nearest = ndi.distance_transform_edt(
+        ~mask[box], sampling=spacing, return_indices=True
+    )
     shell = (distance > 0) & (distance <= shell_mm)
-    owner = labels[tuple(nearest)][shell]
+    owner = labels[box][tuple(nearest)][shell]
     shell_size = np.bincount(owner, minlength=n + 1).astype(np.float64)
-    shell_csf = np.bincount(owner, weights=csf[shell].astype(np.float64), minlength=n + 1)
+    shell_csf = np.bincount(owner, weights=csf[box][shell].astype(np.float64), minlength=n + 1)
     fraction = np.divide(shell_csf, shell_size, out=np.zeros(n + 1), where=shell_size > 0)
     keep = fraction <= enclosure_max
     keep[0] = False
@@ -636,8 +642,11 @@ def _partial_volume_boundary(
     sizes_mm3 = np.bincount(labels.ravel(), minlength=n + 1)[1:] * voxel_mm3
     large = sizes_mm3 >= pure_min_mm3
     pure = np.maximum(own, float(np.median(own[large]))) if large.any() else own
-    _, nearest = ndi.distance_transform_edt(labels == 0, return_indices=True)
-    owner = labels[tuple(nearest)]
+    # each voxel of reach belongs to its nearest lesion (searched in the box that holds them all)
+    box = bounding_box(grown | reach, 0)
+    _, nearest = ndi.distance_transform_edt(labels[box] == 0, return_indices=True)
+    owner = np.zeros_like(labels)
+    owner[box] = labels[box][tuple(nearest)]
     level = np.zeros(n + 1, np.float32)
     level[1:] = fraction * pure
     kept = reach & (owner > 0) & (ratio >= level[owner])
@@ -764,12 +773,12 @@ def segment_flair_lesions(
 
     grow_ok = allowed.copy()
     if params.grow_distance_mm > 0:
-        grow_ok &= distance_to_mm(seeds, spacing) <= params.grow_distance_mm
+        grow_ok &= within_mm(seeds, spacing, params.grow_distance_mm)
     grown = _grow_from(seeds, grow_ok & (c > params.grow_c))
     boundary_image = _smooth(
         np.where(brain, values, np.float32(norm.median)), params.boundary_smooth_mm, spacing
     )
-    reach = grow_ok & (distance_to_mm(grown, spacing) <= params.boundary_reach_mm)
+    reach = grow_ok & within_mm(grown, spacing, params.boundary_reach_mm)
     reach &= boundary_image >= params.grow_over_gm * background * np.float32(gm_level / norm.median)
     lesion = _partial_volume_boundary(
         boundary_image,
