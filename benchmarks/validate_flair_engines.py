@@ -10,12 +10,15 @@ Every engine gets the same :class:`imaging.engines.base.FlairInputs` and is scor
    ``benchmarks/flair_cohort.COHORT`` (shapes the ``voxel-classifier`` never trained on), seeds
    100 + i as in that benchmark; priors through the case's true affine pose; lesion prior rebuilt
    without the case's own mask (leave-one-out). Plus the lesion-free control (seed 100 + 12).
+   With ``--decoys`` every case also gets 0-4 pairs of symmetric FLAIR-bright decoys and 0-10 %
+   more noise (``synthetic.ms_flair.with_symmetric_decoys``, ``with_extra_noise``): normal bright
+   white matter as real FLAIRs have it, which the plain generator lacks.
 3. Optionally (``--raw``) the native clinical FLAIRs with skull of ``open_ms_raw_flair`` through the
    pipeline's front end (N4, brain estimate, template fit): brain and lesion volumes (no masks).
 
 CPU seconds are ``time.process_time()`` of ``engine.segment`` alone.
 
-Usage: ``python benchmarks/validate_flair_engines.py [--engine NAME ...] [--cases N] [--raw]
+Usage: ``python benchmarks/validate_flair_engines.py [--engine NAME ...] [--cases N] [--decoys] [--raw]
 [--skip-real] [--skip-synthetic] [--out FILE.md]``
 """
 
@@ -42,7 +45,8 @@ from imaging.image import MRImage  # noqa: E402
 from imaging.lesion_prior import build_lesion_frequency, lesion_prior_on, mni_map_on  # noqa: E402
 from imaging.metrics import SegmentationMetrics, evaluate_segmentation  # noqa: E402
 from imaging.template import mni_template  # noqa: E402
-from synthetic.ms_flair import make_ms_flair  # noqa: E402
+from synthetic.fields import rng_for  # noqa: E402
+from synthetic.ms_flair import make_ms_flair, with_extra_noise, with_symmetric_decoys  # noqa: E402
 
 DEFAULT_ENGINES = ("local-contrast", "tissue-mixture", "voxel-classifier")
 
@@ -137,9 +141,14 @@ def synthetic_section(out: list[str], engines: list[str], n_cases: int) -> None:
     for i, name in enumerate(names):
         mask = None if name is None else masks[name]
         case = make_ms_flair(mask, affine, seed=100 + i)
+        flair = case.flair
+        if decoys:
+            rng = rng_for(100 + i, "decoy_cohort")
+            flair = with_symmetric_decoys(flair, case.brain, case.to_mni, rng)
+            flair = with_extra_noise(flair, case.brain, case.contrast, rng)
         others = [m for k, m in masks.items() if k != name]
-        prior = mni_map_on(build_lesion_frequency(others, affine), case.flair, case.to_mni)
-        inputs = inputs_for(case.flair, case.brain, case.to_mni, prior)
+        prior = mni_map_on(build_lesion_frequency(others, affine), flair, case.to_mni)
+        inputs = inputs_for(flair, case.brain, case.to_mni, prior)
         cells = []
         for engine in engines:
             predicted, cpu = segment(engine, inputs)
@@ -220,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", action="append", help="engine name (repeatable)")
     parser.add_argument("--cases", type=int, default=len(COHORT))
     parser.add_argument("--raw", action="store_true", help="also the native FLAIRs with skull")
+    parser.add_argument("--decoys", action="store_true", help="symmetric bright decoys, more noise")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--out", type=Path)
@@ -229,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_real:
         real_section(out, engines)
     if not args.skip_synthetic:
-        synthetic_section(out, engines, args.cases)
+        synthetic_section(out, engines, args.cases, args.decoys)
     if args.raw:
         raw_section(out, engines)
     command = "python benchmarks/validate_flair_engines.py " + " ".join(argv or sys.argv[1:])

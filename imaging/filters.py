@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-__all__ = ["gaussian_mm", "local_mean", "masked_smooth"]
+__all__ = ["gaussian_mm", "local_mean", "masked_smooth", "mirrored_across_midline"]
 
 
 def gaussian_mm(
@@ -61,3 +61,47 @@ def masked_smooth(
     weight = gaussian_mm(mask.astype(np.float32), sigma_mm, spacing)
     total = gaussian_mm(np.where(mask, image, 0.0), sigma_mm, spacing)
     return np.divide(total, weight, out=np.zeros_like(total), where=weight > 1e-3)
+
+
+def mirrored_across_midline(
+    image: NDArray[np.float32],
+    affine: NDArray[np.float64],
+    box: tuple[slice, slice, slice],
+    to_mni: NDArray[np.float64] | None,
+    *,
+    outside: float = 0.0,
+) -> NDArray[np.float32]:
+    """``image`` sampled at each voxel's mirror image across the template's midsagittal plane.
+
+    Parameters
+    ----------
+    image : ndarray, shape of ``box``
+        A crop (``box``) of a grid whose voxel-to-world matrix is ``affine``.
+    affine : ndarray, shape (4, 4)
+        The full grid's voxel-to-world matrix (mm).
+    box : tuple of slice
+        Where ``image`` sits on that grid.
+    to_mni : ndarray, shape (4, 4), or None
+        World -> MNI world (the template fit); None when the world already is MNI. The mirror plane
+        is MNI x = 0.
+    outside : float
+        Value where the mirror image falls outside the crop.
+
+    Returns
+    -------
+    ndarray of float32, shape of ``image``
+        Linear interpolation of ``image`` at the mirrored positions.
+    """
+    forward = np.eye(4) if to_mni is None else np.asarray(to_mni, dtype=np.float64)
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    start = np.array([s.start for s in box], dtype=np.float64)
+    box_affine = np.array(affine, dtype=np.float64)
+    box_affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
+    # box voxel -> world -> MNI -> mirrored MNI -> world -> box voxel
+    mapping = np.linalg.inv(box_affine) @ np.linalg.inv(forward) @ flip @ forward @ box_affine
+    return np.asarray(
+        ndi.affine_transform(
+            image, mapping[:3, :3], offset=mapping[:3, 3], order=1, mode="constant", cval=outside
+        ),
+        dtype=np.float32,
+    )

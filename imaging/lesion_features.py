@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage as ndi
 
-from imaging.filters import local_mean, masked_smooth
+from imaging.filters import local_mean, masked_smooth, mirrored_across_midline
 from imaging.image import MRImage, check_same_grid
 from imaging.morphology import bounding_box, distance_inside_mm
 from imaging.normalize import NormalizationError
@@ -174,7 +173,7 @@ def flair_features(
     local8 = local_mean(smooth1, sample, 1.0, 8.0, spacing, min_weight=0.02)
     local20 = local_mean(smooth1, sample, 1.0, 20.0, spacing, min_weight=0.02)
     edge = np.minimum(distance_inside_mm(inside, spacing), 40.0)
-    mirrored = _mirrored(smooth2, flair.affine, box, to_mni)
+    mirrored = mirrored_across_midline(smooth2, flair.affine, box, to_mni, outside=1.0)
     columns = (
         ratio,
         smooth1,
@@ -193,26 +192,3 @@ def flair_features(
     )
     values = np.stack([np.asarray(c, np.float32)[inside] for c in columns], axis=1)
     return FlairFeatures(values, inside, box, wm_level, gm_level, spread)
-
-
-def _mirrored(
-    image: NDArray[np.float32],
-    affine: NDArray[np.float64],
-    box: tuple[slice, slice, slice],
-    to_mni: NDArray[np.float64] | None,
-) -> NDArray[np.float32]:
-    """``image`` (the brain box of a grid with ``affine``) sampled at each voxel's mirror image
-    across the MNI midsagittal plane (linear; 1.0, normal white matter, outside the box)."""
-    forward = np.eye(4) if to_mni is None else np.asarray(to_mni, dtype=np.float64)
-    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
-    start = np.array([s.start for s in box], dtype=np.float64)
-    box_affine = np.array(affine, dtype=np.float64)
-    box_affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
-    # box voxel -> world -> MNI -> mirrored MNI -> world -> box voxel
-    mapping = np.linalg.inv(box_affine) @ np.linalg.inv(forward) @ flip @ forward @ box_affine
-    return np.asarray(
-        ndi.affine_transform(
-            image, mapping[:3, :3], offset=mapping[:3, 3], order=1, mode="constant", cval=1.0
-        ),
-        dtype=np.float32,
-    )

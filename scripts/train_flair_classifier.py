@@ -50,14 +50,13 @@ from imaging.lesion_prior import build_lesion_frequency, mni_map_on  # noqa: E40
 from imaging.metrics import dice  # noqa: E402
 from imaging.template import mni_template  # noqa: E402
 from synthetic.fields import rng_for  # noqa: E402
-from synthetic.ms_flair import make_ms_flair  # noqa: E402
+from synthetic.ms_flair import make_ms_flair, with_extra_noise, with_symmetric_decoys  # noqa: E402
 
 MODEL = REPO / "imaging" / "data" / "flair_voxel_classifier.txt"
 META = REPO / "imaging" / "data" / "flair_voxel_classifier.json"
 MAX_POSITIVE = 40_000
 N_NEGATIVE = 80_000
 SEED_BASE = 7000
-EXTRA_NOISE_MAX = 0.10
 
 _MASKS: dict[str, np.ndarray] = {}
 _AFFINE = np.eye(4)
@@ -104,67 +103,6 @@ def make_volume(name: str | None, seed: int, flip: bool) -> dict[str, Any]:
     features = flair_features(flair, case.brain, wm, gm, prior, pose)
     truth = np.asarray(case.truth.data, bool)[features.box][features.inside]
     return {"features": features, "truth": truth, "flair": flair, "contrast": case.contrast}
-
-
-def with_symmetric_decoys(
-    flair: MRImage, brain: MRImage, to_mni: np.ndarray, rng: np.random.Generator
-) -> MRImage:
-    """The FLAIR with 0-4 pairs of normal FLAIR-bright structures, labelled not-lesion.
-
-    Real FLAIRs show normal bright white matter that the MNI tissue maps do not hold: the
-    corticospinal tracts, periventricular caps, the septal region. Each decoy is a tube (length
-    15-45 mm, radius 2.5-5 mm, mostly cranio-caudal) in template white matter, brightened by 5-25 %,
-    with its mirror image across the midsagittal plane (a pair), or one tube on the midline.
-    """
-    n_pairs = int(rng.integers(0, 5))
-    if n_pairs == 0:
-        return flair
-    shape = flair.spatial_shape
-    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
-    world = flair.affine[:3, :3] @ ijk + flair.affine[:3, 3, None]
-    mni = (to_mni[:3, :3] @ world + to_mni[:3, 3, None]).astype(np.float32)
-    template = mni_template()
-    wm = template.wm
-    candidates = np.argwhere(np.asarray(wm.data) > 0.7)
-    gain = np.zeros(mni.shape[1], dtype=np.float32)
-    for _ in range(n_pairs):
-        voxel = candidates[rng.integers(len(candidates))]
-        centre = (wm.affine[:3, :3] @ voxel + wm.affine[:3, 3]).astype(np.float32)
-        direction = np.array([rng.normal(0, 0.4), rng.normal(0, 0.4), 1.0], dtype=np.float32)
-        midline = rng.uniform() < 0.25
-        if midline:
-            centre[0], direction[0] = 0.0, 0.0
-        direction /= np.linalg.norm(direction)
-        length, radius = rng.uniform(15, 45), rng.uniform(2.5, 5.0)
-        amplitude = rng.uniform(0.05, 0.25)
-        for sign in (1.0,) if midline else (1.0, -1.0):
-            point = mni.copy()
-            point[0] *= sign
-            start = centre - direction * length / 2
-            t = np.clip(direction @ (point - start[:, None]), 0.0, length)
-            nearest = start[:, None] + direction[:, None] * t
-            distance2 = ((point - nearest) ** 2).sum(axis=0)
-            gain = np.maximum(gain, amplitude * np.exp(-distance2 / (2 * radius**2)))
-    inside = np.asarray(brain.data) > 0
-    data = np.asarray(flair.data, dtype=np.float32) * (1.0 + gain.reshape(shape))
-    return flair.with_data(np.where(inside, np.round(data), 0.0).astype(np.float32))
-
-
-def with_extra_noise(
-    flair: MRImage, brain: MRImage, contrast: dict[str, Any], rng: np.random.Generator
-) -> MRImage:
-    """The FLAIR with further white noise, SD 0-10 % of the white-matter level, inside the brain.
-
-    The generator's own noise (2-6 %) is that of a good 3D FLAIR; clinical FLAIRs are often noisier
-    (thin slices, high acceleration), so the classifier must not trust single-voxel contrast.
-    """
-    sd = float(rng.uniform(0.0, EXTRA_NOISE_MAX)) * float(contrast["wm_level"])
-    inside = np.asarray(brain.data) > 0
-    data = np.asarray(flair.data, dtype=np.float32)
-    noisy = data + rng.normal(0.0, sd, data.shape).astype(np.float32)
-    return flair.with_data(
-        np.where(inside, np.round(np.clip(noisy, 0, None)), 0.0).astype(np.float32)
-    )
 
 
 def sample_rows(task: tuple[str | None, int, bool]) -> tuple[np.ndarray, np.ndarray]:
