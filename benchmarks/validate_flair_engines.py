@@ -121,10 +121,9 @@ def real_section(out: list[str], engines: list[str]) -> None:
     out.append("")
 
 
-def synthetic_section(out: list[str], engines: list[str], n_cases: int) -> None:
-    out.append(
-        "## 2. Synthetic MS FLAIR cohort (held-out real lesion shapes, leave-one-out prior)\n"
-    )
+def synthetic_section(out: list[str], engines: list[str], n_cases: int, decoys: bool) -> None:
+    title = "## 2. Synthetic MS FLAIR cohort (held-out real lesion shapes, leave-one-out prior)"
+    out.append(title + (", with symmetric decoys and extra noise\n" if decoys else "\n"))
     folder = realdata_root() / "open_ms_masks_mni"
     if not folder.is_dir():
         out.append("skipped: open_ms_masks_mni not found\n")
