@@ -222,8 +222,8 @@ class BuiltinDwiEngine:
                 f"normal-appearing white matter, in the {self.params.territory.replace('_', ' ')}, "
                 "seeds brighter than normal grey matter) with ADC below "
                 f"{self.params.radc_max:g} of normal white matter, seeds restricted beyond the "
-                "scan's ADC noise; from the trace alone when there is no ADC (restriction not "
-                "checked)"
+                "scan's ADC noise, holes a lesion encloses filled; from the trace alone when there "
+                "is no ADC (restriction not checked)"
             ),
             dicom_family="MultispectralProcessing",
         )
