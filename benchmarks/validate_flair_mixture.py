@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from flair_cohort import load_masks as _load_masks  # noqa: E402
 from flair_cohort import realdata_root  # noqa: E402  (the sibling benchmark)
+from validate_flair_engines import load_nifti  # noqa: E402
 
 from imaging.image import MRImage  # noqa: E402
 from imaging.lesion_mixture import MixtureLesionResult, segment_flair_mixture  # noqa: E402
@@ -56,13 +57,6 @@ from imaging.lesion_prior import (  # noqa: E402
 from imaging.metrics import evaluate_segmentation  # noqa: E402
 from imaging.template import mni_template  # noqa: E402
 from synthetic.ms_flair import make_ms_flair  # noqa: E402
-
-
-def load_nifti(path: Path) -> MRImage:
-    image = nib.load(path)
-    if not isinstance(image, nib.Nifti1Image):
-        raise TypeError(f"{path} is not a NIfTI-1 image")
-    return MRImage(image.get_fdata(dtype=np.float32), image.affine)
 
 
 def run(

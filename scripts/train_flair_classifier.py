@@ -50,7 +50,12 @@ from imaging.lesion_prior import build_lesion_frequency, mni_map_on  # noqa: E40
 from imaging.metrics import dice  # noqa: E402
 from imaging.template import mni_template  # noqa: E402
 from synthetic.fields import rng_for  # noqa: E402
-from synthetic.ms_flair import make_ms_flair, with_extra_noise, with_symmetric_decoys  # noqa: E402
+from synthetic.ms_flair import (  # noqa: E402
+    make_ms_flair,
+    rotation_xyz,
+    with_extra_noise,
+    with_symmetric_decoys,
+)
 
 MODEL = REPO / "imaging" / "data" / "flair_voxel_classifier.txt"
 META = REPO / "imaging" / "data" / "flair_voxel_classifier.json"
@@ -71,14 +76,7 @@ def _init(names: list[str]) -> None:
 
 def perturbed(to_mni: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``to_mni`` with a random registration error (about 2 mm and 2 degrees)."""
-    angles = np.deg2rad(rng.normal(0.0, 2.0, 3))
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rot = (
-        np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-        @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-        @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    )
+    rot = rotation_xyz(np.deg2rad(rng.normal(0.0, 2.0, 3)))
     error = np.eye(4)
     error[:3, :3] = rot * rng.uniform(0.97, 1.03)
     error[:3, 3] = rng.normal(0.0, 2.0, 3)

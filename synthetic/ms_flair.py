@@ -36,7 +36,13 @@ from imaging.template import mni_template
 from synthetic.anatomy import load_template
 from synthetic.fields import rng_for, smooth_noise
 
-__all__ = ["MsFlairCase", "make_ms_flair", "with_extra_noise", "with_symmetric_decoys"]
+__all__ = [
+    "MsFlairCase",
+    "make_ms_flair",
+    "rotation_xyz",
+    "with_extra_noise",
+    "with_symmetric_decoys",
+]
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,18 @@ def _deformation(
     ).astype(np.float32)
 
 
+def rotation_xyz(angles_rad: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``Rx @ Ry @ Rz`` for angles (radians) about x, y and z, shape (3, 3): the pose rotation of
+    :func:`make_ms_flair` (and of the registration error the classifier is trained with)."""
+    cx, cy, cz = np.cos(angles_rad)
+    sx, sy, sz = np.sin(angles_rad)
+    return np.asarray(
+        np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+        @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+        @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    )
+
+
 def make_ms_flair(
     lesion_mask: NDArray[np.bool_] | None,
     mask_affine: NDArray[np.float64],
@@ -106,14 +124,7 @@ def make_ms_flair(
     assert len(shape) == 3
     shape3 = (int(shape[0]), int(shape[1]), int(shape[2]))
     # deformation: output (patient) world -> MNI world = affine part, plus a smooth residual
-    angles = np.deg2rad(rng.uniform(-4, 4, 3))
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rot = (
-        np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-        @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-        @ np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    )
+    rot = rotation_xyz(np.deg2rad(rng.uniform(-4, 4, 3)))
     to_mni = np.eye(4)
     to_mni[:3, :3] = rot @ np.diag(rng.uniform(0.93, 1.07, 3))
     to_mni[:3, 3] = rng.uniform(-3, 3, 3)
