@@ -18,8 +18,8 @@ Every engine gets the same :class:`imaging.engines.base.FlairInputs` and is scor
 
 CPU seconds are ``time.process_time()`` of ``engine.segment`` alone.
 
-Usage: ``python benchmarks/validate_flair_engines.py [--engine NAME ...] [--cases N] [--decoys] [--raw]
-[--skip-real] [--skip-synthetic] [--out FILE.md]``
+Usage: ``python benchmarks/validate_flair_engines.py [--engine NAME ...] [--cases N] [--decoys]
+[--graded-rim-mm MM] [--raw] [--skip-real] [--skip-synthetic] [--out FILE.md]``
 """
 
 from __future__ import annotations
@@ -121,8 +121,12 @@ def real_section(out: list[str], engines: list[str]) -> None:
     out.append("")
 
 
-def synthetic_section(out: list[str], engines: list[str], n_cases: int, decoys: bool) -> None:
+def synthetic_section(
+    out: list[str], engines: list[str], n_cases: int, decoys: bool, graded_rim_mm: float = 0.0
+) -> None:
     title = "## 2. Synthetic MS FLAIR cohort (held-out real lesion shapes, leave-one-out prior)"
+    if graded_rim_mm > 0:
+        title += f", graded lesions (contrast half at the edge, full {graded_rim_mm:g} mm deep)"
     out.append(title + (", with symmetric decoys and extra noise\n" if decoys else "\n"))
     folder = realdata_root() / "open_ms_masks_mni"
     if not folder.is_dir():
@@ -139,7 +143,7 @@ def synthetic_section(out: list[str], engines: list[str], n_cases: int, decoys: 
     out.append("|---" * (5 + 2 * len(engines)) + "|")
     for i, name in enumerate(names):
         mask = None if name is None else masks[name]
-        case = make_ms_flair(mask, affine, seed=100 + i)
+        case = make_ms_flair(mask, affine, seed=100 + i, graded_rim_mm=graded_rim_mm)
         flair = case.flair
         if decoys:
             rng = rng_for(100 + i, "decoy_cohort")
@@ -229,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=len(COHORT))
     parser.add_argument("--raw", action="store_true", help="also the native FLAIRs with skull")
     parser.add_argument("--decoys", action="store_true", help="symmetric bright decoys, more noise")
+    parser.add_argument(
+        "--graded-rim-mm",
+        type=float,
+        default=0.0,
+        help="graded lesions (contrast half at the edge)",
+    )
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--out", type=Path)
@@ -238,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_real:
         real_section(out, engines)
     if not args.skip_synthetic:
-        synthetic_section(out, engines, args.cases, args.decoys)
+        synthetic_section(out, engines, args.cases, args.decoys, args.graded_rim_mm)
     if args.raw:
         raw_section(out, engines)
     command = "python benchmarks/validate_flair_engines.py " + " ".join(argv or sys.argv[1:])

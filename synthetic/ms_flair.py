@@ -99,6 +99,7 @@ def make_ms_flair(
     seed: int,
     slice_mm: float | None = None,
     coarse: bool | None = None,
+    graded_rim_mm: float = 0.0,
 ) -> MsFlairCase:
     """Render one synthetic FLAIR around a real lesion mask (see the module docstring).
 
@@ -114,6 +115,10 @@ def make_ms_flair(
         Thick axial slices (2D FLAIR) of this many mm; None draws 1 mm 3D or 3-4 mm 2D at random.
     coarse : bool, optional
         Coarse quantisation; None draws it (one case in four).
+    graded_rim_mm : float
+        Graded lesions: the lesion contrast rises from half at the lesion's edge to full at this
+        depth (mm) inside it (T2 prolongation fading towards the rim, as in early or resolving
+        lesions); 0 gives uniform lesions. The truth is unchanged (lesion fraction >= 0.5).
 
     Returns
     -------
@@ -176,6 +181,10 @@ def make_ms_flair(
     tissue_level = tissue["wm"] * 1.0 + tissue["gm"] * g + csf * c
     tissue_level *= 1.0 + settings["texture_sd"] * smooth_noise(rng, shape3, 1.5, step=1)
     lesion_level = settings["lesion_over_tissue"] * max(1.0, g) * per_lesion[labels]
+    if graded_rim_mm > 0:
+        depth = ndi.distance_transform_edt(fraction >= 0.5)
+        weight = np.clip(0.5 + 0.5 * depth / graded_rim_mm, 0.5, 1.0)
+        lesion_level = tissue_level + (lesion_level - tissue_level) * weight
     image = (1.0 - fraction) * tissue_level + fraction * lesion_level
     image *= np.exp(settings["bias_sd"] * smooth_noise(rng, shape3, 40.0, step=4))
     image = np.where(brain, image, 0.0).astype(np.float32)
