@@ -256,6 +256,21 @@ def _mask_on(mask: MRImage, grid: MRImage) -> MRImage:
     return fraction.with_data((np.asarray(fraction.data) >= 0.5).astype(np.uint8))
 
 
+def _mattes_method(
+    params: RegistrationParams, fixed_mask: MRImage | None
+) -> sitk.ImageRegistrationMethod:
+    """The Mattes MI metric, its sampling and the linear interpolator: one set-up for registering
+    (:func:`_run`) and for comparing fits (:func:`mattes_mi`), so their values share one scale."""
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
+    method.SetMetricSamplingStrategy(method.RANDOM)
+    method.SetMetricSamplingPercentage(params.sampling_fraction, params.seed)
+    if fixed_mask is not None:
+        method.SetMetricFixedMask(to_sitk(fixed_mask, dtype=np.uint8))
+    method.SetInterpolator(sitk.sitkLinear)
+    return method
+
+
 def _run(
     fixed: sitk.Image,
     moving: sitk.Image,
@@ -264,15 +279,9 @@ def _run(
     moving_mask: MRImage | None,
     params: RegistrationParams,
 ) -> tuple[sitk.Transform, float, str, int]:
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(params.sampling_fraction, params.seed)
-    if fixed_mask is not None:
-        method.SetMetricFixedMask(to_sitk(fixed_mask, dtype=np.uint8))
+    method = _mattes_method(params, fixed_mask)
     if moving_mask is not None:
         method.SetMetricMovingMask(to_sitk(moving_mask, dtype=np.uint8))
-    method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=params.learning_rate,
         minStep=params.min_step,
@@ -305,14 +314,7 @@ def mattes_mi(
     """Mattes mutual information of ``moving`` through ``matrix`` against ``fixed`` (more negative
     = better), sampled as :func:`register` samples it: candidate transforms of the same pair of
     images compare on one scale."""
-    params = params or RegistrationParams()
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(params.sampling_fraction, params.seed)
-    if fixed_mask is not None:
-        method.SetMetricFixedMask(to_sitk(fixed_mask, dtype=np.uint8))
-    method.SetInterpolator(sitk.sitkLinear)
+    method = _mattes_method(params or RegistrationParams(), fixed_mask)
     method.SetInitialTransform(_sitk_from_matrix(matrix))
     return float(method.MetricEvaluate(to_sitk(fixed), to_sitk(moving)))
 

@@ -5,6 +5,7 @@ Both wrap :mod:`imaging.segment` (the methods are described there) and need no m
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from imaging.engines.base import (
@@ -143,6 +144,13 @@ class MixtureFlairEngine:
         )
 
 
+@lru_cache(maxsize=1)
+def _classifier_sha256() -> dict[str, str]:
+    """sha256 of the shipped model (2 MB) and its settings, hashed once per process: ``info`` is
+    read for provenance, the batch fingerprint, the SEG and the report."""
+    return {path.name: file_sha256(path) for path in (CLASSIFIER_MODEL, CLASSIFIER_META)}
+
+
 class ClassifierFlairEngine:
     """FLAIR lesions by the shipped voxel classifier
     (:func:`imaging.lesion_classifier.segment_flair_classifier`)."""
@@ -163,11 +171,7 @@ class ClassifierFlairEngine:
                 "features": list(settings["features"]),
                 "lightgbm_rounds": settings["rounds"],
             },
-            model_sha256={
-                CLASSIFIER_MODEL.name: file_sha256(CLASSIFIER_MODEL),
-                CLASSIFIER_META.name: file_sha256(CLASSIFIER_META),
-                LESION_PRIOR_FILE.name: lesion_prior_sha256(),
-            },
+            model_sha256={**_classifier_sha256(), LESION_PRIOR_FILE.name: lesion_prior_sha256()},
             method=(
                 "FLAIR lesions by a voxel classifier (LightGBM gradient-boosted trees) on contrast "
                 "to this image's white and grey matter at several scales and on position (template "
