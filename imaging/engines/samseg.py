@@ -4,10 +4,12 @@ SAMSEG (Cerri et al., NeuroImage 2021) is a generative whole-brain model with a 
 adapts to any contrast and needs no retraining. Its wheel ships the atlas and the lesion model and
 runs offline, but it pins numpy < 2 and its lesion mode imports tensorflow (about 1.3 GB), so it is
 kept out of leukotrack's environment: install it in a virtual environment of its own and point
-``LEUKOTRACK_SAMSEG`` at that environment's ``run_samseg``::
+``LEUKOTRACK_SAMSEG`` at that environment's ``run_samseg``. Pin a released tensorflow: with
+``pip install --pre`` pip takes a tensorflow release candidate (2.22.0rc0 on 2026-12-05), with which
+SAMSEG's lesion step crashed (segmentation fault) on patient07; 2.21.0 ran::
 
     python3 -m venv ~/.leukotrack-samseg
-    ~/.leukotrack-samseg/bin/pip install --pre samseg tensorflow-cpu
+    ~/.leukotrack-samseg/bin/pip install samseg==0.4a0 tensorflow-cpu==2.21.0
     export LEUKOTRACK_SAMSEG=~/.leukotrack-samseg/bin/run_samseg
 
 The engine writes the session's FLAIR (and T1 when the session has one, already on the FLAIR grid)
@@ -104,7 +106,7 @@ class SamsegFlairEngine:
             raise EngineError(
                 "the samseg engine needs SAMSEG in an environment of its own: "
                 "python3 -m venv ~/.leukotrack-samseg && ~/.leukotrack-samseg/bin/pip install "
-                "--pre samseg tensorflow-cpu, then set LEUKOTRACK_SAMSEG="
+                "samseg==0.4a0 tensorflow-cpu==2.21.0, then set LEUKOTRACK_SAMSEG="
                 "~/.leukotrack-samseg/bin/run_samseg"
             )
         with tempfile.TemporaryDirectory(prefix="leukotrack-samseg-") as folder:
