@@ -8,6 +8,10 @@ Usage::
 
 Without ``--data`` the sample cases are analysed first into a temporary folder (about a minute).
 Targets (issue 6): overview complete within 3 s of the server being up; slice change within 300 ms.
+Interactive viewer (issue 15): first render with 4 sessions within 3 s, slice scroll and window/level
+drag within 50 ms per frame in the browser; it is timed here with all 5 sessions (15 NiiVue panels).
+A frame is timed in the page: from dispatching the wheel (or mouse-move) event on one panel to
+``gl.finish()`` on every panel's WebGL context (the linked panels redraw in the same event).
 
 "Complete render" means: the page's script has finished (Streamlit's script-state ``notRunning``, no
 skeletons) and the Plotly figure has drawn its lesion-volume points. A slice change is timed from the
@@ -24,12 +28,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import Page, sync_playwright
 
-from tests.browser import dashboard_server, image_sources, launch, open_page
+from tests.browser import dashboard_server, image_sources, launch, open_page, viewer_frame
 
 CASE = "indexcase"
 
@@ -95,6 +100,33 @@ def _time_slice_changes(page: Page, url: str, changes: int) -> tuple[list[float]
     return times, cells
 
 
+#: In the viewer's frame: timed wheel events or right-button drags (see the file).
+_FRAMES_JS = "\n".join(
+    line
+    for line in (Path(__file__).parent / "viewer_frames.js").read_text().splitlines()
+    if not line.startswith("//")
+)
+
+
+def _median_ms(times: list[float]) -> str:
+    values = sorted(float(t) for t in times)
+    return f"{statistics.median(values):.0f} / {values[-1]:.0f} ms"
+
+
+def _time_interactive(page: Page, url: str, frames: int) -> dict[str, Any]:
+    """First render of the NiiVue grid, then per-frame times of wheel scrolling and W/L drags."""
+    page.goto("about:blank")
+    start = time.perf_counter()
+    page.goto(f"{url}/viewer?case={CASE}")
+    frame = viewer_frame(page)
+    first = time.perf_counter() - start
+    panels = int(frame.evaluate("window.leukotrackViewer.viewers.length"))
+    in_page = float(frame.evaluate("window.leukotrackViewer.firstRenderMs"))
+    wheel = frame.evaluate(_FRAMES_JS, ["wheel", frames])
+    drag = frame.evaluate(_FRAMES_JS, ["drag", frames])
+    return {"first_s": first, "in_page_ms": in_page, "panels": panels, "wheel": wheel, "drag": drag}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="an analysed output folder holding indexcase")
@@ -131,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             _time_overview(page, url)
             warm = [_time_overview(page, url) for _ in range(5)]
             changes, cells = _time_slice_changes(page, url, args.changes)
+            interactive = _time_interactive(page, url, args.changes)
             browser.close()
     ms = sorted(t * 1000 for t in changes)
     p90 = ms[int(0.9 * (len(ms) - 1))]
@@ -154,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         f"| {statistics.median(ms):.0f} ms | <= 300 ms |",
         f"| slice change, 90th percentile | {p90:.0f} ms | |",
         f"| slice change, slowest | {ms[-1]:.0f} ms | |",
+        f"| interactive viewer (NiiVue, {interactive['panels']} panels, software WebGL): page "
+        f"opened to every panel drawn | {interactive['first_s']:.1f} s | <= 3 s (4 sessions) |",
+        f"| the same, counted in the page from the first volume request | "
+        f"{interactive['in_page_ms'] / 1000:.1f} s | |",
+        f"| slice scroll (wheel), every panel redrawn, median / slowest of {args.changes} | "
+        f"{_median_ms(interactive['wheel'])} | <= 50 ms per frame |",
+        f"| window/level drag, median / slowest of {args.changes} | "
+        f"{_median_ms(interactive['drag'])} | <= 50 ms per frame |",
         "",
     ]
     text = "\n".join(lines)

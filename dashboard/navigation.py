@@ -6,14 +6,14 @@ import streamlit as st
 
 from dashboard.views import cohort, csf, lesions, overview, run, viewer
 
-__all__ = ["pages"]
+__all__ = ["aliases", "pages"]
 
 
 def pages() -> dict[str, st.Page]:
     """Page objects by key (cohort, overview, viewer, lesions, csf, run), in menu order."""
     return {
         "cohort": st.Page(
-            cohort.show, title="Cohort", icon=":material/groups:", url_path="cohort", default=True
+            cohort.show, title="Cohort", icon=":material/groups:", url_path="home", default=True
         ),
         "overview": st.Page(
             overview.show, title="Case overview", icon=":material/timeline:", url_path="overview"
@@ -29,3 +29,10 @@ def pages() -> dict[str, st.Page]:
             run.show, title="Import and run", icon=":material/play_circle:", url_path="run"
         ),
     }
+
+
+def aliases() -> list[st.Page]:
+    """Pages reachable by URL only: ``/cohort`` (the default page itself lives at ``/``, and
+    Streamlit ignores a default page's own path, so ``/cohort`` opened directly was "Page not
+    found")."""
+    return [st.Page(cohort.show, title="Cohort", icon=":material/groups:", url_path="cohort")]

@@ -29,6 +29,7 @@ __all__ = [
     "CaseOutputs",
     "ImageKind",
     "case_folders_in",
+    "drug_states",
     "finite",
     "index_dates",
     "is_daily",
@@ -318,6 +319,30 @@ def is_daily(days: Any) -> bool:
     values = sorted(float(d) for d in days if finite(d) is not None)
     gaps = [b - a for a, b in pairwise(values)]
     return len(gaps) > 3 and float(sorted(gaps)[len(gaps) // 2]) <= 1.0
+
+
+def drug_states(row: Any) -> list[str]:
+    """Each drug's state at one session (a sessions.tsv row): "daratumumab on, last dose 2 d
+    before" or "lenalidomide off, last dose 30 d before" (``<drug>_on`` and
+    ``<drug>_days_since_last_dose`` columns; a drug not given yet reads "not yet given").
+
+    >>> drug_states({"day": 3, "daratumumab_on": 1, "daratumumab_days_since_last_dose": 2.0,
+    ...              "lenalidomide_on": 0, "lenalidomide_days_since_last_dose": ""})
+    ['daratumumab on, last dose 2 d before', 'lenalidomide not yet given']
+    """
+    states = []
+    for column in [c for c in dict(row) if str(c).endswith("_on")]:
+        drug = str(column).removesuffix("_on")
+        on = finite(row.get(column))
+        if on is None:
+            continue
+        since = finite(row.get(f"{drug}_days_since_last_dose"))
+        name = drug.replace("_", " ")
+        if since is None:
+            states.append(f"{name} not yet given")
+        else:
+            states.append(f"{name} {'on' if on else 'off'}, last dose {since:.0f} d before")
+    return states
 
 
 def finite(value: Any) -> float | None:

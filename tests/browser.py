@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, Playwright
+from playwright.sync_api import Browser, Frame, Page, Playwright
 
 CHROMIUM = os.environ.get("LEUKOTRACK_CHROMIUM", "/usr/bin/chromium")
 #: Flags for Chromium on a closed network as root (see ../.library/env: no sandbox as root, no
@@ -128,3 +128,22 @@ def image_sources(page: Page) -> list[str]:
     return page.eval_on_selector_all(
         '[data-testid="stImage"] img', "els => els.map(e => e.getAttribute('src'))"
     )
+
+
+def viewer_frame(page: Page, timeout_ms: float = 120_000) -> Frame:
+    """The interactive (NiiVue) viewer's frame, once every panel has loaded its volumes."""
+    handle = page.wait_for_selector('iframe[title*="leukotrack_viewer"]', timeout=timeout_ms)
+    frame = handle.content_frame()
+    assert frame is not None
+    frame.wait_for_function(
+        "document.body.dataset.ready === '1' || document.body.dataset.ready === 'error'",
+        timeout=timeout_ms,
+    )
+    assert frame.evaluate("document.body.dataset.ready") == "1", frame.inner_text("#status")
+    return frame
+
+
+def use_static_viewer(page: Page) -> None:
+    """Switch the viewer page to its server-rendered images."""
+    page.get_by_text("Static images", exact=True).click()
+    wait_for_app_run(page)

@@ -108,7 +108,7 @@ def test_overview_moves_every_day_with_the_index_date(data):
 
 
 def test_viewer_shows_the_session_by_sequence_grid_and_moves_the_slice(data):
-    app = _run("viewer")
+    app = _run("viewer", viewer_mode="Static images")
     images = app.get("image")
     assert len(images) == 5  # one row image per session: DWI | ADC | FLAIR
     slider = app.slider(key="viewer_slice_axial")
@@ -126,6 +126,68 @@ def test_viewer_shows_the_session_by_sequence_grid_and_moves_the_slice(data):
     assert np.allclose(np.array(app.session_state["viewer_mm"]), after)  # same point, other plane
 
 
+def test_the_interactive_viewer_gets_every_session_and_sequence_by_url(data, tmp_path, monkeypatch):
+    """The NiiVue component's arguments: one panel per session and sequence, each volume copied into
+    the served folder under its URL (byte for byte), lesion overlays, windows in the image's units."""
+    monkeypatch.setenv("LEUKOTRACK_VIEWER_DIR", str(tmp_path / "served"))
+    app = _run("viewer")
+    found = app.get("component_instance")
+    assert len(found) == 1
+    args = json.loads(found[0].proto.json_args)
+    sessions = _sessions(data)["session_id"].tolist()
+    assert [r["id"] for r in args["rows"]] == sessions
+    assert args["columns"] == ["DWI", "ADC", "FLAIR"]
+    assert len(args["panels"]) == 3 * len(sessions)
+    served = tmp_path / "served"
+    for panel in args["panels"]:
+        source = data / "sub-indexcase" / panel["row"]
+        copy = served / panel["url"]
+        assert (
+            copy.is_file() and copy.read_bytes() == next(source.rglob(panel["name"])).read_bytes()
+        )
+        assert [o["name"] for o in panel["overlays"]] == [
+            "flair_lesions.nii.gz" if panel["column"] == "FLAIR" else "dwi_lesions.nii.gz"
+        ]
+    adc = next(p for p in args["panels"] if p["column"] == "ADC")
+    assert adc["unit"] == "um2/s" and adc["window"] == [0.0, 2000.0]
+    dwi = next(p for p in args["panels"] if p["column"] == "DWI")
+    assert dwi["caption"].startswith("DWI b=1000")
+    for name in ("index.html", "viewer.js", "niivue.umd.js"):
+        assert (served / name).is_file()
+
+
+def _viewer_args(app: AppTest) -> dict:
+    found = app.get("component_instance")
+    assert len(found) == 1
+    return json.loads(found[0].proto.json_args)
+
+
+def test_prior_current_puts_a_session_beside_the_one_before_it(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("LEUKOTRACK_VIEWER_DIR", str(tmp_path / "served"))
+    sessions = _sessions(data)
+    order = sessions["session_id"].tolist()
+    app = _run("viewer", viewer_layout="Prior / current", viewer_current=order[2])
+    args = _viewer_args(app)
+    assert [r["id"] for r in args["rows"]] == ["DWI", "ADC", "FLAIR"]
+    prior, current = args["columns"]
+    assert prior.startswith(f"prior: {order[1]}") and current.startswith(f"current: {order[2]}")
+    assert len(args["panels"]) == 6
+    assert {(p["row"], p["group"], p["id"].split(":")[0]) for p in args["panels"]} == {
+        (sequence, sequence, session)
+        for sequence in ("DWI", "ADC", "FLAIR")
+        for session in (order[1], order[2])
+    }
+    # each session's drug state, from sessions.tsv, beside its images
+    row = sessions.iloc[2]
+    for drug in ("daratumumab", "dexamethasone", "lenalidomide"):
+        since = row[f"{drug}_days_since_last_dose"]
+        if pd.isna(since):
+            assert f"{drug} not yet given" in current
+        else:
+            state = "on" if row[f"{drug}_on"] else "off"
+            assert f"{drug} {state}, last dose {since:.0f} d before" in current
+
+
 def test_viewer_centres_on_a_requested_lesion(data):
     lesions = pd.read_csv(data / "sub-indexcase" / "lesions.tsv", sep="\t")
     row = lesions[(lesions["source"] == "dwi")].iloc[0]
@@ -133,6 +195,7 @@ def test_viewer_centres_on_a_requested_lesion(data):
     app = _run(
         "viewer",
         viewer_target={"case": "indexcase", "session": row["session_id"], "mm": target},
+        viewer_mode="Static images",
     )
     assert np.allclose(app.session_state["viewer_mm"], target)
     assert app.session_state["viewer_focus"] == row["session_id"]

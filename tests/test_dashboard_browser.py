@@ -20,6 +20,8 @@ from tests.browser import (
     images_ready,
     launch,
     open_page,
+    use_static_viewer,
+    viewer_frame,
     wait_for_app_run,
 )
 
@@ -96,6 +98,7 @@ def test_server_is_local_only_with_safe_settings(server):
     ("path", "name"),
     [
         ("?case=indexcase", "cohort"),
+        ("cohort?case=indexcase", "cohort-by-url"),
         ("overview?case=indexcase", "overview"),
         ("viewer?case=indexcase", "viewer"),
         ("lesions?case=indexcase", "lesions"),
@@ -107,7 +110,10 @@ def test_server_is_local_only_with_safe_settings(server):
 def test_every_page_opens_without_an_exception(server, page, shots, path, name):
     open_page(page, f"{server}/{path}")
     if name == "viewer":
-        images_ready(page, CELLS)
+        viewer_frame(page)
+    if name == "cohort-by-url":
+        assert page.get_by_text("Page not found", exact=False).count() == 0
+        page.get_by_role("heading", name="Cohort").wait_for()
     if "overview" in name or name == "csf":
         page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
     page.wait_for_timeout(300)
@@ -122,6 +128,7 @@ def _slice(page):
 
 def test_moving_the_slice_redraws_every_cell(server, page, shots):
     open_page(page, f"{server}/viewer?case=indexcase")
+    use_static_viewer(page)
     images_ready(page, CELLS)
     before = image_sources(page)
     start = int(_slice(page).input_value())
@@ -178,10 +185,10 @@ def test_clicking_a_session_opens_it_in_the_viewer(server, page, shots):
     page.mouse.click(point["x"], point["y"])
     page.wait_for_url("**/viewer**", timeout=30_000)
     wait_for_app_run(page)
-    images_ready(page, 2)  # the opened session (day 8) and the one before it
-    assert page.get_by_text("opened", exact=True).is_visible()
-    label = page.get_by_text(point["session"], exact=True).first
-    assert label.is_visible()
+    frame = viewer_frame(page)
+    rows = frame.eval_on_selector_all(".rowlabel", "els => els.map(e => e.innerText)")
+    assert len(rows) == 2  # the opened session (day 8) and the one before it
+    assert rows[1].startswith("[opened]") and point["session"] in rows[1]
     page.screenshot(path=shots / "viewer-opened-from-overview.png", full_page=True)
     assert exceptions(page) == []
 
@@ -196,7 +203,106 @@ def test_selecting_a_lesion_centres_the_viewer(server, page, shots):
     page.mouse.click(box["x"] + 18, box["y"] + 35 + 18)
     page.wait_for_url("**/viewer**", timeout=30_000)
     wait_for_app_run(page)
-    images_ready(page, 1)
-    assert page.get_by_text("opened", exact=True).is_visible()
+    frame = viewer_frame(page)
+    rows = frame.eval_on_selector_all(".rowlabel", "els => els.map(e => e.innerText)")
+    assert any(row.startswith("[opened]") for row in rows)
     page.screenshot(path=shots / "viewer-centred-on-lesion.png", full_page=True)
+    assert exceptions(page) == []
+
+
+def _crosshairs(frame) -> list[list[float]]:
+    return frame.evaluate(
+        "() => window.leukotrackViewer.viewers.map(nv => Array.from(nv.scene.crosshairPos))"
+    )
+
+
+def _canvas_box(frame, panel: str) -> dict:
+    box = frame.locator(f'canvas[data-panel="{panel}"]').bounding_box()
+    assert box is not None
+    return box
+
+
+def test_the_interactive_viewer_links_every_panel_in_the_browser(server, page, shots):
+    """NiiVue panels: the wheel moves the slice of all 15 panels at once, a click moves every
+    crosshair and reads the ADC out in um2/s, a right-drag changes one panel's window and "Match"
+    gives it to its column, an ROI box gives a mean ADC; none of it asks the server (no message on
+    Streamlit's websocket)."""
+    page.set_viewport_size({"width": 1920, "height": 1200})
+    sent: list[object] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+    open_page(page, f"{server}/viewer?case=indexcase")
+    frame = viewer_frame(page)
+    assert frame.evaluate("window.leukotrackViewer.viewers.length") == 3 * CELLS
+    letters = frame.evaluate("window.leukotrackViewer.viewers[0].opts.isOrientationTextVisible")
+    assert letters is True
+    sent.clear()
+    start = _crosshairs(frame)
+    adc = _canvas_box(frame, "ses-20230317:ADC")
+    page.mouse.move(adc["x"] + adc["width"] / 2, adc["y"] + adc["height"] / 2)
+    page.mouse.wheel(0, 300)
+    frame.wait_for_function(
+        "z => window.leukotrackViewer.viewers.every(nv => nv.scene.crosshairPos[2] !== z)",
+        arg=start[0][2],
+        timeout=10_000,
+    )
+    moved = _crosshairs(frame)
+    assert len({round(p[2], 6) for p in moved}) == 1  # every panel on the same slice
+    # a click: every crosshair to the same point, the readout in um2/s
+    page.mouse.click(adc["x"] + adc["width"] * 0.42, adc["y"] + adc["height"] * 0.4)
+    frame.wait_for_function(
+        "() => document.getElementById('status').textContent.includes('um2/s')", timeout=10_000
+    )
+    clicked = _crosshairs(frame)
+    assert all(p == clicked[0] for p in clicked) and clicked[0][:2] != moved[0][:2]
+    readout = frame.inner_text("#status")
+    assert readout.startswith("ses-20230317 ADC: ") and " um2/s at x " in readout
+    # window / level: right-drag on one FLAIR panel, then match its column
+    flair = _canvas_box(frame, "ses-20230314:FLAIR")
+    windows = (
+        "() => window.leukotrackViewer.viewers.map(nv => [nv.volumes[0].cal_min, "
+        "nv.volumes[0].cal_max])"
+    )
+    before = frame.evaluate(windows)
+    page.mouse.move(flair["x"] + flair["width"] / 2, flair["y"] + flair["height"] / 2)
+    page.mouse.down(button="right")
+    page.mouse.move(
+        flair["x"] + flair["width"] / 2 + 60, flair["y"] + flair["height"] / 2 + 40, steps=8
+    )
+    page.mouse.up(button="right")
+    after = frame.evaluate(windows)
+    panels = frame.evaluate("window.leukotrackViewer.panels.map(p => p.id)")
+    first_flair = panels.index("ses-20230314:FLAIR")
+    other_flair = panels.index("ses-20230826:FLAIR")
+    assert after[first_flair] != before[first_flair]
+    assert after[other_flair] == before[other_flair]
+    frame.get_by_role("button", name="Match W/L").click()
+    matched = frame.evaluate(windows)
+    assert matched[other_flair] == matched[first_flair]
+    # an ROI box on the ADC panel: its mean, in um2/s, from the browser
+    frame.get_by_role("button", name="ROI").click()
+    page.mouse.move(adc["x"] + adc["width"] * 0.40, adc["y"] + adc["height"] * 0.35)
+    page.mouse.down(button="right")
+    page.mouse.move(adc["x"] + adc["width"] * 0.55, adc["y"] + adc["height"] * 0.5, steps=8)
+    page.mouse.up(button="right")
+    frame.wait_for_function("() => window.leukotrackViewer.lastRoi !== undefined", timeout=10_000)
+    roi = frame.evaluate("window.leukotrackViewer.lastRoi")
+    assert roi["panel"] == "ses-20230317:ADC" and roi["nvox"] > 10
+    assert 100 < roi["mean"] < 3500  # brain ADC, um2/s
+    assert "ROI: mean" in frame.inner_text("#status")
+    page.screenshot(path=shots / "viewer-interactive.png", full_page=True)
+    assert sent == []  # nothing above needed the server
+    assert exceptions(page) == []
+
+
+def test_prior_current_layout_shows_two_sessions_side_by_side(server, page, shots):
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    open_page(page, f"{server}/viewer?case=indexcase")
+    page.get_by_text("Prior / current", exact=True).click()
+    wait_for_app_run(page)
+    frame = viewer_frame(page)
+    assert frame.evaluate("window.leukotrackViewer.viewers.length") == 6
+    heads = frame.eval_on_selector_all(".colhead", "els => els.map(e => e.innerText)")
+    assert heads[0].startswith("prior: ") and heads[1].startswith("current: ")
+    assert "last dose" in heads[1]  # the session's drug state beside its images
+    page.screenshot(path=shots / "viewer-prior-current.png", full_page=True)
     assert exceptions(page) == []

@@ -1,8 +1,13 @@
 """Viewer: sessions (rows) by DWI, ADC and FLAIR (columns), all cut at one position in baseline space.
 
 Every image was resampled onto the baseline grid by the analysis, so one slice index is the same
-tissue in every cell. The slice controls and the grid run in a fragment: moving the slice re-renders
-the grid only, from volumes decoded once per process.
+tissue in every cell. Two modes:
+
+* **interactive** (default): NiiVue panels in the browser (:mod:`dashboard.niivue`), linked
+  crosshair, slice and zoom; wheel, drag window/level, ruler, ROI statistics and the pixel readout
+  run without a server round trip;
+* **static images**: the server-rendered grid (PNG) of one plane; its slice controls and the grid run
+  in a fragment, from volumes decoded once per process. It needs no WebGL.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import data
+from dashboard.niivue import ViewerOverlay, ViewerPanel, ViewerRow, linked_viewer, publish
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
-from followup.results import CaseOutputs, finite, marked_labels
+from followup.results import CaseOutputs, drug_states, finite, marked_labels
 from imaging.display import (
     DWI_RGB,
     FLAIR_RGB,
@@ -36,6 +42,10 @@ __all__ = ["show"]
 
 SEQUENCES = ("DWI", "ADC", "FLAIR")
 POS_KEY, PLANE_KEY, FOCUS_KEY = "viewer_mm", "viewer_plane", "viewer_focus"
+MODE_KEY = "viewer_mode"
+INTERACTIVE, STATIC = "Interactive (NiiVue)", "Static images"
+GRID, PRIOR_CURRENT = "Sessions x sequences", "Prior / current"
+UNITS = {"ADC": ("um2/s", 0), "DWI": ("a.u.", 0), "FLAIR": ("a.u.", 0)}
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,13 @@ def _window_controls(outputs: CaseOutputs) -> dict[str, Window]:
 
 
 def _settings(outputs: CaseOutputs) -> Settings:
+    st.radio(
+        "Viewer",
+        [INTERACTIVE, STATIC],
+        horizontal=True,
+        key=MODE_KEY,
+        help="Interactive: NiiVue in the browser (needs WebGL). Static: server-rendered images.",
+    )
     top = st.columns([1.3, 2.2, 1, 1.2, 1])
     plane = top[0].radio("Plane", ["axial", "coronal", "sagittal"], horizontal=False, key=PLANE_KEY)
     available = outputs.session_ids
@@ -202,6 +219,7 @@ def _row_label(outputs: CaseOutputs, session: str, offset: int, focus: str | Non
     radc = finite(row.get("radc"))
     if radc is not None:
         parts.append(f"rADC {radc:.2f}")
+    parts += drug_states(row)
     text = "  \n".join(p for p in parts if p)
     if session == focus:
         text = f":red-background[opened]  \n{text}"
@@ -288,6 +306,127 @@ def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
     )
 
 
+def _row_text(outputs: CaseOutputs, session: str, offset: int, focus: str | None) -> str:
+    """The row label as plain text (the browser panel has no markdown)."""
+    text = _row_label(outputs, session, offset, focus)
+    return (
+        text.replace("**", "").replace(":red-background[opened]", "[opened]").replace("  \n", "\n")
+    )
+
+
+def _dwi_caption(outputs: CaseOutputs, session: str) -> str:
+    found = outputs.provenance.get("sessions", {}).get(session, {}).get("dwi_input", {})
+    b_value = finite(found.get("trace_b_value_s_mm2")) if isinstance(found, dict) else None
+    return f"DWI b={b_value:.0f}" if b_value is not None else "DWI trace"
+
+
+def _panel(
+    outputs: CaseOutputs, settings: Settings, session: str, sequence: str, row: str, column: str
+) -> ViewerPanel | None:
+    """One NiiVue panel: the session's image of ``sequence`` with its lesion outlines."""
+    path = outputs.image_path(session, sequence)  # type: ignore[arg-type]
+    if path is None:
+        return None
+    window = settings.windows[sequence]
+    sources = (
+        ("flair", "dwi")
+        if settings.both_sources
+        else (("flair",) if sequence == "FLAIR" else ("dwi",))
+    )
+    overlays = []
+    for source in sources if settings.overlay else ():
+        lesion_path = outputs.image_path(session, f"{source}_lesions")  # type: ignore[arg-type]
+        if lesion_path is not None:
+            colormap = "warm" if source == "flair" else "winter"
+            overlays.append(
+                ViewerOverlay(
+                    publish(lesion_path), f"{source}_lesions.nii.gz", colormap, settings.opacity
+                )
+            )
+    unit, digits = UNITS[sequence]
+    caption = _dwi_caption(outputs, session) if sequence == "DWI" else sequence
+    if marked_labels(outputs.lesions).get((session, "flair" if sequence == "FLAIR" else "dwi")):
+        caption += " · new/enlarging"
+    return ViewerPanel(
+        id=f"{session}:{sequence}",
+        row=row,
+        column=column,
+        url=publish(path),
+        name=path.name,
+        title=f"{session} {sequence}",
+        caption=caption,
+        window=(window.center - window.width / 2, window.center + window.width / 2),
+        unit=unit,
+        digits=digits,
+        overlays=tuple(overlays),
+        group=sequence,
+    )
+
+
+def _linked(outputs: CaseOutputs, settings: Settings) -> None:
+    """The interactive viewer: one NiiVue panel per session and sequence, all linked.
+
+    Layouts: the Figure-1 grid (the chosen sessions in rows, DWI | ADC | FLAIR in columns), or prior
+    / current (two sessions side by side, a sequence per row, larger panels).
+    """
+    focus = st.session_state.get(FOCUS_KEY)
+    offset = settings.day_offset
+    layout = st.radio(
+        "Layout",
+        [GRID, PRIOR_CURRENT],
+        horizontal=True,
+        key="viewer_layout",
+        help="Prior / current: the chosen session beside the one before it.",
+    )
+    panels: list[ViewerPanel] = []
+    rows: list[ViewerRow] = []
+    columns: list[str]
+    if layout == PRIOR_CURRENT and len(outputs.session_ids) >= 2:
+        order = outputs.session_ids
+        default = focus if focus in order[1:] else order[-1]
+        current = st.selectbox(
+            "Current session", order[1:], index=order[1:].index(default), key="viewer_current"
+        )
+        prior = order[order.index(current) - 1]
+        columns = [
+            f"prior: {_row_text(outputs, prior, offset, None)}",
+            f"current: {_row_text(outputs, current, offset, None)}",
+        ]
+        for sequence in SEQUENCES:
+            rows.append(ViewerRow(sequence, sequence))
+            for session, column in zip((prior, current), columns, strict=True):
+                panel = _panel(outputs, settings, session, sequence, sequence, column)
+                if panel is not None:
+                    panels.append(panel)
+        panel_px = max(settings.cell_px, 300)
+    else:
+        columns = list(SEQUENCES)
+        for session in settings.sessions:
+            rows.append(ViewerRow(session, _row_text(outputs, session, offset, focus)))
+            for sequence in SEQUENCES:
+                panel = _panel(outputs, settings, session, sequence, session, sequence)
+                if panel is not None:
+                    panels.append(panel)
+        panel_px = settings.cell_px
+    position = st.session_state.get(POS_KEY)
+    linked_viewer(
+        panels,
+        rows,
+        columns,
+        position_mm=tuple(position) if position is not None else None,
+        plane=settings.plane,
+        panel_px=panel_px,
+        outline=settings.outline,
+        key=f"viewer_linked_{outputs.case_id}",
+    )
+    st.caption(
+        f"Day 0 = {settings.index_label}. Radiological convention (patient's right on the left); "
+        "orientation letters on every panel. Click: crosshair (all panels follow); wheel: slices; "
+        "right-drag: window/level, or pan, ruler or ROI box (toolbar); ctrl-wheel: zoom. ADC in "
+        "um2/s. Orange: FLAIR lesions; blue: DWI lesions."
+    )
+
+
 @framed("Viewer")
 def show() -> None:
     """The session x sequence grid of the current case."""
@@ -315,4 +454,7 @@ def show() -> None:
     if not settings.sessions:
         st.info("Choose at least one session.")
         return
-    _grid(outputs, settings, grid_key)
+    if st.session_state.get(MODE_KEY, INTERACTIVE) == INTERACTIVE:
+        _linked(outputs, settings)
+    else:
+        _grid(outputs, settings, grid_key)

@@ -1,0 +1,171 @@
+"""The linked viewer: NiiVue (WebGL) panels in the browser, one per session and sequence.
+
+NiiVue's own UMD build (``static/niivue.umd.js``, version and sha256 in ``static/niivue.sha256``,
+rebuilt by ``scripts/vendor_niivue.sh``) and a small script of ours (``static/viewer.js``) make a
+Streamlit component with no build step and no network: slices, zoom, pan, window/level, the ruler and
+ROI statistics all run in the browser, and the crosshair, slice and zoom of every panel follow the
+one the reader moves (NiiVue's ``broadcastTo``).
+
+Streamlit serves a component's files from one folder and refuses links out of it, so the component's
+folder is a cache folder of ours (:func:`served_root`): the static files are copied there, and every
+volume shown is copied there (atomically) under a name made from its path, size and modification
+time. The browser then fetches each volume once, by URL, and caches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import streamlit.components.v1 as components
+
+from safeio.atomic import write_bytes
+
+__all__ = [
+    "ViewerOverlay",
+    "ViewerPanel",
+    "ViewerRow",
+    "linked_viewer",
+    "publish",
+    "served_root",
+]
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = ("index.html", "viewer.js", "viewer.css", "niivue.umd.js")
+
+
+@dataclass(frozen=True)
+class ViewerOverlay:
+    """A label volume drawn over a panel (non-zero = lesion), by URL from :func:`publish`."""
+
+    url: str
+    name: str
+    colormap: str
+    opacity: float = 0.6
+
+
+@dataclass(frozen=True)
+class ViewerPanel:
+    """One image: a session (``row``) and a sequence (``column``), by URL from :func:`publish`.
+
+    ``window`` is the starting (low, high) display range in the image's ``unit``; ``digits`` the
+    decimals of the pixel readout; "Match W/L" gives a window to every panel of the same ``group``
+    (the sequence).
+    """
+
+    id: str
+    row: str
+    column: str
+    url: str
+    name: str
+    title: str
+    caption: str
+    window: tuple[float, float]
+    unit: str
+    digits: int = 0
+    overlays: tuple[ViewerOverlay, ...] = field(default_factory=tuple)
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class ViewerRow:
+    """A row of panels (a session) and the text beside it."""
+
+    id: str
+    label: str
+
+
+def served_root() -> Path:
+    """The folder Streamlit serves the viewer from: ``$LEUKOTRACK_VIEWER_DIR``, else
+    ``$XDG_CACHE_HOME/leukotrack/viewer``, else ``~/.cache/leukotrack/viewer``; the static files are
+    copied there when missing or changed."""
+    configured = os.environ.get("LEUKOTRACK_VIEWER_DIR")
+    if configured:
+        root = Path(configured)
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        root = base / "leukotrack" / "viewer"
+    (root / "volumes").mkdir(parents=True, exist_ok=True)
+    for name in STATIC_FILES:
+        source, target = STATIC / name, root / name
+        content = source.read_bytes()
+        if not target.is_file() or target.read_bytes() != content:
+            write_bytes(target, content)
+    return root
+
+
+def publish(path: Path, root: Path | None = None) -> str:
+    """The URL (relative to the viewer) of ``path``, copied into the served folder.
+
+    The name is a hash of the path, size and modification time, so a re-analysed image gets a new
+    URL (the browser does not show a stale cached copy) and an unchanged one is published once.
+    """
+    root = root or served_root()
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+    name = hashlib.sha256(key).hexdigest()[:24] + suffix
+    target = root / "volumes" / name
+    if not target.is_file():
+        write_bytes(target, path.read_bytes())
+    return f"volumes/{name}"
+
+
+_component: Any = None
+
+
+def _declared() -> Any:
+    global _component
+    if _component is None:
+        _component = components.declare_component("leukotrack_viewer", path=str(served_root()))
+    return _component
+
+
+def linked_viewer(
+    panels: list[ViewerPanel],
+    rows: list[ViewerRow],
+    columns: list[str],
+    *,
+    position_mm: tuple[float, float, float] | None,
+    plane: str = "axial",
+    panel_px: int = 220,
+    radiological: bool = True,
+    outline: bool = True,
+    key: str | None = None,
+) -> Any:
+    """Show ``panels`` as a grid (``rows`` x ``columns``), all linked, centred on ``position_mm``.
+
+    Parameters
+    ----------
+    panels : list of ViewerPanel
+        The images; a (row, column) without a panel shows "no <column>".
+    rows, columns : list
+        The rows (sessions) and column names (sequences), in display order.
+    position_mm : tuple of float, optional
+        Starting crosshair position, RAS mm (baseline space).
+    plane : {"axial", "coronal", "sagittal", "multiplanar"}
+        Starting view of every panel.
+    panel_px : int
+        Height of each panel, CSS pixels.
+    radiological : bool
+        Patient's right on the screen's left.
+    outline : bool
+        Lesion overlays drawn as outlines (the reading default) rather than filled.
+    key : str, optional
+        Streamlit widget key.
+    """
+    return _declared()(
+        panels=[asdict(p) for p in panels],
+        rows=[asdict(r) for r in rows],
+        columns=list(columns),
+        position_mm=None if position_mm is None else [float(v) for v in position_mm],
+        plane=plane,
+        panel_px=int(panel_px),
+        radiological=bool(radiological),
+        outline=bool(outline),
+        key=key,
+        default=None,
+    )

@@ -1,0 +1,257 @@
+/* leukotrack's linked viewer: one NiiVue (WebGL) canvas per panel, sessions in rows and sequences in
+ * columns, every panel on the same baseline grid, crosshair / slice / zoom broadcast between all of
+ * them in the browser (no server round trip). Talks to Streamlit with its component messages
+ * (componentReady, render, setFrameHeight, setComponentValue): no framework, no build step.
+ */
+"use strict";
+
+const Streamlit = {
+  send(type, data) {
+    window.parent.postMessage(Object.assign({ isStreamlitMessage: true, type }, data || {}), "*");
+  },
+  ready() { this.send("streamlit:componentReady", { apiVersion: 1 }); },
+  height(px) { this.send("streamlit:setFrameHeight", { height: px }); },
+  value(value) { this.send("streamlit:setComponentValue", { value, dataType: "json" }); },
+};
+
+const NV = window.niivue;
+const PLANES = { axial: 0, coronal: 1, sagittal: 2, multiplanar: 3 };
+const MODES = {
+  "W/L": NV.DRAG_MODE.contrast,
+  "Pan/zoom": NV.DRAG_MODE.pan,
+  "Ruler": NV.DRAG_MODE.measurement,
+  "ROI": NV.DRAG_MODE.roiSelection,
+};
+
+const state = { signature: null, viewers: [], panels: [], focus: 0, plane: "axial", mode: "W/L" };
+window.leukotrackViewer = state; // for the end-to-end tests and the benchmark
+
+function status(text) { document.getElementById("status").textContent = text; }
+
+function fmt(value, digits) {
+  return Number.isFinite(value) ? value.toFixed(digits) : "n/a";
+}
+
+function readout(panel, data) {
+  const mm = data.mm || [NaN, NaN, NaN];
+  const where = `x ${fmt(mm[0], 1)}, y ${fmt(mm[1], 1)}, z ${fmt(mm[2], 1)} mm`;
+  const first = data.values && data.values.length ? data.values[0] : null;
+  const value = first && Number.isFinite(first.value) ? first.value : NaN;
+  const lesion = (data.values || []).slice(1).some((v) => v && v.value > 0) ? " · lesion" : "";
+  return `${panel.title}: ${fmt(value, panel.digits)} ${panel.unit} at ${where}${lesion}`;
+}
+
+function toolbar(args) {
+  const planes = document.getElementById("planes");
+  const modes = document.getElementById("modes");
+  planes.replaceChildren();
+  modes.replaceChildren();
+  for (const name of Object.keys(PLANES)) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = name;
+    button.dataset.plane = name;
+    button.className = name === state.plane ? "on" : "";
+    button.onclick = () => setPlane(name);
+    planes.appendChild(button);
+  }
+  for (const name of Object.keys(MODES)) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = name;
+    button.dataset.mode = name;
+    button.className = name === state.mode ? "on" : "";
+    button.title = {
+      "W/L": "right-drag: window / level",
+      "Pan/zoom": "right-drag: pan; wheel over the image with ctrl: zoom",
+      "Ruler": "right-drag: distance in mm",
+      "ROI": "right-drag a box: mean, SD and voxel count of the image inside it",
+    }[name];
+    button.onclick = () => setMode(name);
+    modes.appendChild(button);
+  }
+  document.getElementById("match").onclick = matchWindows;
+  document.getElementById("reset").onclick = () => reset(args);
+}
+
+function mark(groupId, attribute, chosen) {
+  for (const button of document.getElementById(groupId).children) {
+    button.className = button.dataset[attribute] === chosen ? "on" : "";
+  }
+}
+
+function setPlane(name) {
+  state.plane = name;
+  mark("planes", "plane", name);
+  for (const nv of state.viewers) nv.setSliceType(PLANES[name]);
+}
+
+function setMode(name) {
+  state.mode = name;
+  mark("modes", "mode", name);
+  for (const nv of state.viewers) nv.opts.dragMode = MODES[name];
+}
+
+function matchWindows() {
+  const source = state.panels[state.focus];
+  const volume = state.viewers[state.focus].volumes[0];
+  state.viewers.forEach((nv, i) => {
+    if (state.panels[i].group !== source.group || i === state.focus) return;
+    nv.volumes[0].cal_min = volume.cal_min;
+    nv.volumes[0].cal_max = volume.cal_max;
+    nv.updateGLVolume();
+  });
+  status(`${source.group}: every session at ${fmt(volume.cal_min, 0)}-${fmt(volume.cal_max, 0)} ${source.unit}`);
+}
+
+function reset(args) {
+  state.viewers.forEach((nv, i) => {
+    const panel = state.panels[i];
+    nv.volumes[0].cal_min = panel.window[0];
+    nv.volumes[0].cal_max = panel.window[1];
+    nv.setPan2Dxyzmm([0, 0, 0, 1]);
+    nv.updateGLVolume();
+  });
+  moveTo(args.position_mm);
+}
+
+function moveTo(mm) {
+  if (!mm) return;
+  for (const nv of state.viewers) {
+    if (!nv.volumes.length) continue;
+    nv.scene.crosshairPos = nv.mm2frac(mm);
+    nv.drawScene();
+  }
+}
+
+function roiStatistics(i, params) {
+  const nv = state.viewers[i];
+  const panel = state.panels[i];
+  if (state.mode !== "ROI" || !params || !params.voxStart) return;
+  const d = nv.getDescriptives({
+    layer: 0, masks: [], drawingIsMask: false, roiIsMask: true,
+    startVox: params.voxStart, endVox: params.voxEnd,
+  });
+  const text = `${panel.title} ROI: mean ${fmt(d.mean, panel.digits)} ± ${fmt(d.sd, panel.digits)} ${panel.unit}, ${d.nvox} voxels`;
+  state.lastRoi = { panel: panel.id, mean: d.mean, sd: d.sd, nvox: d.nvox };
+  status(text);
+}
+
+function layout(args) {
+  const grid = document.getElementById("grid");
+  grid.replaceChildren();
+  grid.style.gridTemplateColumns = `minmax(7em, max-content) repeat(${args.columns.length}, 1fr)`;
+  const canvases = [];
+  grid.appendChild(document.createElement("div"));
+  for (const column of args.columns) {
+    const head = document.createElement("div");
+    head.className = "colhead";
+    head.textContent = column;
+    grid.appendChild(head);
+  }
+  for (const row of args.rows) {
+    const label = document.createElement("div");
+    label.className = "rowlabel";
+    label.innerText = row.label;
+    grid.appendChild(label);
+    for (const column of args.columns) {
+      const cell = document.createElement("div");
+      cell.className = "cell";
+      cell.style.height = `${args.panel_px}px`;
+      const panel = args.panels.find((p) => p.row === row.id && p.column === column);
+      if (!panel) {
+        cell.classList.add("empty");
+        cell.textContent = `no ${column}`;
+        grid.appendChild(cell);
+        continue;
+      }
+      const title = document.createElement("div");
+      title.className = "paneltitle";
+      title.textContent = panel.caption;
+      const canvas = document.createElement("canvas");
+      canvas.dataset.panel = panel.id;
+      cell.append(canvas, title);
+      grid.appendChild(cell);
+      canvases.push([panel, canvas]);
+    }
+  }
+  return canvases;
+}
+
+async function build(args) {
+  for (const nv of state.viewers) {
+    try { nv.gl && nv.gl.getExtension("WEBGL_lose_context")?.loseContext(); } catch (e) { /* gone */ }
+  }
+  state.viewers = [];
+  state.panels = [];
+  state.plane = args.plane || "axial";
+  toolbar(args);
+  const canvases = layout(args);
+  Streamlit.height(document.body.scrollHeight + 8);
+  const started = performance.now();
+  await Promise.all(canvases.map(async ([panel, canvas], i) => {
+    const nv = new NV.Niivue({
+      isOrientationTextVisible: true,
+      isRadiologicalConvention: args.radiological,
+      isColorbar: true,
+      show3Dcrosshair: false,
+      crosshairWidth: 1,
+      crosshairGap: 6,
+      crosshairColor: [1, 0.85, 0, 0.8],
+      backColor: [0, 0, 0, 1],
+      textHeight: 0.05,
+      dragMode: MODES[state.mode],
+      isResizeCanvas: true,
+      multiplanarForceRender: false,
+      overlayOutlineWidth: args.outline ? 1 : 0,
+      logLevel: "error",
+    });
+    state.viewers[i] = nv;
+    state.panels[i] = panel;
+    await nv.attachToCanvas(canvas);
+    const volumes = [{
+      url: panel.url, name: panel.name, colormap: "gray",
+      cal_min: panel.window[0], cal_max: panel.window[1],
+    }];
+    for (const overlay of panel.overlays) {
+      volumes.push({
+        url: overlay.url, name: overlay.name, colormap: overlay.colormap,
+        opacity: overlay.opacity, cal_min: 0.5, cal_max: 1.5, colorbarVisible: false,
+      });
+    }
+    await nv.loadVolumes(volumes);
+    nv.setSliceType(PLANES[state.plane]);
+    nv.setInterpolation(true); // nearest neighbour: voxels as acquired (resampled once, linearly)
+    // every linked panel reports the new location: read out the one under the reader's hand
+    nv.onLocationChange = (data) => { if (i === state.focus) status(readout(panel, data)); };
+    nv.onDragRelease = (params) => roiStatistics(i, params);
+    for (const type of ["pointerdown", "wheel"]) {
+      canvas.addEventListener(type, () => { state.focus = i; }, { capture: true, passive: true });
+    }
+  }));
+  const viewers = state.viewers.filter(Boolean);
+  viewers.forEach((nv) => nv.broadcastTo(viewers.filter((other) => other !== nv), { "2d": true, "3d": true }));
+  moveTo(args.position_mm);
+  state.firstRenderMs = performance.now() - started;
+  document.body.dataset.ready = "1";
+  Streamlit.height(document.body.scrollHeight + 8);
+}
+
+let pending = Promise.resolve();
+window.addEventListener("message", (event) => {
+  if (!event.data || event.data.type !== "streamlit:render") return;
+  const args = event.data.args;
+  const signature = JSON.stringify([args.panels, args.rows, args.columns, args.panel_px, args.outline]);
+  if (signature === state.signature) {
+    if (args.plane && args.plane !== state.plane) setPlane(args.plane);
+    return;
+  }
+  state.signature = signature;
+  document.body.dataset.ready = "0";
+  pending = pending.then(() => build(args)).catch((error) => {
+    status(`The viewer could not start: ${error}. It needs WebGL 2 in the browser.`);
+    document.body.dataset.ready = "error";
+  });
+});
+window.addEventListener("resize", () => Streamlit.height(document.body.scrollHeight + 8));
+Streamlit.ready();
