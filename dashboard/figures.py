@@ -13,13 +13,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from followup.palette import EVENT_COLOURS, SOURCE_COLOURS, drug_colour
 from followup.results import CaseOutputs, finite, is_daily
 
 __all__ = [
-    "DRUG_COLOURS",
     "EVENT_STYLE",
     "PREBUILT",
-    "SOURCE_COLOURS",
     "overview_figure",
     "reiber_curves",
     "reiber_figure",
@@ -28,14 +27,12 @@ __all__ = [
 #: Overview figures built before the server started (``dashboard.server.warm_up``), by
 #: (case folder, index key, provenance.json mtime); the first page view takes them from here.
 PREBUILT: dict[tuple[str, str, float], go.Figure] = {}
-SOURCE_COLOURS = {"flair": "#e08a00", "dwi": "#0090c8"}
-DRUG_COLOURS = ["#6a3d9a", "#33a02c", "#b15928", "#1f78b4", "#e31a1c", "#ff7f00"]
 #: Event kinds: (colour, dash, short label).
 EVENT_STYLE: dict[str, tuple[str, str, str]] = {
-    "symptom_onset": ("#d62728", "dash", "symptom onset"),
-    "admission": ("#7f7f7f", "dot", "admission"),
-    "drug_stop": ("#000000", "dashdot", "drug stop"),
-    "csf_tap": ("#2ca02c", "dot", "CSF tap"),
+    "symptom_onset": (EVENT_COLOURS["symptom_onset"], "dash", "symptom onset"),
+    "admission": (EVENT_COLOURS["admission"], "dot", "admission"),
+    "drug_stop": (EVENT_COLOURS["drug_stop"], "dashdot", "drug stop"),
+    "csf_tap": (EVENT_COLOURS["csf_tap"], "dot", "CSF tap"),
 }
 _ROW_HEIGHTS = (0.22, 0.2, 0.36, 0.22)
 
@@ -62,7 +59,7 @@ def _drug_lanes(
     given = timeline[timeline["kind"].isin(["administration", "held"])]
     drugs = list(dict.fromkeys(given["item"]))
     for lane, drug in enumerate(drugs):
-        colour = DRUG_COLOURS[lane % len(DRUG_COLOURS)]
+        colour = drug_colour(str(drug))
         rows = given[(given["item"] == drug) & (given["kind"] == "administration")]
         days = _days(rows, "day", offset)
         if is_daily(days):

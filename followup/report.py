@@ -29,6 +29,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from followup.palette import EVENT_COLOURS, SOURCE_COLOURS, drug_colour
 from followup.results import (
     INDEX_CHOICES,
     CaseOutputs,
@@ -64,7 +65,6 @@ RESEARCH_USE = (
 )
 A4 = (8.27, 11.69)
 SEQUENCES = ("DWI", "ADC", "FLAIR")
-_EVENT_COLOURS = {"symptom_onset": "#d62728", "admission": "#7f7f7f", "drug_stop": "#000000"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
     for lane, drug in enumerate(drugs):
         rows = given[(given["item"] == drug) & (given["kind"] == "administration")]
         days = _days(rows, "day", offset)
-        colour = f"C{lane}"
+        colour = drug_colour(str(drug))
         if is_daily(days):
             periods = timeline[(timeline["kind"] == "drug_on") & (timeline["item"] == drug)]
             starts = _days(periods, "day", offset)
@@ -172,8 +172,8 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
         sessions = outputs.sessions.sort_values("day")
         days = _days(sessions, "day", offset)
         for column, name, colour in (
-            ("flair_lesion_volume_ml", "FLAIR lesions", "#e08a00"),
-            ("dwi_lesion_volume_ml", "DWI lesions", "#0090c8"),
+            ("flair_lesion_volume_ml", "FLAIR lesions", SOURCE_COLOURS["flair"]),
+            ("dwi_lesion_volume_ml", "DWI lesions", SOURCE_COLOURS["dwi"]),
         ):
             if column in sessions:
                 axes[2].plot(days, sessions[column], "o-", color=colour, ms=4, lw=1.4, label=name)
@@ -197,7 +197,7 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
         day = finite(event["day"])
         if day is None:
             continue
-        colour = _EVENT_COLOURS.get(str(event["item"]), "#2ca02c")
+        colour = EVENT_COLOURS.get(str(event["item"]), "#2ca02c")
         for axis in axes:
             axis.axvline(day + offset, color=colour, lw=0.8, ls="--")
         axes[0].annotate(

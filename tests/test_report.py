@@ -126,3 +126,31 @@ def test_a_case_whose_template_fit_failed_says_so_on_its_first_page(analyzed_sam
     subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(flagged), str(tmp_path / "p1.txt")])
     first_page = " ".join((tmp_path / "p1.txt").read_text().split())
     assert "Template fit below quality (Dice 0.62 (< 0.8))" in first_page
+
+
+def test_a_drug_has_one_colour_in_the_dashboard_and_in_the_report(analyzed_samples):
+    """Daratumumab purple, lenalidomide green, dexamethasone brown: on the dashboard's overview and
+    in the PDF's course panel alike, whatever the drug's position in the case's list."""
+    import matplotlib.colors as mcolors
+    from matplotlib.figure import Figure
+
+    from dashboard.figures import overview_figure
+    from followup.palette import drug_colour
+    from followup.report import _course
+    from followup.results import load_case_outputs
+
+    outputs = load_case_outputs(analyzed_samples / "sub-indexcase")
+    figure = overview_figure(outputs, None, "first MRI")
+    plotly = {t.name: t.marker.color for t in figure.data if t.name in ("daratumumab IV",)}
+    assert plotly == {"daratumumab IV": drug_colour("daratumumab")} == {"daratumumab IV": "#6a3d9a"}
+    bars = next(t for t in figure.data if t.name == "lenalidomide")
+    assert bars.marker.color == drug_colour("lenalidomide") == "#33a02c"
+    page = Figure(figsize=(8.27, 11.69))
+    _course(page, [0.1, 0.1, 0.8, 0.8], outputs, 0, "first MRI")
+    drawn = set()
+    for axis in page.axes:
+        for collection in axis.collections:
+            for colour in collection.get_facecolor():
+                drawn.add(mcolors.to_hex(colour))
+    for drug in ("daratumumab", "lenalidomide", "dexamethasone"):
+        assert drug_colour(drug) in drawn, drug
