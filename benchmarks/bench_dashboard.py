@@ -34,7 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from playwright.sync_api import Page, sync_playwright
 
-from tests.browser import dashboard_server, image_sources, launch, open_page, viewer_frame
+from tests.browser import (
+    dashboard_server,
+    image_sources,
+    launch,
+    open_page,
+    use_static_viewer,
+    viewer_frame,
+)
 
 CASE = "indexcase"
 
@@ -80,6 +87,7 @@ def _changed(page: Page, before: list[str]) -> None:
 
 def _time_slice_changes(page: Page, url: str, changes: int) -> tuple[list[float], int]:
     open_page(page, f"{url}/viewer?case={CASE}")
+    use_static_viewer(page)
     page.wait_for_function(
         "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 5",
         timeout=60_000,

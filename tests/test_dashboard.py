@@ -188,6 +188,39 @@ def test_prior_current_puts_a_session_beside_the_one_before_it(data, tmp_path, m
             assert f"{drug} {state}, last dose {since:.0f} d before" in current
 
 
+def test_native_series_shows_the_series_as_acquired_with_its_lesions(
+    data, tmp_path, monkeypatch
+):
+    """The original DWI series of a session (the DICOM folder provenance.json names), on its own
+    grid: the trace volume (highest b), converted once, with the DWI lesions found on that grid."""
+    import nibabel as nib
+
+    from imaging.dicom.series import load_series_folder
+
+    monkeypatch.setenv("LEUKOTRACK_VIEWER_DIR", str(tmp_path / "served"))
+    order = _sessions(data)["session_id"].tolist()
+    app = _run(
+        "viewer",
+        viewer_layout="Native series",
+        viewer_native_session=order[1],
+        viewer_native_sequence="DWI",
+    )
+    args = _viewer_args(app)
+    (panel,) = args["panels"]
+    provenance = json.loads((data / "sub-indexcase" / "provenance.json").read_text())
+    source = Path(provenance["sessions"][order[1]]["sources"]["dwi"])
+    series = load_series_folder(source)
+    shown = nib.load(tmp_path / "served" / panel["url"])
+    assert shown.shape == series.spatial_shape
+    assert np.allclose(shown.affine, series.affine)
+    trace = int(np.argmax(series.bvals_s_mm2))
+    assert np.array_equal(np.asarray(shown.dataobj), np.asarray(series.data)[..., trace])
+    assert "b = 1000 s/mm2" in panel["caption"]
+    assert [o["name"] for o in panel["overlays"]] == [
+        f"sub-indexcase_{order[1]}_space-orig_desc-dwilesion_mask.nii.gz"
+    ]
+
+
 def test_viewer_centres_on_a_requested_lesion(data):
     lesions = pd.read_csv(data / "sub-indexcase" / "lesions.tsv", sep="\t")
     row = lesions[(lesions["source"] == "dwi")].iloc[0]

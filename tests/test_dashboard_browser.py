@@ -306,3 +306,15 @@ def test_prior_current_layout_shows_two_sessions_side_by_side(server, page, shot
     assert "last dose" in heads[1]  # the session's drug state beside its images
     page.screenshot(path=shots / "viewer-prior-current.png", full_page=True)
     assert exceptions(page) == []
+
+
+def test_native_series_opens_in_the_browser(server, page, shots):
+    open_page(page, f"{server}/viewer?case=indexcase")
+    page.get_by_text("Native series", exact=True).click()
+    wait_for_app_run(page)
+    frame = viewer_frame(page)
+    assert frame.evaluate("window.leukotrackViewer.viewers.length") == 1
+    dims = frame.evaluate("Array.from(window.leukotrackViewer.viewers[0].volumes[0].dims)")
+    assert dims[:4] == [3, 128, 128, 25]  # the first session's DWI trace as acquired (2 mm EPI)
+    page.screenshot(path=shots / "viewer-native.png", full_page=True)
+    assert exceptions(page) == []

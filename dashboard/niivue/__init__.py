@@ -29,6 +29,7 @@ __all__ = [
     "ViewerPanel",
     "ViewerRow",
     "linked_viewer",
+    "native_volume",
     "publish",
     "served_root",
 ]
@@ -169,3 +170,49 @@ def linked_viewer(
         key=key,
         default=None,
     )
+
+
+def native_volume(source: Path, root: Path | None = None) -> tuple[str, str]:
+    """The URL of a session's original series (a DICOM series folder or a NIfTI file, as the
+    analysis recorded it in provenance.json), converted once to NIfTI in the served folder, and a
+    short description of what is shown.
+
+    A diffusion series of several volumes shows its highest b-value (the trace the analysis
+    segmented), a 4-D series without b-values its last volume.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the source is no longer where the analysis read it.
+    """
+    import gzip
+
+    import numpy as np
+
+    from imaging.dicom.series import load_series_folder
+    from imaging.image import MRImage
+    from imaging.nifti import load_nifti
+
+    root = root or served_root()
+    if not source.exists():
+        raise FileNotFoundError(f"{source} is no longer there (the analysis read it there)")
+    stat = source.stat()
+    key = f"native|{source.resolve()}|{stat.st_mtime_ns}".encode()
+    name = hashlib.sha256(key).hexdigest()[:24] + ".nii.gz"
+    target, described = root / "volumes" / name, root / "volumes" / (name + ".txt")
+    if target.is_file() and described.is_file():
+        return f"volumes/{name}", described.read_text(encoding="utf-8")
+    image = load_series_folder(source) if source.is_dir() else load_nifti(source)
+    what = f"{image.spatial_shape[0]} x {image.spatial_shape[1]} x {image.spatial_shape[2]} voxels"
+    data = np.asarray(image.data)
+    if data.ndim == 4:
+        bvals = image.bvals_s_mm2
+        index = int(np.argmax(bvals)) if bvals else data.shape[3] - 1
+        data = data[..., index]
+        what += f", volume {index + 1} of {image.data.shape[3]}"
+        if bvals:
+            what += f" (b = {bvals[index]:.0f} s/mm2)"
+    nifti = MRImage(np.asarray(data, np.float32), image.affine).to_nifti()
+    write_bytes(target, gzip.compress(nifti.to_bytes(), compresslevel=1))
+    write_bytes(described, what.encode("utf-8"))
+    return f"volumes/{name}", what

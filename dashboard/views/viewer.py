@@ -13,13 +13,21 @@ tissue in every cell. Two modes:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from dashboard import data
-from dashboard.niivue import ViewerOverlay, ViewerPanel, ViewerRow, linked_viewer, publish
+from dashboard.niivue import (
+    ViewerOverlay,
+    ViewerPanel,
+    ViewerRow,
+    linked_viewer,
+    native_volume,
+    publish,
+)
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
 from followup.results import CaseOutputs, drug_states, finite, marked_labels
 from imaging.display import (
@@ -44,7 +52,13 @@ SEQUENCES = ("DWI", "ADC", "FLAIR")
 POS_KEY, PLANE_KEY, FOCUS_KEY = "viewer_mm", "viewer_plane", "viewer_focus"
 MODE_KEY = "viewer_mode"
 INTERACTIVE, STATIC = "Interactive (NiiVue)", "Static images"
-GRID, PRIOR_CURRENT = "Sessions x sequences", "Prior / current"
+GRID, PRIOR_CURRENT, NATIVE = "Sessions x sequences", "Prior / current", "Native series"
+#: The original-grid lesion masks the analysis writes beside the baseline-space images.
+NATIVE_MASKS = {
+    "FLAIR": "anat/{stem}_space-orig_desc-flairlesion_mask.nii.gz",
+    "DWI": "dwi/{stem}_space-orig_desc-dwilesion_mask.nii.gz",
+    "ADC": "dwi/{stem}_space-orig_desc-dwilesion_mask.nii.gz",
+}
 UNITS = {"ADC": ("um2/s", 0), "DWI": ("a.u.", 0), "FLAIR": ("a.u.", 0)}
 
 
@@ -373,11 +387,15 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
     offset = settings.day_offset
     layout = st.radio(
         "Layout",
-        [GRID, PRIOR_CURRENT],
+        [GRID, PRIOR_CURRENT, NATIVE],
         horizontal=True,
         key="viewer_layout",
-        help="Prior / current: the chosen session beside the one before it.",
+        help="Prior / current: the chosen session beside the one before it. Native series: one "
+        "series as acquired (its own grid, not resampled), with the lesions found on it.",
     )
+    if layout == NATIVE:
+        _native(outputs, settings)
+        return
     panels: list[ViewerPanel] = []
     rows: list[ViewerRow] = []
     columns: list[str]
@@ -424,6 +442,63 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
         "orientation letters on every panel. Click: crosshair (all panels follow); wheel: slices; "
         "right-drag: window/level, or pan, ruler or ROI box (toolbar); ctrl-wheel: zoom. ADC in "
         "um2/s. Orange: FLAIR lesions; blue: DWI lesions."
+    )
+
+
+def _native(outputs: CaseOutputs, settings: Settings) -> None:
+    """One original series of one session, on its own grid, with the lesions found on that grid."""
+    left, right = st.columns(2)
+    session = left.selectbox("Session", outputs.session_ids, key="viewer_native_session")
+    sequence = right.selectbox("Series", list(SEQUENCES), key="viewer_native_sequence")
+    sources = outputs.provenance.get("sessions", {}).get(session, {}).get("sources", {})
+    recorded = sources.get(sequence.lower()) if isinstance(sources, dict) else None
+    if not recorded:
+        st.info(f"{session} has no {sequence} series.")
+        return
+    try:
+        url, what = native_volume(Path(recorded))
+    except FileNotFoundError as error:
+        st.info(f"The original {sequence} series cannot be shown: {error}.")
+        return
+    label = session.removeprefix("ses-")
+    mask = (
+        outputs.folder
+        / f"ses-{label}"
+        / NATIVE_MASKS[sequence].format(stem=f"sub-{outputs.case_id}_ses-{label}")
+    )
+    window = settings.windows[sequence]
+    unit, digits = UNITS[sequence]
+    overlays: tuple[ViewerOverlay, ...] = ()
+    if settings.overlay and mask.is_file():
+        colormap = "warm" if sequence == "FLAIR" else "winter"
+        overlays = (ViewerOverlay(publish(mask), mask.name, colormap, settings.opacity),)
+    panel = ViewerPanel(
+        id=f"{session}:{sequence}:native",
+        row=session,
+        column=f"{sequence}, as acquired",
+        url=url,
+        name=f"{session}_{sequence}_native.nii.gz",  # NiiVue reads the format from the name
+        title=f"{session} {sequence} (native)",
+        caption=f"{sequence} native: {what}",
+        window=(window.center - window.width / 2, window.center + window.width / 2),
+        unit=unit,
+        digits=digits,
+        overlays=overlays,
+        group=sequence,
+    )
+    linked_viewer(
+        [panel],
+        [ViewerRow(session, _row_text(outputs, session, settings.day_offset, None))],
+        [panel.column],
+        position_mm=None,  # the series' own space: baseline-space positions do not apply
+        plane=settings.plane,
+        panel_px=max(2 * settings.cell_px, 500),
+        outline=settings.outline,
+        key=f"viewer_native_{outputs.case_id}",
+    )
+    st.caption(
+        f"The {sequence} series as the scanner wrote it ({recorded}): its own voxels and slices, "
+        "not resampled; lesions as found on this grid. Read the original in PACS for diagnosis."
     )
 
 
