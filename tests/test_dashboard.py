@@ -188,9 +188,7 @@ def test_prior_current_puts_a_session_beside_the_one_before_it(data, tmp_path, m
             assert f"{drug} {state}, last dose {since:.0f} d before" in current
 
 
-def test_native_series_shows_the_series_as_acquired_with_its_lesions(
-    data, tmp_path, monkeypatch
-):
+def test_native_series_shows_the_series_as_acquired_with_its_lesions(data, tmp_path, monkeypatch):
     """The original DWI series of a session (the DICOM folder provenance.json names), on its own
     grid: the trace volume (highest b), converted once, with the DWI lesions found on that grid."""
     import nibabel as nib
