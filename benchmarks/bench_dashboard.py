@@ -10,8 +10,9 @@ Without ``--data`` the sample cases are analysed first into a temporary folder (
 Targets (issue 6): overview complete within 3 s of the server being up; slice change within 300 ms.
 Interactive viewer (issue 15): first render with 4 sessions within 3 s, slice scroll and window/level
 drag within 50 ms per frame in the browser; it is timed here with all 5 sessions (15 NiiVue panels).
-A frame is timed in the page: from dispatching the wheel (or mouse-move) event on one panel to
-``gl.finish()`` on every panel's WebGL context (the linked panels redraw in the same event).
+A frame is timed in the page: from dispatching the wheel (or mouse-move) event on one panel to the
+next animation frame and ``gl.finish()`` on every panel's WebGL context (the linked panels redraw
+in that frame).
 
 "Complete render" means: the page's script has finished (Streamlit's script-state ``notRunning``, no
 skeletons) and the Plotly figure has drawn its lesion-volume points. A slice change is timed from the

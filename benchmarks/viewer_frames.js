@@ -1,5 +1,6 @@
-// n wheel events (or right-button mouse moves) on the viewer's first panel, each timed to the end
-// of every panel's drawing (gl.finish on each WebGL context). Evaluated by bench_dashboard.py.
+// n wheel events (or right-button mouse moves) on the viewer's first panel, each timed to the next
+// animation frame and the end of every panel's drawing (gl.finish on each WebGL context).
+// Evaluated by bench_dashboard.py.
 (async ([kind, n]) => {
   const state = window.leukotrackViewer;
   const canvas = state.viewers[0].canvas;
@@ -17,9 +18,10 @@
     } else {
       canvas.dispatchEvent(new MouseEvent("mousemove", {clientX: x + i, clientY: y + i, button: 2, buttons: 2, bubbles: true}));
     }
+    // NiiVue may draw in the next animation frame: wait for it, then for the GPU (gl.finish)
+    await new Promise(r => requestAnimationFrame(r));
     finish();
     times.push(performance.now() - t0);
-    await new Promise(r => requestAnimationFrame(r));
   }
   if (kind === "drag") {
     canvas.dispatchEvent(new MouseEvent("mouseup", {clientX: x + n, clientY: y + n, button: 2, buttons: 0, bubbles: true}));
