@@ -341,6 +341,26 @@ def _events(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
     fig.update_layout(shapes=shapes, annotations=annotations)
 
 
+def _mri_days(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
+    """Each MRI session's day as a thin line through the drug lanes and the exposure panel, so that
+    what a patient had received by each scan reads off the figure."""
+    days = _days(outputs.sessions, "day", offset).dropna()
+    for day in days:
+        for axis in ("y", "y2"):
+            fig.add_shape(
+                type="line",
+                xref="x",
+                yref=f"{axis} domain",
+                x0=float(day),
+                x1=float(day),
+                y0=0,
+                y1=1,
+                line={"color": SOURCE_COLOURS["flair"], "width": 1, "dash": "dot"},
+                opacity=0.6,
+                name="mri_day",
+            )
+
+
 def overview_figure(
     outputs: CaseOutputs, index_on: date | None, index_label: str, *, height: int = 820
 ) -> go.Figure:
@@ -383,6 +403,7 @@ def overview_figure(
         )
     if imaging:
         _lesions(fig, outputs, offset)
+        _mri_days(fig, outputs, offset)
     _events(fig, outputs, offset)
     fig.add_shape(
         type="line",

@@ -109,7 +109,7 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
         bottom=box[1],
         right=box[2],
         top=box[3],
-        hspace=0.12,
+        hspace=0.32,  # room for each panel's title below the tick labels of the panel above
         height_ratios=heights,
     )
     axes = [fig.add_subplot(grid[0])]
@@ -141,8 +141,14 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
     axes[0].set_yticks(range(len(drugs)), drugs, fontsize=7)
     axes[0].set_ylim(len(drugs) - 0.5, -0.5)
     axes[0].set_title(
-        "drugs (triangles IV, diamonds oral/SC, bars daily cycles, x held)", fontsize=8
+        "drugs (triangles IV, diamonds oral/SC, bars daily cycles, x held; dotted: MRI days)",
+        fontsize=8,
     )
+    if imaging:  # each MRI day through the drug lanes: what had been given by each scan
+        for day in _days(outputs.sessions, "day", offset).dropna():
+            axes[0].axvline(
+                float(day), color=SOURCE_COLOURS["flair"], lw=0.7, ls=":", gid="mri_day"
+            )
     pk = outputs.pk
     if not pk.empty:
         for drug, rows in pk[pk["kind"] == "model"].groupby("drug"):
@@ -178,6 +184,7 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
             if column in sessions:
                 axes[2].plot(days, sessions[column], "o-", color=colour, ms=4, lw=1.4, label=name)
         axes[2].set_ylabel("mL", fontsize=7)
+        axes[2].set_ylim(bottom=0)  # a volume axis starts at zero, one session or many
         axes[2].legend(fontsize=6, loc="upper left", frameon=False)
         axes[2].set_title("lesion volume per session", fontsize=8)
         for column, name, style in (

@@ -154,3 +154,48 @@ def test_a_drug_has_one_colour_in_the_dashboard_and_in_the_report(analyzed_sampl
                 drawn.add(mcolors.to_hex(colour))
     for drug in ("daratumumab", "lenalidomide", "dexamethasone"):
         assert drug_colour(drug) in drawn, drug
+
+
+def test_mri_days_run_through_the_drug_lanes_on_the_dashboard_and_in_the_report(analyzed_samples):
+    from matplotlib.figure import Figure
+
+    from dashboard.figures import overview_figure
+    from followup.report import _course
+    from followup.results import load_case_outputs
+
+    outputs = load_case_outputs(analyzed_samples / "sub-indexcase")
+    days = sorted(int(d) for d in outputs.sessions["day"])
+    figure = overview_figure(outputs, None, "first MRI")
+    lines = [s for s in figure.layout.shapes if s.name == "mri_day"]
+    assert sorted({int(s.x0) for s in lines}) == days
+    assert {s.yref for s in lines} == {"y domain", "y2 domain"}  # drug lanes and exposure
+    page = Figure(figsize=(8.27, 11.69))
+    _course(page, [0.1, 0.1, 0.8, 0.8], outputs, 0, "first MRI")
+    drawn = [line for line in page.axes[0].get_lines() if line.get_gid() == "mri_day"]
+    assert sorted(int(line.get_xdata()[0]) for line in drawn) == days
+
+
+def test_course_panels_start_volumes_at_zero_and_keep_titles_clear(analyzed_samples):
+    """A single-session report's volume axis starts at zero, and no panel's title overlaps the
+    panel above it (its tick labels included)."""
+    from dataclasses import replace
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from followup.report import _course
+    from followup.results import load_case_outputs
+
+    outputs = load_case_outputs(analyzed_samples / "sub-indexcase")
+    single = replace(outputs, sessions=outputs.sessions.iloc[-1:])
+    for case in (outputs, single):
+        page = Figure(figsize=(8.27, 11.69))
+        FigureCanvasAgg(page)
+        _course(page, [0.1, 0.35, 0.9, 0.9], case, 0, "first MRI")
+        page.canvas.draw()
+        renderer = page.canvas.get_renderer()
+        assert page.axes[2].get_ylim()[0] == 0
+        for above, below in zip(page.axes, page.axes[1:], strict=False):
+            title = below.title.get_window_extent(renderer)
+            ticks = above.get_tightbbox(renderer)
+            assert title.y1 <= ticks.y0 + 0.5, (below.get_title(), title, ticks)
