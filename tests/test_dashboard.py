@@ -152,6 +152,16 @@ def test_the_interactive_viewer_gets_every_session_and_sequence_by_url(data, tmp
     assert adc["unit"] == "um2/s" and adc["window"] == [0.0, 2000.0]
     dwi = next(p for p in args["panels"] if p["column"] == "DWI")
     assert dwi["caption"].startswith("DWI b=1000")
+    # DWI and FLAIR start with the preset measured on each session's own image (not the first's)
+    from imaging.display import load_volume, presets
+
+    for panel in (p for p in args["panels"] if p["column"] in ("DWI", "FLAIR")):
+        path = next((data / "sub-indexcase" / panel["row"]).rglob(panel["name"]))
+        window = presets(panel["column"], load_volume(path))["auto (1-99.5 %)"]
+        low, high = window.center - window.width / 2, window.center + window.width / 2
+        assert panel["window"] == pytest.approx([low, high])
+    dwi_windows = {tuple(p["window"]) for p in args["panels"] if p["column"] == "DWI"}
+    assert len(dwi_windows) == len(sessions)
     for name in ("index.html", "viewer.js", "niivue.umd.js"):
         assert (served / name).is_file()
 

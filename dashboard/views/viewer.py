@@ -334,6 +334,18 @@ def _dwi_caption(outputs: CaseOutputs, session: str) -> str:
     return f"DWI b={b_value:.0f}" if b_value is not None else "DWI trace"
 
 
+def _session_window(settings: Settings, sequence: str, path: Path) -> Window:
+    """The starting window of one session's image: the chosen preset measured on *that* image for
+    DWI and FLAIR (their units are arbitrary and their levels change from session to session: a
+    late T2 shine-through saturates under the first session's window), the chosen window itself for
+    ADC (um2/s) or a custom one. "Match W/L" in the viewer then gives one window to all sessions."""
+    name = st.session_state.get(f"viewer_preset_{sequence}")
+    if sequence == "ADC" or name in (None, "custom"):
+        return settings.windows[sequence]
+    own = presets(sequence, data.volume(path))
+    return own.get(str(name), settings.windows[sequence])
+
+
 def _panel(
     outputs: CaseOutputs, settings: Settings, session: str, sequence: str, row: str, column: str
 ) -> ViewerPanel | None:
@@ -341,7 +353,7 @@ def _panel(
     path = outputs.image_path(session, sequence)  # type: ignore[arg-type]
     if path is None:
         return None
-    window = settings.windows[sequence]
+    window = _session_window(settings, sequence, path)
     sources = (
         ("flair", "dwi")
         if settings.both_sources
@@ -418,13 +430,14 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
                     panels.append(panel)
         panel_px = max(settings.cell_px, 300)
     else:
-        columns = list(SEQUENCES)
         for session in settings.sessions:
             rows.append(ViewerRow(session, _row_text(outputs, session, offset, focus)))
             for sequence in SEQUENCES:
                 panel = _panel(outputs, settings, session, sequence, session, sequence)
                 if panel is not None:
                     panels.append(panel)
+        # a sequence no session has (a FLAIR-only case) gets no column of empty cells
+        columns = [c for c in SEQUENCES if any(p.column == c for p in panels)]
         panel_px = settings.cell_px
     position = st.session_state.get(POS_KEY)
     linked_viewer(
