@@ -16,7 +16,7 @@ Every engine gets the same :class:`imaging.engines.base.FlairInputs` and is scor
 3. Optionally (``--raw``) the native clinical FLAIRs with skull of ``open_ms_raw_flair`` through the
    pipeline's front end (N4, brain estimate, template fit): brain and lesion volumes (no masks).
 
-CPU seconds are ``time.process_time()`` of ``engine.segment`` alone.
+CPU seconds are those of ``engine.segment`` alone, its subprocesses included (SAMSEG).
 
 Usage: ``python benchmarks/validate_flair_engines.py [--engine NAME ...] [--cases N] [--decoys]
 [--graded-rim-mm MM] [--raw] [--skip-real] [--skip-synthetic] [--out FILE.md]``
@@ -25,6 +25,7 @@ Usage: ``python benchmarks/validate_flair_engines.py [--engine NAME ...] [--case
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -77,11 +78,18 @@ def inputs_for(
     )
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (an engine run as a subprocess,
+    such as SAMSEG, spends its time there)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def segment(name: str, inputs: FlairInputs) -> tuple[MRImage, float]:
     engine = flair_engine(name)
-    start = time.process_time()
+    start = _cpu_s()
     result = engine.segment(inputs)
-    return result.lesion_mask, time.process_time() - start
+    return result.lesion_mask, _cpu_s() - start
 
 
 def row(name: str, m: SegmentationMetrics, cpu: float) -> str:
