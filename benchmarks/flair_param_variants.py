@@ -19,8 +19,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -57,15 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     engine = BuiltinFlairEngine(FlairLesionParams(**overrides(args.set)))  # type: ignore[arg-type]
     print(f"variant: {args.set or 'defaults'}; cases: {', '.join(names)}")
     for rim in (float(r) for r in args.graded_rim_mm.split(",")):
-        errors, dices = [], []
-        for i, name in enumerate(names):
-            case = make_ms_flair(masks[name], affine, seed=700 + i, graded_rim_mm=rim)
+        errors, dices, control_ml = [], [], 0.0
+        # the lesional cases (seeds 700 + i), then the lesion-free control (seed 799)
+        for i, name in enumerate([*names, None]):
+            seed = 700 + i if name is not None else 799
+            truth = masks[name] if name is not None else None
+            case = make_ms_flair(truth, affine, seed=seed, graded_rim_mm=rim)
             others = [m for k, m in masks.items() if k != name]
             prior = mni_map_on(build_lesion_frequency(others, affine), case.flair, case.to_mni)
             mask = engine.segment(
                 inputs_for(case.flair, case.brain, case.to_mni, prior)
             ).lesion_mask
             m = evaluate_segmentation(case.truth, mask)
+            if name is None:
+                control_ml = m.volume_pred_ml
+                continue
             errors.append(100 * (m.volume_pred_ml - m.volume_ref_ml) / m.volume_ref_ml)
             dices.append(m.dice)
             print(
@@ -74,14 +78,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"Dice {m.dice:.3f}",
                 flush=True,
             )
-        control = make_ms_flair(None, affine, seed=799, graded_rim_mm=rim)
-        prior = mni_map_on(
-            build_lesion_frequency(list(masks.values()), affine), control.flair, control.to_mni
-        )
-        found = engine.segment(inputs_for(control.flair, control.brain, control.to_mni, prior))
-        control_ml = float(np.asarray(found.lesion_mask.data).sum()) * (
-            found.lesion_mask.voxel_volume_mm3 / 1000.0
-        )
         print(
             f"== rim {rim:g} mm: median volume error {statistics.median(errors):+.1f} % (abs "
             f"{statistics.median(map(abs, errors)):.1f} %), median Dice "

@@ -41,8 +41,18 @@ __all__ = [
     "template_fit_warning",
 ]
 
-ImageKind = Literal["FLAIR", "DWI", "ADC", "flair_lesions", "dwi_lesions", "lesions"]
-#: File name endings (after ``sub-<case>_ses-<label>_``) of the images in baseline space.
+ImageKind = Literal[
+    "FLAIR",
+    "DWI",
+    "ADC",
+    "flair_lesions",
+    "dwi_lesions",
+    "lesions",
+    "flair_orig_mask",
+    "dwi_orig_mask",
+]
+#: Where the images of a session are, below its folder: in baseline space, and the lesion masks
+#: on the grid of the series they were found on (``*_orig_mask``).
 IMAGE_KINDS: dict[str, str] = {
     "FLAIR": "anat/{stem}_space-baseline_FLAIR.nii.gz",
     "DWI": "dwi/{stem}_space-baseline_desc-b1000_dwi.nii.gz",
@@ -50,6 +60,8 @@ IMAGE_KINDS: dict[str, str] = {
     "flair_lesions": "{stem}_space-baseline_desc-flairlesions_dseg.nii.gz",
     "dwi_lesions": "{stem}_space-baseline_desc-dwilesions_dseg.nii.gz",
     "lesions": "{stem}_space-baseline_desc-lesions_dseg.nii.gz",
+    "flair_orig_mask": "anat/{stem}_space-orig_desc-flairlesion_mask.nii.gz",
+    "dwi_orig_mask": "dwi/{stem}_space-orig_desc-dwilesion_mask.nii.gz",
 }
 #: Index dates a reader can align the time axis on, with the timeline rows that define them.
 INDEX_CHOICES: dict[str, str] = {
@@ -110,7 +122,8 @@ class CaseOutputs:
         return [str(s) for s in self.sessions.sort_values("day")["session_id"]]
 
     def image_path(self, session_id: str, kind: ImageKind) -> Path | None:
-        """The baseline-space image of one session, or None when the analysis did not write it."""
+        """One image of a session (see :data:`IMAGE_KINDS`), or None when the analysis did not
+        write it."""
         label = session_id.removeprefix("ses-")
         stem = f"sub-{self.case_id}_ses-{label}"
         path = self.folder / f"ses-{label}" / IMAGE_KINDS[kind].format(stem=stem)

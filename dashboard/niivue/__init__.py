@@ -14,14 +14,20 @@ time. The browser then fetches each volume once, by URL, and caches it.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit.components.v1 as components
 
+from imaging.dicom.series import load_series_folder
+from imaging.image import MRImage
+from imaging.nifti import load_nifti
 from safeio.atomic import write_bytes
 
 __all__ = [
@@ -81,14 +87,22 @@ class ViewerRow:
 
 def served_root() -> Path:
     """The folder Streamlit serves the viewer from: ``$LEUKOTRACK_VIEWER_DIR``, else
-    ``$XDG_CACHE_HOME/leukotrack/viewer``, else ``~/.cache/leukotrack/viewer``; the static files are
-    copied there when missing or changed."""
+    ``$XDG_CACHE_HOME/leukotrack/viewer``, else ``~/.cache/leukotrack/viewer``, with the static
+    files in it (see :func:`_materialised`)."""
     configured = os.environ.get("LEUKOTRACK_VIEWER_DIR")
     if configured:
         root = Path(configured)
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         root = base / "leukotrack" / "viewer"
+    return _materialised(root)
+
+
+@lru_cache(maxsize=4)
+def _materialised(root: Path) -> Path:
+    """``root`` with its volumes folder and the static files copied in when missing or changed:
+    once per process and folder (NiiVue's build is 2.3 MB; every image published asks for the
+    root)."""
     (root / "volumes").mkdir(parents=True, exist_ok=True)
     for name in STATIC_FILES:
         source, target = STATIC / name, root / name
@@ -115,14 +129,10 @@ def publish(path: Path, root: Path | None = None) -> str:
     return f"volumes/{name}"
 
 
-_component: Any = None
-
-
+@lru_cache(maxsize=1)
 def _declared() -> Any:
-    global _component
-    if _component is None:
-        _component = components.declare_component("leukotrack_viewer", path=str(served_root()))
-    return _component
+    """The component, declared once per process on the served folder."""
+    return components.declare_component("leukotrack_viewer", path=str(served_root()))
 
 
 def linked_viewer(
@@ -185,14 +195,6 @@ def native_volume(source: Path, root: Path | None = None) -> tuple[str, str]:
     FileNotFoundError
         When the source is no longer where the analysis read it.
     """
-    import gzip
-
-    import numpy as np
-
-    from imaging.dicom.series import load_series_folder
-    from imaging.image import MRImage
-    from imaging.nifti import load_nifti
-
     root = root or served_root()
     if not source.exists():
         raise FileNotFoundError(f"{source} is no longer there (the analysis read it there)")

@@ -53,12 +53,6 @@ POS_KEY, PLANE_KEY, FOCUS_KEY = "viewer_mm", "viewer_plane", "viewer_focus"
 MODE_KEY = "viewer_mode"
 INTERACTIVE, STATIC = "Interactive (NiiVue)", "Static images"
 GRID, PRIOR_CURRENT, NATIVE = "Sessions x sequences", "Prior / current", "Native series"
-#: The original-grid lesion masks the analysis writes beside the baseline-space images.
-NATIVE_MASKS = {
-    "FLAIR": "anat/{stem}_space-orig_desc-flairlesion_mask.nii.gz",
-    "DWI": "dwi/{stem}_space-orig_desc-dwilesion_mask.nii.gz",
-    "ADC": "dwi/{stem}_space-orig_desc-dwilesion_mask.nii.gz",
-}
 UNITS = {"ADC": ("um2/s", 0), "DWI": ("a.u.", 0), "FLAIR": ("a.u.", 0)}
 
 
@@ -218,11 +212,12 @@ def _step(grid_key: str, plane: Plane, by: int) -> None:
     st.session_state[f"viewer_slice_{plane}"] = int(voxel[axis]) + 1
 
 
-def _row_label(outputs: CaseOutputs, session: str, offset: int, focus: str | None) -> str:
+def _row_parts(outputs: CaseOutputs, session: str, offset: int) -> list[str]:
+    """What is said of a session beside its images: id, day, date, volumes, rADC, drug state."""
     row = outputs.sessions[outputs.sessions["session_id"] == session].iloc[0]
     day = finite(row.get("day"))
     parts = [
-        f"**{session}**",
+        session,
         f"day {int(day) + offset}" if day is not None else "",
         str(row.get("study_date", "")),
     ]
@@ -233,11 +228,20 @@ def _row_label(outputs: CaseOutputs, session: str, offset: int, focus: str | Non
     radc = finite(row.get("radc"))
     if radc is not None:
         parts.append(f"rADC {radc:.2f}")
-    parts += drug_states(row)
-    text = "  \n".join(p for p in parts if p)
-    if session == focus:
-        text = f":red-background[opened]  \n{text}"
-    return text
+    return [p for p in [*parts, *drug_states(row)] if p]
+
+
+def _row_label(outputs: CaseOutputs, session: str, offset: int, focus: str | None) -> str:
+    """The row label as markdown (the static grid)."""
+    first, *rest = _row_parts(outputs, session, offset)
+    text = "  \n".join([f"**{first}**", *rest])
+    return f":red-background[opened]  \n{text}" if session == focus else text
+
+
+def _row_text(outputs: CaseOutputs, session: str, offset: int, focus: str | None) -> str:
+    """The row label as plain text (the browser panels)."""
+    text = "\n".join(_row_parts(outputs, session, offset))
+    return f"[opened]\n{text}" if session == focus else text
 
 
 @st.fragment
@@ -320,14 +324,6 @@ def _grid(outputs: CaseOutputs, settings: Settings, grid_key: str) -> None:
     )
 
 
-def _row_text(outputs: CaseOutputs, session: str, offset: int, focus: str | None) -> str:
-    """The row label as plain text (the browser panel has no markdown)."""
-    text = _row_label(outputs, session, offset, focus)
-    return (
-        text.replace("**", "").replace(":red-background[opened]", "[opened]").replace("  \n", "\n")
-    )
-
-
 def _dwi_caption(outputs: CaseOutputs, session: str) -> str:
     found = outputs.provenance.get("sessions", {}).get(session, {}).get("dwi_input", {})
     b_value = finite(found.get("trace_b_value_s_mm2")) if isinstance(found, dict) else None
@@ -347,9 +343,15 @@ def _session_window(settings: Settings, sequence: str, path: Path) -> Window:
 
 
 def _panel(
-    outputs: CaseOutputs, settings: Settings, session: str, sequence: str, row: str, column: str
+    outputs: CaseOutputs,
+    settings: Settings,
+    marked: dict[tuple[str, str], frozenset[int]],
+    session: str,
+    sequence: str,
+    place: tuple[str, str],
 ) -> ViewerPanel | None:
-    """One NiiVue panel: the session's image of ``sequence`` with its lesion outlines."""
+    """One NiiVue panel at ``place`` (row, column): the session's image of ``sequence`` with its
+    lesion outlines; ``marked`` = :func:`marked_labels` of the case."""
     path = outputs.image_path(session, sequence)  # type: ignore[arg-type]
     if path is None:
         return None
@@ -371,12 +373,12 @@ def _panel(
             )
     unit, digits = UNITS[sequence]
     caption = _dwi_caption(outputs, session) if sequence == "DWI" else sequence
-    if marked_labels(outputs.lesions).get((session, "flair" if sequence == "FLAIR" else "dwi")):
+    if marked.get((session, "flair" if sequence == "FLAIR" else "dwi")):
         caption += " · new/enlarging"
     return ViewerPanel(
         id=f"{session}:{sequence}",
-        row=row,
-        column=column,
+        row=place[0],
+        column=place[1],
         url=publish(path),
         name=path.name,
         title=f"{session} {sequence}",
@@ -397,6 +399,7 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
     """
     focus = st.session_state.get(FOCUS_KEY)
     offset = settings.day_offset
+    marked = marked_labels(outputs.lesions)
     layout = st.radio(
         "Layout",
         [GRID, PRIOR_CURRENT, NATIVE],
@@ -425,7 +428,7 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
         for sequence in SEQUENCES:
             rows.append(ViewerRow(sequence, sequence))
             for session, column in zip((prior, current), columns, strict=True):
-                panel = _panel(outputs, settings, session, sequence, sequence, column)
+                panel = _panel(outputs, settings, marked, session, sequence, (sequence, column))
                 if panel is not None:
                     panels.append(panel)
         panel_px = max(settings.cell_px, 300)
@@ -433,7 +436,7 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
         for session in settings.sessions:
             rows.append(ViewerRow(session, _row_text(outputs, session, offset, focus)))
             for sequence in SEQUENCES:
-                panel = _panel(outputs, settings, session, sequence, session, sequence)
+                panel = _panel(outputs, settings, marked, session, sequence, (session, sequence))
                 if panel is not None:
                     panels.append(panel)
         # a sequence no session has (a FLAIR-only case) gets no column of empty cells
@@ -473,16 +476,13 @@ def _native(outputs: CaseOutputs, settings: Settings) -> None:
     except FileNotFoundError as error:
         st.info(f"The original {sequence} series cannot be shown: {error}.")
         return
-    label = session.removeprefix("ses-")
-    mask = (
-        outputs.folder
-        / f"ses-{label}"
-        / NATIVE_MASKS[sequence].format(stem=f"sub-{outputs.case_id}_ses-{label}")
+    mask = outputs.image_path(
+        session, "flair_orig_mask" if sequence == "FLAIR" else "dwi_orig_mask"
     )
     window = settings.windows[sequence]
     unit, digits = UNITS[sequence]
     overlays: tuple[ViewerOverlay, ...] = ()
-    if settings.overlay and mask.is_file():
+    if settings.overlay and mask is not None:
         colormap = "warm" if sequence == "FLAIR" else "winter"
         overlays = (ViewerOverlay(publish(mask), mask.name, colormap, settings.opacity),)
     panel = ViewerPanel(

@@ -41,35 +41,32 @@ function readout(panel, data) {
   return `${panel.title}: ${fmt(value, panel.digits)} ${panel.unit} at ${where}${lesion}`;
 }
 
+const MODE_HELP = {
+  "W/L": "right-drag: window / level",
+  "Pan/zoom": "right-drag: pan; wheel over the image with ctrl: zoom",
+  "Ruler": "right-drag: distance in mm",
+  "ROI": "right-drag a box: mean, SD and voxel count of the image inside it",
+};
+
+// One row of toggle buttons: one per name, the chosen one lit, data-<attribute> = its name.
+function buttons(groupId, attribute, names, chosen, choose, help) {
+  const group = document.getElementById(groupId);
+  group.replaceChildren();
+  for (const name of names) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = name;
+    button.dataset[attribute] = name;
+    button.className = name === chosen ? "on" : "";
+    if (help && help[name]) button.title = help[name];
+    button.onclick = () => choose(name);
+    group.appendChild(button);
+  }
+}
+
 function toolbar(args) {
-  const planes = document.getElementById("planes");
-  const modes = document.getElementById("modes");
-  planes.replaceChildren();
-  modes.replaceChildren();
-  for (const name of Object.keys(PLANES)) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = name;
-    button.dataset.plane = name;
-    button.className = name === state.plane ? "on" : "";
-    button.onclick = () => setPlane(name);
-    planes.appendChild(button);
-  }
-  for (const name of Object.keys(MODES)) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = name;
-    button.dataset.mode = name;
-    button.className = name === state.mode ? "on" : "";
-    button.title = {
-      "W/L": "right-drag: window / level",
-      "Pan/zoom": "right-drag: pan; wheel over the image with ctrl: zoom",
-      "Ruler": "right-drag: distance in mm",
-      "ROI": "right-drag a box: mean, SD and voxel count of the image inside it",
-    }[name];
-    button.onclick = () => setMode(name);
-    modes.appendChild(button);
-  }
+  buttons("planes", "plane", Object.keys(PLANES), state.plane, setPlane);
+  buttons("modes", "mode", Object.keys(MODES), state.mode, setMode, MODE_HELP);
   document.getElementById("match").onclick = matchWindows;
   document.getElementById("reset").onclick = () => reset(args);
 }
