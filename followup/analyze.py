@@ -39,16 +39,18 @@ from clinical.outputs import (
     timeline_rows,
 )
 from clinical.record import load_clinical
-from followup.dicom_seg import write_session_segs
+from followup.dicom_seg import SegInputs, write_session_segs
 from followup.errors import CaseIdCollisionError, InvalidCaseIdError
 from followup.tsv import write_tsv
 from imaging.case import CaseIndex, case_id_from_folder, scan_case
+from imaging.edit import mask_onto
 from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
 from imaging.pipeline import CaseImages, PipelineParams, SessionImages, process_case
 from imaging.quantify import adc_in_mask, lesion_count, lesion_volumes
 from imaging.regions import Region
 from imaging.register import resample
+from imaging.template import template_map
 from imaging.track import TrackedSession, TrackingParams, track_lesions
 from imaging.units import mm3_to_ml
 from imaging.walk import walk_files
@@ -119,7 +121,11 @@ _CASE_ID = re.compile(r"[A-Za-z0-9]+")
 #: 3: adds the DICOM SEG objects of each session (DICOM input).
 #: 4: lesion identifiers unique per session through simultaneous splits and merges; a closing row
 #:    (volume 0, ``resolved`` or ``merged``) for every identifier that ends (imaging/track.py).
-OUTPUT_LAYOUT = 4
+#: 5: adds measurement_context.json and each session's ADC on its own grid, from which a reader's
+#:    lesion edits are re-measured (followup/corrections.py).
+OUTPUT_LAYOUT = 5
+#: What re-measurement after a reader's edit needs of the analysis (followup/corrections.py).
+CONTEXT_NAME = "measurement_context.json"
 
 
 def software_version() -> str:
@@ -204,7 +210,8 @@ def valid_case_id(case_id: str) -> str:
     return case_id
 
 
-def _save_mask(image: MRImage, path: Path) -> None:
+def save_mask(image: MRImage, path: Path) -> None:
+    """A mask or label map as NIfTI (uint8, or uint16 above 255; sform = qform = its affine)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.asarray(image.data)
     nifti = nib.Nifti1Image(
@@ -216,11 +223,47 @@ def _save_mask(image: MRImage, path: Path) -> None:
     nib.save(nifti, path)
 
 
-def _to_baseline(mask: MRImage, baseline: MRImage, baseline_to_mask_world: np.ndarray) -> MRImage:
-    warped = resample(
-        mask.with_data(np.asarray(mask.data, np.float32)), baseline, baseline_to_mask_world
+def source_measures(mask: MRImage, to_mni: np.ndarray, *, prefix: str) -> dict[str, Any]:
+    """Volumes (total, by hemisphere and region) and count of one source's lesion mask.
+
+    ``to_mni`` maps the mask's world to MNI (the template's hemispheres and regions are warped onto
+    the mask's grid through it). The analysis and the re-measurement after a reader's edit both
+    measure through here.
+    """
+    row: dict[str, Any] = lesion_volumes(
+        mask,
+        template_map(mask, "hemispheres", to_mni),
+        template_map(mask, "regions", to_mni),
+        prefix=prefix,
     )
-    return warped.with_data((np.asarray(warped.data) >= 0.5).astype(np.uint8), sequence="OTHER")
+    row[f"{prefix}_count"] = lesion_count(mask)
+    return row
+
+
+def dwi_measures(
+    adc_um2s: MRImage,
+    dwi_mask: MRImage,
+    nawm_adc_um2s: float,
+    flair_mask: MRImage | None,
+    dwi_to_flair: np.ndarray,
+) -> dict[str, float]:
+    """Lesion ADC (um2/s) and rADC of the DWI lesions, and of the FLAIR lesions seen on the ADC grid.
+
+    ``dwi_to_flair`` maps the DWI world to the FLAIR's (4, 4); ``nawm_adc_um2s`` is the reference
+    of rADC (nan when unknown).
+    """
+    lesion_adc = adc_in_mask(adc_um2s, dwi_mask)
+    ok = nawm_adc_um2s > 0
+    row = {
+        "nawm_adc_mean_um2s": nawm_adc_um2s,
+        "dwi_lesion_adc_mean_um2s": lesion_adc,
+        "radc": lesion_adc / nawm_adc_um2s if ok else math.nan,
+    }
+    if flair_mask is not None:
+        flair_adc = adc_in_mask(adc_um2s, mask_onto(flair_mask, adc_um2s, dwi_to_flair))
+        row["flair_lesion_adc_mean_um2s"] = flair_adc
+        row["flair_lesion_radc"] = flair_adc / nawm_adc_um2s if ok else math.nan
+    return row
 
 
 def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate) -> dict[str, Any]:
@@ -237,53 +280,26 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
     fit = case.template
     flair, dwi = images.flair_result, images.dwi_result
     if flair is not None and images.flair is not None:
-        to_mni = case.to_mni(images)
-        row.update(
-            lesion_volumes(
-                flair.lesion_mask,
-                fit.prior(images.flair, "hemispheres", to_mni=to_mni),
-                fit.prior(images.flair, "regions", to_mni=to_mni),
-                prefix="flair_lesion",
-            )
-        )
-        row["flair_lesion_count"] = lesion_count(flair.lesion_mask)
+        row.update(source_measures(flair.lesion_mask, case.to_mni(images), prefix="flair_lesion"))
         if images.flair_brain is not None:
             brain = np.count_nonzero(np.asarray(images.flair_brain.data))
             row["brain_volume_ml"] = mm3_to_ml(brain * images.flair.voxel_volume_mm3)
     if dwi is not None and images.b1000 is not None:
         to_mni = case.to_mni(images, dwi=images.flair is not None)
-        row.update(
-            lesion_volumes(
-                dwi.lesion_mask,
-                fit.prior(images.b1000, "hemispheres", to_mni=to_mni),
-                fit.prior(images.b1000, "regions", to_mni=to_mni),
-                prefix="dwi_lesion",
-            )
-        )
-        row["dwi_lesion_count"] = lesion_count(dwi.lesion_mask)
+        row.update(source_measures(dwi.lesion_mask, to_mni, prefix="dwi_lesion"))
         if "brain_volume_ml" not in row and images.dwi_brain is not None:  # a DWI-only session
             brain = np.count_nonzero(np.asarray(images.dwi_brain.data))
             row["brain_volume_ml"] = mm3_to_ml(brain * images.b1000.voxel_volume_mm3)
     if dwi is not None and images.b1000 is not None and images.adc is not None:
-        nawm = (
-            adc_in_mask(images.adc, images.dwi_nawm_mask)
-            if images.dwi_nawm_mask is not None
-            else math.nan
-        )
-        lesion_adc = adc_in_mask(images.adc, dwi.lesion_mask)
-        row["nawm_adc_mean_um2s"] = nawm
-        row["dwi_lesion_adc_mean_um2s"] = lesion_adc
-        row["radc"] = lesion_adc / nawm if nawm > 0 else math.nan
-        if flair is not None and images.flair is not None:
-            on_dwi = resample(
-                flair.lesion_mask.with_data(np.asarray(flair.lesion_mask.data, np.float32)),
-                images.b1000,
+        row.update(
+            dwi_measures(
+                images.adc,
+                dwi.lesion_mask,
+                _nawm_adc(images),
+                flair.lesion_mask if flair is not None and images.flair is not None else None,
                 images.dwi_to_reference,
             )
-            flair_on_dwi = on_dwi.with_data((np.asarray(on_dwi.data) >= 0.5).astype(np.uint8))
-            flair_adc = adc_in_mask(images.adc, flair_on_dwi)
-            row["flair_lesion_adc_mean_um2s"] = flair_adc
-            row["flair_lesion_radc"] = flair_adc / nawm if nawm > 0 else math.nan
+        )
     registration = images.registrations.get("reference_to_baseline", {})
     row["registration_to_baseline_mask_dice"] = registration.get("mask_dice", "")
     if fit.quality is not None:  # every session's priors come through the baseline's fit
@@ -291,6 +307,13 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
         row["template_fit_ok"] = int(fit.quality.ok)
     row["skull_stripped"] = int(fit.stripped)
     return row
+
+
+def _nawm_adc(images: SessionImages) -> float:
+    """Mean ADC (um2/s) of the session's normal-appearing white matter (nan without one)."""
+    if images.adc is None or images.dwi_nawm_mask is None:
+        return math.nan
+    return adc_in_mask(images.adc, images.dwi_nawm_mask)
 
 
 def _track(case: CaseImages) -> dict[str, list[TrackedSession]]:
@@ -305,12 +328,12 @@ def _track(case: CaseImages) -> dict[str, list[TrackedSession]]:
             if source == "flair" and images.flair_result is not None:
                 inverse = np.linalg.inv(images.to_baseline)
                 masks.append(
-                    (images.label, _to_baseline(images.flair_result.lesion_mask, baseline, inverse))
+                    (images.label, mask_onto(images.flair_result.lesion_mask, baseline, inverse))
                 )
             elif source == "dwi" and images.dwi_result is not None:
                 inverse = np.linalg.inv(images.dwi_to_baseline)
                 masks.append(
-                    (images.label, _to_baseline(images.dwi_result.lesion_mask, baseline, inverse))
+                    (images.label, mask_onto(images.dwi_result.lesion_mask, baseline, inverse))
                 )
             else:
                 masks.append((images.label, None))
@@ -340,7 +363,8 @@ def _dataset_description(out: Path) -> None:
     write_text(path, json.dumps(description, indent=2) + "\n")
 
 
-def _session_timeline_row(row: dict[str, Any]) -> dict[str, Any]:
+def session_timeline_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The timeline.tsv row of one sessions.tsv row (its volumes in words)."""
     sequences = [name for name, flag in (("FLAIR", "has_flair"), ("DWI", "has_dwi")) if row[flag]]
     volumes = [
         f"{name} lesions {row[column]:.2f} mL"
@@ -366,7 +390,7 @@ def _timeline(
     index_date: IndexDate,
     case_id: str,
 ) -> list[dict[str, Any]]:
-    rows = [_session_timeline_row(row) for row in session_rows if row["study_date"]]
+    rows = [session_timeline_row(row) for row in session_rows if row["study_date"]]
     if course is not None:
         rows += timeline_rows(course, index_date, case_id)
     rows.sort(key=lambda r: (r["date"], _TIMELINE_ORDER.index(r["kind"]), str(r["item"])))
@@ -490,6 +514,8 @@ def analyze_case(
             write_tsv(work / "ex.tsv", sdtm_ex_rows(course, case_id), EX_COLUMNS)
             _write_json(work / "medication_administrations.fhir.json", fhir_bundle(course, case_id))
         seg_notes = _write_images(work, subject, case, tracked) if case is not None else {}
+        if case is not None:
+            _write_json(work / CONTEXT_NAME, _measurement_context(case, subject))
         provenance: dict[str, Any] = {
             "software": {"name": "leukotrack", "version": software_version()},
             "python": platform.python_version(),
@@ -566,6 +592,66 @@ def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, A
     }
 
 
+def _session_stem(subject: str, images: SessionImages) -> tuple[str, str]:
+    """(``sub-<case>_ses-<label>``, ``ses-<label>``) of a session."""
+    label = images.label.removeprefix("ses-")
+    return f"{subject}_ses-{label}", f"ses-{label}"
+
+
+def _matrix(matrix: np.ndarray) -> list[list[float]]:
+    """A (4, 4) matrix as JSON lists at full precision (re-measurement must resample as the
+    analysis did, voxel for voxel)."""
+    return [[float(v) for v in line] for line in np.asarray(matrix, np.float64)]
+
+
+def _measurement_context(case: CaseImages, subject: str) -> dict[str, Any]:
+    """What followup/corrections.py needs to re-measure a session after a reader's edit: every
+    mask's file and transforms (to baseline, to MNI), the ADC and NAWM reference, the DICOM files
+    of the series (for the SEG objects) and the baseline grid."""
+    baseline = case.baseline.reference
+    sessions: dict[str, Any] = {}
+    for images in case.sessions:
+        stem, folder = _session_stem(subject, images)
+        entry: dict[str, Any] = {
+            "source_files": {
+                k: [str(Path(p).resolve()) for p in v] for k, v in images.source_files.items()
+            },
+            "dwi_b_value_s_mm2": images.dwi_b_value_s_mm2,
+        }
+        if images.flair_result is not None and images.flair is not None:
+            entry["flair"] = {
+                "mask": f"{folder}/anat/{stem}_space-orig_desc-flairlesion_mask.nii.gz",
+                "to_baseline": _matrix(images.to_baseline),
+                "to_mni": _matrix(case.to_mni(images)),
+                "image": f"{folder}/anat/{stem}_space-baseline_FLAIR.nii.gz",
+            }
+        if images.dwi_result is not None and images.b1000 is not None:
+            entry["dwi"] = {
+                "mask": f"{folder}/dwi/{stem}_space-orig_desc-dwilesion_mask.nii.gz",
+                "to_baseline": _matrix(images.dwi_to_baseline),
+                "to_mni": _matrix(case.to_mni(images, dwi=images.flair is not None)),
+                "image": f"{folder}/dwi/{stem}_space-baseline_desc-b1000_dwi.nii.gz",
+                "adc": f"{folder}/dwi/{stem}_space-orig_ADC.nii.gz"
+                if images.adc is not None
+                else None,
+                "nawm_adc_mean_um2s": _nawm_adc(images),
+                "to_flair": _matrix(images.dwi_to_reference),
+            }
+        sessions[images.label] = entry
+    return {
+        "version": 1,
+        "baseline_session": case.baseline.label,
+        "seg_lineage": case.baseline.study_uid or case.case_id,
+        "engines": {source: info.to_dict() for source, info in case.engines.items()},
+        "baseline_grid": {
+            "shape": list(baseline.spatial_shape),
+            "affine": _matrix(baseline.affine),
+            "to_mni": _matrix(case.template.registration.matrix),
+        },
+        "sessions": sessions,
+    }
+
+
 def _dwi_input(images: SessionImages) -> dict[str, Any] | None:
     """What the session's DWI export held and what the DWI lesion measurement could use."""
     if images.b1000 is None:
@@ -627,7 +713,7 @@ def _write_images(
         notes = write_session_segs(
             folder,
             stem,
-            images,
+            SegInputs.of_session(images),
             {source: labels[source].get(images.label) for source in ("flair", "dwi")},
             lineage=case.baseline.study_uid or case.case_id,
             software_version=software_version(),
@@ -636,51 +722,62 @@ def _write_images(
         if notes:
             seg_notes[images.label] = notes
         if images.flair_result is not None:
-            _save_mask(
+            save_mask(
                 images.flair_result.lesion_mask,
                 folder / "anat" / f"{stem}_space-orig_desc-flairlesion_mask.nii.gz",
             )
         if images.dwi_result is not None:
-            _save_mask(
+            save_mask(
                 images.dwi_result.lesion_mask,
                 folder / "dwi" / f"{stem}_space-orig_desc-dwilesion_mask.nii.gz",
             )
-        flair_t = labels["flair"].get(images.label)
-        dwi_t = labels["dwi"].get(images.label)
-        if flair_t is None and dwi_t is None:
-            continue
-        template = (flair_t or dwi_t).labels  # type: ignore[union-attr]
-        dseg = np.zeros(template.spatial_shape, dtype=np.uint16)
-        if dwi_t is not None:
-            dwi_labels = np.asarray(dwi_t.labels.data)
-            dseg[dwi_labels > 0] = dwi_labels[dwi_labels > 0] + _DSEG_DWI_OFFSET
-        if flair_t is not None:  # FLAIR labels take precedence where both overlap
-            flair_labels = np.asarray(flair_t.labels.data)
-            dseg[flair_labels > 0] = flair_labels[flair_labels > 0]
-        _save_mask(
-            template.with_data(dseg), folder / f"{stem}_space-baseline_desc-lesions_dseg.nii.gz"
+            if images.adc is not None:  # the lesion ADC of a re-measurement needs it as measured
+                adc = images.adc.to_nifti()
+                adc.set_data_dtype(np.float32)
+                nib.save(adc, folder / "dwi" / f"{stem}_space-orig_ADC.nii.gz")
+        write_session_labels(
+            folder, stem, labels["flair"].get(images.label), labels["dwi"].get(images.label)
         )
-        for source, t in (("flair", flair_t), ("dwi", dwi_t)):  # one label map per source, unmixed
-            if t is not None:
-                _save_mask(
-                    t.labels, folder / f"{stem}_space-baseline_desc-{source}lesions_dseg.nii.gz"
-                )
-        legend = sorted({int(v) for v in np.unique(dseg) if v > 0})
-        entries = []
-        for value in legend:
-            source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
-            number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
-            name = f"{'D' if source == 'dwi' else 'F'}{number:03d}"
-            entries.append({"index": value, "name": name, "source": source})
-        write_tsv(
-            folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv",
-            entries,
-            ["index", "name", "source"],
-        )
-        for source, t in (("flair", flair_t), ("dwi", dwi_t)):
-            if t is not None and t.change_map is not None:
-                _save_mask(
-                    t.change_map,
-                    folder / f"{stem}_space-baseline_desc-{source}change_mask.nii.gz",
-                )
     return seg_notes
+
+
+def write_session_labels(
+    folder: Path, stem: str, flair_t: TrackedSession | None, dwi_t: TrackedSession | None
+) -> None:
+    """Write a session's tracked labels on the baseline grid: the combined ``desc-lesions_dseg``
+    with its legend, one label map per source and the change maps."""
+    if flair_t is None and dwi_t is None:
+        return
+    template = (flair_t or dwi_t).labels  # type: ignore[union-attr]
+    dseg = np.zeros(template.spatial_shape, dtype=np.uint16)
+    if dwi_t is not None:
+        dwi_labels = np.asarray(dwi_t.labels.data, np.uint16)
+        dseg[dwi_labels > 0] = dwi_labels[dwi_labels > 0] + _DSEG_DWI_OFFSET
+    if flair_t is not None:  # FLAIR labels take precedence where both overlap
+        flair_labels = np.asarray(flair_t.labels.data)
+        dseg[flair_labels > 0] = flair_labels[flair_labels > 0]
+    save_mask(template.with_data(dseg), folder / f"{stem}_space-baseline_desc-lesions_dseg.nii.gz")
+    for source, t in (("flair", flair_t), ("dwi", dwi_t)):  # one label map per source, unmixed
+        if t is not None:
+            save_mask(t.labels, folder / f"{stem}_space-baseline_desc-{source}lesions_dseg.nii.gz")
+    entries = []
+    for value in sorted({int(v) for v in np.unique(dseg) if v > 0}):
+        source = "dwi" if value > _DSEG_DWI_OFFSET else "flair"
+        number = value - _DSEG_DWI_OFFSET if source == "dwi" else value
+        entries.append(
+            {
+                "index": value,
+                "name": f"{'D' if source == 'dwi' else 'F'}{number:03d}",
+                "source": source,
+            }
+        )
+    write_tsv(
+        folder / f"{stem}_space-baseline_desc-lesions_dseg.tsv",
+        entries,
+        ["index", "name", "source"],
+    )
+    for source, t in (("flair", flair_t), ("dwi", dwi_t)):
+        if t is not None and t.change_map is not None:
+            save_mask(
+                t.change_map, folder / f"{stem}_space-baseline_desc-{source}change_mask.nii.gz"
+            )

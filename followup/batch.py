@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from followup.analyze import OUTPUT_LAYOUT, analyze_case, input_hashes, software_version
-from followup.errors import CaseIdCollisionError
+from followup.corrections import reapply
+from followup.errors import CaseIdCollisionError, CorrectionError
 from followup.inspect import case_folders
 from followup.store import COHORT_COLUMNS, Store
 from followup.tsv import safe_cell
@@ -245,7 +246,17 @@ def _record(store: Store, out_dir: Path, outcome: CaseOutcome, run_id: int) -> b
             and state.fingerprint == outcome.fingerprint
         ):
             return True
-        store.ingest_case(out_dir / f"sub-{outcome.case_id}", Path(outcome.source_dir), run_id)
+        folder = out_dir / f"sub-{outcome.case_id}"
+        if outcome.status == DONE:  # a new automatic result: the reader's corrections again
+            try:
+                reapply(store, folder)
+            except (CorrectionError, OSError) as error:
+                outcome.status, outcome.error = FAILED, f"{type(error).__name__}: {error}"
+                store.record_failure(
+                    outcome.case_id, Path(outcome.source_dir), outcome.error, run_id
+                )
+                return False
+        store.ingest_case(folder, Path(outcome.source_dir), run_id)
         return outcome.status == UNCHANGED
 
 

@@ -528,6 +528,152 @@ def export(
     )
 
 
+CaseFolder = Annotated[Path, typer.Argument(help="An analysed case folder, OUT_DIR/sub-<case>.")]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        help="Store URL (default: $LEUKOTRACK_DATABASE_URL, else OUT_DIR/leukotrack.sqlite).",
+    ),
+]
+
+
+def _point(text: str) -> tuple[float, float, float]:
+    """``x,y,z`` in mm (baseline space, RAS+)."""
+    from clinical.tables import parse_number
+
+    parts = text.split(",")
+    try:
+        if len(parts) != 3:
+            raise ValueError("three numbers needed")
+        x, y, z = (parse_number(p) for p in parts)
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r}: give x,y,z in mm, e.g. -23.1,-1.9,23.4") from error
+    return (x, y, z)
+
+
+@app.command()
+@_reports_errors
+def correct(
+    case: CaseFolder,
+    session: Annotated[str, typer.Option("--session", help="The session, ses-<label>.")],
+    source: Annotated[str, typer.Option("--source", help="flair or dwi.")],
+    action: Annotated[
+        str,
+        typer.Option(
+            "--action",
+            help="erase (the lesion at --at), paint (a sphere of --radius at --at), grow (the "
+            "bright region around --at, within --radius) or reject (the session's source).",
+        ),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit trail.")],
+    at: Annotated[
+        str | None,
+        typer.Option("--at", help="x,y,z in mm, baseline space (the viewer's readout)."),
+    ] = None,
+    radius: Annotated[float | None, typer.Option("--radius", help="mm (paint, grow).")] = None,
+    lesion: Annotated[str, typer.Option("--lesion", help="The lesion id seen (audit).")] = "",
+    author: Annotated[str | None, typer.Option("--author", help="Default: your login.")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Correct the lesions of one session (the automatic result is kept; `undo` takes it back)."""
+    import getpass
+
+    from followup.corrections import LesionEdit, apply_edit
+    from followup.store import Store
+
+    edit = LesionEdit(
+        session_id=session,
+        source=source.lower(),
+        action=action.lower(),
+        author=author or getpass.getuser(),
+        reason=reason,
+        point_mm=_point(at) if at else None,
+        radius_mm=radius,
+        lesion_id=lesion,
+    )
+    store = Store(case.parent, database)
+    try:
+        result = apply_edit(store, case, edit)
+    finally:
+        store.close()
+    done = result.edits[-1]
+    console.print(
+        f"{session} {source.upper()} {action}: {done.volume_before_ml} -> "
+        f"{done.volume_after_ml if done.volume_after_ml is not None else 'rejected'} mL; "
+        f"{case.name} re-derived in {result.seconds:.1f} s (corrected)",
+        markup=False,
+    )
+
+
+@app.command()
+@_reports_errors
+def undo(
+    case: CaseFolder,
+    author: Annotated[str | None, typer.Option("--author", help="Default: your login.")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Undo the newest correction of a case (the audit keeps it, marked undone)."""
+    import getpass
+
+    from followup.corrections import undo_last
+    from followup.store import Store
+
+    store = Store(case.parent, database)
+    try:
+        result = undo_last(store, case, author or getpass.getuser())
+    finally:
+        store.close()
+    if result is None:
+        console.print(f"{case.name} has no correction to undo", markup=False)
+        return
+    active = sum(e.active for e in result.edits)
+    console.print(
+        f"undone; {case.name} re-derived in {result.seconds:.1f} s, {active} correction(s) left",
+        markup=False,
+    )
+
+
+@app.command()
+@_reports_errors
+def audit(
+    case: CaseFolder,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the audit as TSV here (default: print).")
+    ] = None,
+) -> None:
+    """The audit trail of a case's corrections: who, when, why, where, before/after."""
+    from followup.corrections import CORRECTION_COLUMNS, read_corrections
+    from followup.results import read_provenance
+    from followup.tsv import write_tsv
+    from safeio import atomic_file
+
+    read_provenance(case)
+    rows = read_corrections(case)
+    if out is not None:
+        with atomic_file(out) as work:
+            write_tsv(work, rows, CORRECTION_COLUMNS)
+        console.print(f"{len(rows)} edit(s) written to {out}", markup=False)
+        return
+    if not rows:
+        console.print(f"{case.name}: no correction (the automatic result)", markup=False)
+        return
+    table = Table(title=f"{case.name}: corrections")
+    for column in ("at_utc", "author", "session_id", "source", "action", "lesion_id", "status"):
+        table.add_column(column)
+    table.add_column("before -> after mL")
+    table.add_column("reason")
+    for row in rows:
+        table.add_row(
+            *(escape(row[c]) for c in ("at_utc", "author", "session_id", "source", "action")),
+            escape(row["lesion_id"]),
+            escape(row["status"]),
+            f"{row['volume_before_ml']} -> {row['volume_after_ml'] or '-'}",
+            escape(row["reason"]),
+        )
+    console.print(table)
+
+
 #: Server settings of `leukotrack dashboard`: local-only, XSRF on, no usage statistics, no
 #: tracebacks in the browser, small uploads (the dashboard reads local folders, it takes no uploads).
 SAFE_SERVER_OPTIONS = {

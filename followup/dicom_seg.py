@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from imaging.pipeline import SessionImages
 from imaging.register import resample
 from imaging.track import TrackedSession
 
-__all__ = ["SEG_SERIES_NUMBERS", "orig_lesion_labels", "write_session_segs"]
+__all__ = ["SEG_SERIES_NUMBERS", "SegInputs", "orig_lesion_labels", "write_session_segs"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,43 @@ log = logging.getLogger(__name__)
 SEG_SERIES_NUMBERS = {"flair": 9901, "dwi": 9902}
 _PREFIX = {"flair": "F", "dwi": "D"}
 _FULL = np.ones((3, 3, 3), bool)
+
+
+@dataclass(frozen=True)
+class SegInputs:
+    """What the SEG objects of one session are made of.
+
+    Attributes
+    ----------
+    masks : dict
+        Source (``flair``, ``dwi``) -> (binary lesion mask on the series' own grid, (4, 4) matrix
+        mapping that grid's world to baseline world).
+    source_files : dict
+        Role (``flair``, ``dwi``, ``adc``) -> the DICOM files of the series (empty for NIfTI input).
+    dwi_b_value_s_mm2 : float, optional
+        The b-value of the DWI trace the DWI lesions were found on.
+    corrected : bool
+        The masks hold a reader's corrections (said in the series description).
+    only : tuple of str, optional
+        Write the objects of these sources alone (the others are left as they are); all by default.
+    """
+
+    masks: dict[str, tuple[MRImage, NDArray[np.float64]]]
+    source_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    dwi_b_value_s_mm2: float | None = None
+    corrected: bool = False
+    only: tuple[str, ...] | None = None
+
+    @classmethod
+    def of_session(cls, images: SessionImages) -> SegInputs:
+        """The inputs of a session as the pipeline made it."""
+        masks = {}
+        if images.flair_result is not None:
+            masks["flair"] = (images.flair_result.lesion_mask, images.to_baseline)
+        if images.dwi_result is not None:
+            masks["dwi"] = (images.dwi_result.lesion_mask, images.dwi_to_baseline)
+        bvals = images.b1000.bvals_s_mm2 if images.b1000 is not None else None
+        return cls(masks, dict(images.source_files), bvals[0] if bvals else None)
 
 
 def orig_lesion_labels(
@@ -125,17 +163,16 @@ def _segment_numbers(
 _Choice = tuple[Callable[[], list[Dataset]], Callable[[], list[Dataset]]]
 
 
-def _source_choices(source: str, images: SessionImages) -> list[_Choice]:
+def _source_choices(source: str, inputs: SegInputs) -> list[_Choice]:
     """Which series a segmentation may reference, preferred first (read lazily).
 
     FLAIR lesions: the FLAIR series. DWI lesions: the DWI series' b1000 planes with the scanner ADC
     as a further source; failing that (several images per plane, say), the scanner ADC alone.
     """
-    files = images.source_files
+    files = inputs.source_files
     if source == "flair":
         return [(lambda: source_datasets(files["flair"]), list)]
-    bvals = images.b1000.bvals_s_mm2 if images.b1000 is not None else None
-    b_high = bvals[0] if bvals else None
+    b_high = inputs.dwi_b_value_s_mm2
     adc = files.get("adc", ())
     choices: list[_Choice] = [
         (
@@ -151,7 +188,7 @@ def _source_choices(source: str, images: SessionImages) -> list[_Choice]:
 def write_session_segs(
     folder: Path,
     stem: str,
-    images: SessionImages,
+    inputs: SegInputs,
     tracked: dict[str, TrackedSession | None],
     *,
     lineage: str,
@@ -166,8 +203,8 @@ def write_session_segs(
         The session's output folder (``ses-<label>``).
     stem : str
         ``sub-<case>_ses-<label>``.
-    images : SessionImages
-        The session, with the DICOM files of its series (``source_files``).
+    inputs : SegInputs
+        The session's masks and the DICOM files of its series (:meth:`SegInputs.of_session`).
     tracked : dict
         The session's tracked labels by source (``flair``, ``dwi``).
     lineage : str
@@ -178,13 +215,15 @@ def write_session_segs(
         The engines that made the lesions, by source (algorithm identification).
     """
     notes: dict[str, str] = {}
-    wanted = []
-    if images.flair_result is not None and images.source_files.get("flair"):
-        wanted.append(("flair", images.flair_result.lesion_mask, images.to_baseline))
-    if images.dwi_result is not None and images.source_files.get("dwi"):
-        wanted.append(("dwi", images.dwi_result.lesion_mask, images.dwi_to_baseline))
+    wanted = [
+        (source, *inputs.masks[source])
+        for source in ("flair", "dwi")
+        if source in inputs.masks and inputs.source_files.get(source)
+    ]
     for source, mask, to_baseline in wanted:
         name = "lesions" if source == wanted[0][0] else f"{source}lesions"
+        if inputs.only is not None and source not in inputs.only:
+            continue
         path = folder / f"{stem}_desc-{name}_seg.dcm"
         labels, numbers, untracked = orig_lesion_labels(mask, tracked.get(source), to_baseline)
         if not numbers and not untracked:
@@ -194,7 +233,7 @@ def write_session_segs(
             _segment_numbers(labels, np.asarray(mask.data) > 0, numbers), sequence="OTHER"
         )
         problems = []
-        for sources, further in _source_choices(source, images):
+        for sources, further in _source_choices(source, inputs):
             try:
                 segmentation = lesion_segmentation(
                     segment_map,
@@ -202,7 +241,10 @@ def write_session_segs(
                     sources(),
                     further_sources=further(),
                     series_number=SEG_SERIES_NUMBERS[source],
-                    series_description=f"leukotrack {source.upper()} lesions (research use)",
+                    series_description=(
+                        f"leukotrack {source.upper()} lesions"
+                        f"{', corrected' if inputs.corrected else ''} (research use)"
+                    ),
                     software_version=software_version,
                     engine=(engines or {}).get(source),
                     uid_parts=(lineage, stem, name, software_version, _digest(labels)),

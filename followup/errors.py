@@ -12,6 +12,7 @@ from safeio.errors import OutputError
 
 __all__ = [
     "CaseIdCollisionError",
+    "CorrectionError",
     "ExportError",
     "IncompleteAnalysisError",
     "InvalidCaseIdError",
@@ -39,3 +40,8 @@ class InvalidCaseIdError(OutputError):
 class IncompleteAnalysisError(OutputError, FileNotFoundError):
     """An output folder is not a finished analysis: no, a cut or an unreadable provenance.json, or
     a file the analysis wrote is missing."""
+
+
+class CorrectionError(Exception):
+    """A reader's lesion edit cannot be applied or stored (no lesion at the point, a missing reason,
+    a case analysed before corrections existed); the case folder and the store are unchanged."""

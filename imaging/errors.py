@@ -12,6 +12,7 @@ __all__ = [
     "DicomReadError",
     "DuplicateSliceError",
     "DwiInputError",
+    "EditError",
     "GeometryError",
     "ImageContentError",
     "ImageTooLargeError",
@@ -113,3 +114,8 @@ class ImageContentError(ImagingError):
 
 class MixedPatientsError(ImagingError):
     """A case folder holds studies of more than one patient (a case must be one patient)."""
+
+
+class EditError(ImagingError):
+    """A manual lesion edit cannot be applied (no lesion at the point, a seed not brighter than its
+    surroundings, a point outside the image)."""

@@ -49,6 +49,7 @@ __all__ = [
     "assess_fit",
     "fit_template",
     "mni_template",
+    "template_map",
 ]
 
 #: Registration settings of the template fit: affine, at a 3 mm working resolution (the template is
@@ -284,16 +285,19 @@ class TemplateFit:
         ``"brain"`` (uint8 mask: warped fraction >= 0.5), ``"regions"``, ``"hemispheres"`` (labels,
         nearest). ``to_mni`` replaces the fit's own scan-to-MNI matrix for
         grids of another session or sequence (compose their transforms first)."""
-        template = mni_template()
-        source: MRImage = getattr(template, name)
-        matrix = self.registration.matrix if to_mni is None else to_mni
-        nearest = name in ("regions", "hemispheres")
-        warped = resample(
-            source, reference, matrix, interpolation="nearest" if nearest else "linear"
-        )
-        if name == "brain":
-            return warped.with_data((np.asarray(warped.data) >= 0.5).astype(np.uint8))
-        return warped
+        return template_map(reference, name, self.registration.matrix if to_mni is None else to_mni)
+
+
+def template_map(reference: MRImage, name: str, to_mni: NDArray[np.float64]) -> MRImage:
+    """A map of the bundled template on ``reference``'s grid, through ``to_mni`` (reference world
+    -> MNI, (4, 4)); ``name`` as in :meth:`TemplateFit.prior`. Re-measurement after a manual edit
+    uses it with the matrices the analysis recorded."""
+    source: MRImage = getattr(mni_template(), name)
+    nearest = name in ("regions", "hemispheres")
+    warped = resample(source, reference, to_mni, interpolation="nearest" if nearest else "linear")
+    if name == "brain":
+        return warped.with_data((np.asarray(warped.data) >= 0.5).astype(np.uint8))
+    return warped
 
 
 def _brain_dice(matrix: NDArray[np.float64], brain: MRImage) -> float:

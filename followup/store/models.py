@@ -34,6 +34,7 @@ __all__ = [
     "Run",
     "Series",
     "SessionRow",
+    "StoredEdit",
 ]
 
 
@@ -105,6 +106,9 @@ class SessionRow(_PerCase, Base):
     radc: Mapped[float | None] = mapped_column(Float)
     template_fit_quality: Mapped[float | None] = mapped_column(Float)
     template_fit_ok: Mapped[bool | None] = mapped_column(Boolean)
+    #: Sources a reader corrected (``flair``, ``dwi``, ``flair;dwi``) or rejected; empty otherwise.
+    corrected: Mapped[str | None] = mapped_column(String(16))
+    rejected: Mapped[str | None] = mapped_column(String(16))
 
 
 class Series(_PerCase, Base):
@@ -211,3 +215,30 @@ class Audit(Base):
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
+
+
+class StoredEdit(Base):
+    """A reader's lesion correction (followup/corrections.py): erase, paint, grow or reject, at a
+    baseline-space point, by whom, when, why, with the volume of the session's source before and
+    after. Never deleted: an undo sets ``undone_utc``. Kept apart from the per-case tables, so that
+    re-ingesting or re-analysing a case keeps them (a batch re-run applies them again)."""
+
+    __tablename__ = "lesion_edits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(128), index=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(16))
+    lesion_id: Mapped[str | None] = mapped_column(String(32))
+    x_mm: Mapped[float | None] = mapped_column(Float)
+    y_mm: Mapped[float | None] = mapped_column(Float)
+    z_mm: Mapped[float | None] = mapped_column(Float)
+    radius_mm: Mapped[float | None] = mapped_column(Float)
+    author: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    at_utc: Mapped[datetime] = mapped_column(DateTime)
+    volume_before_ml: Mapped[float | None] = mapped_column(Float)
+    volume_after_ml: Mapped[float | None] = mapped_column(Float)
+    undone_utc: Mapped[datetime | None] = mapped_column(DateTime)
+    undone_by: Mapped[str | None] = mapped_column(String(128))

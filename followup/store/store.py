@@ -30,6 +30,7 @@ from followup.store.models import (
     Run,
     Series,
     SessionRow,
+    StoredEdit,
 )
 
 __all__ = ["COHORT_COLUMNS", "CaseState", "Store"]
@@ -55,6 +56,8 @@ COHORT_COLUMNS = [
     "radc",
     "template_fit_quality",
     "template_fit_ok",
+    "corrected",
+    "rejected",
 ]
 _PER_CASE = (SessionRow, Series, Measurement, Lesion, Exposure, Event, Lab)
 _SESSION_KEYS = ("case_id", "session_id", "study_date", "day", "adc_source")
@@ -232,6 +235,8 @@ class Store:
                             if _int(row.get("template_fit_ok")) is None
                             else row.get("template_fit_ok") == "1"
                         ),
+                        corrected=row.get("corrected") or None,
+                        rejected=row.get("rejected") or None,
                     )
                 )
                 for name, value in row.items():
@@ -368,6 +373,58 @@ class Store:
                     reason=reason,
                 )
             )
+
+    # ------------------------------------------------------------------------ lesion edits
+    @contextmanager
+    def new_edit(self, case_id: str, edit: Any) -> Iterator[StoredEdit]:
+        """Store a reader's edit (a :class:`followup.corrections.LesionEdit`); yields its row.
+
+        The row is committed when the block ends without error (the caller re-derives the case
+        inside it), and rolled back otherwise: an edit that could not be applied is not kept.
+        """
+        with self.session() as s:
+            x, y, z = edit.point_mm if edit.point_mm is not None else (None, None, None)
+            row = StoredEdit(
+                case_id=case_id,
+                session_id=edit.session_id,
+                source=edit.source,
+                action=edit.action,
+                lesion_id=edit.lesion_id or None,
+                x_mm=x,
+                y_mm=y,
+                z_mm=z,
+                radius_mm=edit.radius_mm,
+                author=edit.author,
+                reason=edit.reason,
+                at_utc=edit.at_utc,
+            )
+            s.add(row)
+            s.flush()
+            yield row
+
+    def edit_rows(self, case_id: str) -> list[StoredEdit]:
+        """Every edit of a case, oldest first (undone ones included)."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(StoredEdit).where(StoredEdit.case_id == case_id).order_by(StoredEdit.id)
+                )
+            )
+
+    @contextmanager
+    def undoing(self, case_id: str, author: str) -> Iterator[StoredEdit | None]:
+        """Mark the newest active edit of a case undone; yields its row (None when there is
+        none). Committed when the block ends without error, as :meth:`new_edit`."""
+        with self.session() as s:
+            row = s.scalar(
+                select(StoredEdit)
+                .where(StoredEdit.case_id == case_id, StoredEdit.undone_utc.is_(None))
+                .order_by(StoredEdit.id.desc())
+            )
+            if row is not None:
+                row.undone_utc, row.undone_by = _now().replace(microsecond=0), author
+                s.flush()
+            yield row
 
 
 def _alive(pid: int) -> bool:
