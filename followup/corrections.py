@@ -70,6 +70,8 @@ __all__ = [
     "LesionEdit",
     "Rederived",
     "apply_edit",
+    "lesion_at",
+    "lesion_point",
     "read_corrections",
     "reapply",
     "rederive",
@@ -775,3 +777,51 @@ def reapply(store: Store, folder: Path) -> Rederived | None:
     if not edits:
         return None
     return rederive(folder, edits, strict=False)
+
+
+# ------------------------------------------------------------------------- pointing at lesions
+def _labels_path(folder: Path, session_id: str, source: str) -> Path:
+    label = session_id.removeprefix("ses-")
+    return (
+        Path(folder)
+        / f"ses-{label}"
+        / f"{Path(folder).name}_ses-{label}_space-baseline_desc-{source}lesions_dseg.nii.gz"
+    )
+
+
+def lesion_point(
+    folder: Path, session_id: str, source: str, lesion_id: str
+) -> tuple[float, float, float] | None:
+    """A point inside a tracked lesion (baseline world, RAS+ mm): its voxel nearest its centroid,
+    so that erasing it by name hits it even when it is not convex. None when it has no voxel
+    that session."""
+    path = _labels_path(folder, session_id, source)
+    if not path.is_file() or not lesion_id[1:].isdigit():
+        return None
+    labels = _read_image(path)
+    where = np.argwhere(np.asarray(labels.data) == int(lesion_id[1:]))
+    if not len(where):
+        return None
+    centre = where[np.argmin(np.linalg.norm(where - where.mean(axis=0), axis=1))]
+    x, y, z = (round(float(v), 2) for v in labels.voxel_to_world_mm(centre))
+    return (x, y, z)
+
+
+def lesion_at(
+    folder: Path, session_id: str, source: str, point_mm: Sequence[float], *, within_mm: float = 3.0
+) -> str | None:
+    """The tracked lesion (``F001``, ``D003``) at, or within ``within_mm`` of, a baseline-space
+    point in a session; None when there is none."""
+    path = _labels_path(folder, session_id, source)
+    if not path.is_file():
+        return None
+    labels = _read_image(path)
+    data = np.asarray(labels.data)
+    if not data.any():
+        return None
+    where = np.argwhere(data > 0)
+    distance = np.linalg.norm(labels.voxel_to_world_mm(where) - np.asarray(point_mm), axis=1)
+    nearest = int(np.argmin(distance))
+    if distance[nearest] > within_mm:
+        return None
+    return f"{'F' if source == 'flair' else 'D'}{int(data[tuple(where[nearest])]):03d}"

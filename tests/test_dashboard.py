@@ -377,3 +377,47 @@ def test_overview_offers_the_pdf_report(data):
     made = app.session_state["report_pdf"]
     assert made[0] == ("indexcase", "first_mri")
     assert made[1][:5] == b"%PDF-" and len(made[1]) > 50_000
+
+
+@pytest.fixture
+def own_data(analyzed_samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the analysed samples with their store, for pages that change them."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(analyzed_samples, out)
+    monkeypatch.setenv("LEUKOTRACK_DATA", str(out))
+    return out
+
+
+def test_a_reader_erases_a_false_lesion_from_the_viewer_and_undoes_it(own_data):
+    from dashboard.views.correct import PICKED_KEY
+    from followup.corrections import lesion_point
+
+    folder = own_data / "sub-indexcase"
+    before = (folder / "sessions.tsv").read_bytes()
+    expected = _sessions(own_data).set_index("session_id")
+    session = "ses-20230322"
+    lesions = pd.read_csv(folder / "lesions.tsv", sep="\t")
+    new = lesions[(lesions.session_id == session) & (lesions.source == "dwi")]
+    new = new[new.change == "new"].iloc[0]
+    point = lesion_point(folder, session, "dwi", new.lesion_id)
+    app = _run("viewer", **{PICKED_KEY: {"mm": list(point), "panel": f"{session}:ADC", "at": 1}})
+    # the click chose the session, the DWI lesions and the lesion under the point
+    assert app.selectbox(key="correct_session").value == session
+    assert app.radio(key="correct_source").value == "DWI"
+    assert app.selectbox(key="correct_lesion").value.startswith(f"{new.lesion_id} ")
+    assert app.button(key="correct_apply").disabled  # no reason yet
+    app.text_input(key="correct_reason").input("susceptibility artefact, not a lesion").run()
+    app.button(key="correct_apply").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("re-measured and re-tracked" in s.value for s in app.success)
+    after = pd.read_csv(folder / "sessions.tsv", sep="\t").set_index("session_id")
+    assert after.loc[session, "dwi_lesion_count"] == expected.loc[session, "dwi_lesion_count"] - 1
+    assert after.loc[session, "corrected"] == "dwi"
+    assert "1 correction active" in app.expander[-1].label
+    (audit,) = [d.value for d in app.dataframe if "reason" in d.value.columns]
+    assert audit.iloc[0]["reason"] == "susceptibility artefact, not a lesion"
+    app.button(key="correct_undo").click().run()
+    assert (folder / "sessions.tsv").read_bytes() == before
+    assert "0 corrections active" in app.expander[-1].label

@@ -247,11 +247,19 @@ def test_the_interactive_viewer_links_every_panel_in_the_browser(server, page, s
     )
     moved = _crosshairs(frame)
     assert len({round(p[2], 6) for p in moved}) == 1  # every panel on the same slice
-    # a click: every crosshair to the same point, the readout in um2/s
+    assert sent == []  # scrolling did not ask the server
+    # a click: every crosshair to the same point, the readout in um2/s; the point goes to the page
+    # once (for the correction tools), and nothing else does
     page.mouse.click(adc["x"] + adc["width"] * 0.42, adc["y"] + adc["height"] * 0.4)
     frame.wait_for_function(
         "() => document.getElementById('status').textContent.includes('um2/s')", timeout=10_000
     )
+    frame.wait_for_function("() => window.leukotrackViewer.picked !== undefined")
+    picked = frame.evaluate("window.leukotrackViewer.picked")
+    assert picked["panel"] == "ses-20230317:ADC" and len(picked["mm"]) == 3
+    wait_for_app_run(page)
+    assert page.get_by_text("Point: x ").count() == 0  # shown for paint and grow only
+    sent.clear()
     clicked = _crosshairs(frame)
     assert all(p == clicked[0] for p in clicked) and clicked[0][:2] != moved[0][:2]
     readout = frame.inner_text("#status")
@@ -317,4 +325,74 @@ def test_native_series_opens_in_the_browser(server, page, shots):
     dims = frame.evaluate("Array.from(window.leukotrackViewer.viewers[0].volumes[0].dims)")
     assert dims[:4] == [3, 128, 128, 25]  # the first session's DWI trace as acquired (2 mm EPI)
     page.screenshot(path=shots / "viewer-native.png", full_page=True)
+    assert exceptions(page) == []
+
+
+@pytest.fixture(scope="module")
+def own_data(analyzed_samples: Path, tmp_path_factory) -> Path:
+    """A copy of the analysed samples and their store, for the tests that change them."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("corrections") / "out"
+    shutil.copytree(analyzed_samples, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def own_server(own_data: Path, shots: Path) -> Iterator[str]:
+    with dashboard_server(own_data, log=shots / "server-corrections.log") as url:
+        yield url
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label`` by typing, as a reader would."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+    wait_for_app_run(page)
+
+
+def test_a_false_lesion_is_erased_in_the_browser_and_the_erasure_undone(
+    own_server, own_data, page, shots
+):
+    """A reader clicks a panel, names the false lesion, says why and applies: the page reports the
+    re-measured volume within seconds, sessions.tsv is corrected and marked; undo restores the
+    automatic result byte for byte."""
+    import csv
+
+    folder = own_data / "sub-indexcase"
+    before = (folder / "sessions.tsv").read_bytes()
+    session = "ses-20230322"
+    with (folder / "lesions.tsv").open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    false = next(
+        r
+        for r in rows
+        if r["session_id"] == session and r["source"] == "dwi" and r["change"] == "new"
+    )
+    page.set_viewport_size({"width": 1920, "height": 1200})
+    open_page(page, f"{own_server}/viewer?case=indexcase")
+    frame = viewer_frame(page)
+    dwi = _canvas_box(frame, f"{session}:DWI")
+    page.mouse.click(dwi["x"] + dwi["width"] / 2, dwi["y"] + dwi["height"] / 2)
+    frame.wait_for_function("() => window.leukotrackViewer.picked !== undefined")
+    wait_for_app_run(page)
+    # the click chose the session and the DWI lesions; the reader names the lesion
+    assert page.get_by_role("combobox", name="Session", exact=True).input_value() == session
+    _choose(page, "Lesion to erase", false["lesion_id"])
+    page.get_by_label("Reason (kept in the audit trail)").fill("susceptibility artefact")
+    page.get_by_label("Reason (kept in the audit trail)").press("Enter")
+    wait_for_app_run(page)
+    page.get_by_role("button", name="Apply correction").click()
+    page.get_by_text("re-measured and re-tracked").wait_for(timeout=60_000)
+    wait_for_app_run(page, 120_000)
+    with (folder / "sessions.tsv").open() as handle:
+        corrected = {r["session_id"]: r for r in csv.DictReader(handle, delimiter="\t")}
+    assert corrected[session]["corrected"] == "dwi"
+    assert page.get_by_text("Correct lesions (1 correction active)").count() == 1
+    page.screenshot(path=shots / "viewer-correction.png", full_page=True)
+    page.get_by_role("button", name="Undo last correction").click()
+    page.get_by_text("undone; 0 correction(s) left").wait_for(timeout=60_000)
+    wait_for_app_run(page, 120_000)
+    assert (folder / "sessions.tsv").read_bytes() == before
     assert exceptions(page) == []

@@ -29,6 +29,7 @@ from dashboard.niivue import (
     publish,
 )
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
+from dashboard.views.correct import corrections, take_pick
 from followup.results import CaseOutputs, drug_states, finite, marked_labels
 from imaging.display import (
     DWI_RGB,
@@ -443,7 +444,7 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
         columns = [c for c in SEQUENCES if any(p.column == c for p in panels)]
         panel_px = settings.cell_px
     position = st.session_state.get(POS_KEY)
-    linked_viewer(
+    picked = linked_viewer(
         panels,
         rows,
         columns,
@@ -453,6 +454,8 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
         outline=settings.outline,
         key=f"viewer_linked_{outputs.case_id}",
     )
+    if isinstance(picked, dict) and picked.get("mm"):
+        take_pick(picked)
     st.caption(
         f"Day 0 = {settings.index_label}. Radiological convention (patient's right on the left); "
         "orientation letters on every panel. Click: crosshair (all panels follow); wheel: slices; "
@@ -546,3 +549,4 @@ def show() -> None:
         _linked(outputs, settings)
     else:
         _grid(outputs, settings, grid_key)
+    corrections(outputs)

@@ -121,6 +121,16 @@ function moveTo(mm) {
   }
 }
 
+// The clicked point (baseline mm) and its panel, for the correction tools on the page.
+function pick(i) {
+  const nv = state.viewers[i];
+  const panel = state.panels[i];
+  if (!nv || !nv.volumes.length) return;
+  const mm = Array.from(nv.frac2mm(nv.scene.crosshairPos)).slice(0, 3).map((v) => Math.round(v * 100) / 100);
+  state.picked = { mm, panel: panel.id, at: Date.now() };
+  Streamlit.value(state.picked);
+}
+
 function roiStatistics(i, params) {
   const nv = state.viewers[i];
   const panel = state.panels[i];
@@ -225,6 +235,11 @@ async function build(args) {
     for (const type of ["pointerdown", "wheel"]) {
       canvas.addEventListener(type, () => { state.focus = i; }, { capture: true, passive: true });
     }
+    // a left click picks a point for the correction tools (sent to Python; slices never are)
+    canvas.addEventListener("pointerup", (event) => {
+      if (event.button !== 0) return;
+      setTimeout(() => pick(i), 30);
+    }, { passive: true });
   }));
   const viewers = state.viewers.filter(Boolean);
   viewers.forEach((nv) => nv.broadcastTo(viewers.filter((other) => other !== nv), { "2d": true, "3d": true }));
