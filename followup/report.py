@@ -4,9 +4,13 @@ Drawn with Matplotlib (no browser, no network) from the case's output folder onl
 
 * page 1: the case header, the course on one day axis (drugs, exposure, lesion volumes, rADC, events)
   and the session table;
-* page 2 (cases with images): the sessions-by-sequence grid at the most affected axial slice, with
-  FLAIR and DWI lesions and new or enlarging lesions outlined, and the lesion change summary;
-* last page: CSF indices when there are paired samples, methods, software version and provenance.
+* pages 2 and on (cases with images): the sessions-by-sequence grid at the most affected axial slice
+  (five sessions a page, images about 5 cm high), with FLAIR and DWI lesions, new or enlarging
+  lesions outlined, orientation letters and a 20 mm scale bar on every image;
+* last page: the lesion change summary, a reader's corrections when there are any, CSF indices when
+  there are paired samples, methods, software version and provenance.
+
+Values a reader corrected are marked ``*`` (rejected ones "rejected") wherever they appear.
 
 Every page carries the research-use statement. Written atomically: a failure leaves no partial file.
 """
@@ -29,6 +33,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from followup.corrections import read_corrections
 from followup.palette import EVENT_COLOURS, SOURCE_COLOURS, drug_colour
 from followup.results import (
     INDEX_CHOICES,
@@ -262,6 +267,25 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return f"{number:.{digits}f}"
 
 
+def _sources(value: Any) -> set[str]:
+    return set(value.split(";")) if isinstance(value, str) and value else set()
+
+
+def _marks(row: pd.Series) -> dict[str, Any]:
+    """Per source, how a session's value is printed: ``*`` when a reader corrected it, "rejected"
+    when a reader took the source out of measurement."""
+    corrected, rejected = _sources(row.get("corrected")), _sources(row.get("rejected"))
+
+    def marker(source: str) -> Any:
+        if source in rejected:
+            return lambda _text: "rejected"
+        if source in corrected:
+            return lambda text: f"{text}*"
+        return lambda text: text
+
+    return {source: marker(source) for source in ("flair", "dwi")}
+
+
 def session_table(
     outputs: CaseOutputs, offset: int, redaction: Redaction | None = None
 ) -> pd.DataFrame:
@@ -273,16 +297,17 @@ def session_table(
         here = lesions[lesions["session_id"] == row["session_id"]] if not lesions.empty else lesions
         counts = here["change"].value_counts() if not here.empty else pd.Series(dtype=int)
         day = finite(row["day"])
+        mark = _marks(row)
         rows.append(
             {
                 "session": row["session_id"],
                 "date": row["study_date"],
                 "day": "–" if day is None else str(int(day) + offset),
-                "FLAIR mL": _fmt(row.get("flair_lesion_volume_ml")),
+                "FLAIR mL": mark["flair"](_fmt(row.get("flair_lesion_volume_ml"))),
                 "L / R": f"{_fmt(row.get('flair_lesion_volume_left_ml'))} / "
                 f"{_fmt(row.get('flair_lesion_volume_right_ml'))}",
-                "DWI mL": _fmt(row.get("dwi_lesion_volume_ml")),
-                "rADC": _fmt(row.get("radc")),
+                "DWI mL": mark["dwi"](_fmt(row.get("dwi_lesion_volume_ml"))),
+                "rADC": mark["dwi"](_fmt(row.get("radc"))),
                 "new / enlarging": f"{int(counts.get('new', 0))} / {int(counts.get('enlarging', 0))}",
             }
         )
@@ -339,11 +364,14 @@ def _grid(
     index: int,
     offset: int,
     redaction: Redaction | None = None,
+    sessions: list[str] | None = None,
+    rows_per_page: int = 5,
 ) -> None:
-    """Sessions (rows) by DWI, ADC, FLAIR at axial slice ``index``, lesions drawn, new or enlarging
-    lesions outlined in red."""
-    sessions = outputs.session_ids
-    baseline = sessions[0]
+    """Sessions (rows; ``sessions``, default all) by DWI, ADC, FLAIR at axial slice ``index``,
+    lesions drawn, new or enlarging lesions outlined in red; rows are sized for
+    ``rows_per_page`` sessions (a short last page keeps the size)."""
+    baseline = outputs.session_ids[0]
+    sessions = sessions if sessions is not None else outputs.session_ids
     windows: dict[str, Window] = {}
     for sequence in SEQUENCES:
         path = outputs.image_path(baseline, sequence)  # type: ignore[arg-type]
@@ -351,7 +379,7 @@ def _grid(
             iter(presets(sequence, load_volume(path) if path else None).values())
         )
     marked = marked_labels(outputs.lesions)
-    height = (box[3] - box[1]) / len(sessions)
+    height = (box[3] - box[1]) / max(rows_per_page, len(sessions))
     for row, session in enumerate(sessions):
         labels = {
             source: outputs.image_path(session, f"{source}_lesions")  # type: ignore[arg-type]
@@ -394,18 +422,46 @@ def _grid(
         )
         axis.imshow(side_by_side(cells), interpolation="nearest")
         axis.axis("off")
+        assert reference is not None  # a cell was drawn
+        _orientation(axis, cells, min(reference.pixel_mm("axial")))
         match = outputs.sessions[outputs.sessions["session_id"] == session].iloc[0]
         day = finite(match["day"])
+        mark = _marks(match)
         fig.text(
             box[0],
             top - height / 2,
             f"{redaction.session(session) if redaction else session}\n"
             f"day {int(day) + offset if day is not None else '–'}\n"
-            f"FLAIR {_fmt(match.get('flair_lesion_volume_ml'))} mL\n"
-            f"DWI {_fmt(match.get('dwi_lesion_volume_ml'))} mL",
-            fontsize=7,
+            f"FLAIR {mark['flair'](_fmt(match.get('flair_lesion_volume_ml')))} mL\n"
+            f"DWI {mark['dwi'](_fmt(match.get('dwi_lesion_volume_ml')))} mL",
+            fontsize=8,
             va="center",
         )
+
+
+def _orientation(axis: Any, cells: list[np.ndarray], pixel_mm: float, gap_px: int = 4) -> None:
+    """Orientation letters (radiological: the patient's right on the left) and a 20 mm scale bar
+    on every cell of a row drawn by :func:`imaging.display.side_by_side`."""
+    rows, width = cells[0].shape[:2]
+    style = {"color": "#ffe896", "fontsize": 6.5, "ha": "center", "va": "center", "weight": "bold"}
+    for n in range(len(cells)):
+        left = n * (width + gap_px)
+        axis.text(left + 7, rows / 2, "R", **style)
+        axis.text(left + width - 7, rows / 2, "L", **style)
+        axis.text(left + width / 2, 7, "A", **style)
+        axis.text(left + width / 2, rows - 7, "P", **style)
+        bar = 20.0 / pixel_mm  # pixels of 20 mm
+        x0, y = left + width - 6 - bar, rows - 5
+        axis.plot(
+            [x0, x0 + bar],
+            [y, y],
+            color="#ffe896",
+            linewidth=1.2,
+            solid_capstyle="butt",
+            scalex=False,
+            scaley=False,
+        )
+        axis.text(x0 + bar / 2, y - 6, "20 mm", **{**style, "fontsize": 5.5, "weight": "normal"})
 
 
 def _engines_text(provenance: dict[str, Any]) -> str:
@@ -495,7 +551,17 @@ def report_bytes(
         f" ({index_on.isoformat() if index_on else '–'})" if redaction is None else ""
     )
     slice_index = most_affected_slice(outputs) if outputs.session_ids else None
-    pages = 2 + (slice_index is not None)
+    per_page = 5
+    chunks = (
+        [
+            outputs.session_ids[i : i + per_page]
+            for i in range(0, len(outputs.session_ids), per_page)
+        ]
+        if slice_index is not None
+        else []
+    )
+    pages = 2 + len(chunks)
+    audit = [row for row in read_corrections(outputs.folder) if row.get("status") == "active"]
     buffer = io.BytesIO()
     with PdfPages(
         buffer,
@@ -520,49 +586,67 @@ def report_bytes(
             + (f" Generated {generated}." if redaction is None else " De-identified.")
         )
         fig.text(0.06, 0.925, header, fontsize=8.5)
+        notes = []
         warning = template_fit_warning(outputs.provenance)
+        if warning is not None:
+            notes.append((warning, "#b00000"))
+        if audit:
+            notes.append((_corrections_note(audit, redaction), "#8a4b00"))
         top = 0.9
-        if warning is not None:  # above the course figure, which moves down to make room
-            lines = textwrap.wrap(warning, 125)
+        for text, colour in notes:  # above the course figure, which moves down to make room
+            lines = textwrap.wrap(text, 125)
             for n, line in enumerate(lines):
                 fig.text(
-                    0.06, 0.905 - 0.013 * n, line, fontsize=7.5, color="#b00000", weight="bold"
+                    0.06, top + 0.005 - 0.013 * n, line, fontsize=7.5, color=colour, weight="bold"
                 )
             top -= 0.013 * len(lines) + 0.01
         _course(fig, [0.16, 0.40, 0.95, top], outputs, offset, label)
         if not outputs.sessions.empty:
             fig.text(0.06, 0.345, "Sessions", fontsize=10, weight="bold")
             _table(fig, [0.04, 0.04, 0.92, 0.295], session_table(outputs, offset, redaction))
+            if audit:
+                fig.text(
+                    0.06,
+                    0.045,
+                    "* corrected by a reader (see the last page); the automatic values are kept.",
+                    fontsize=7,
+                )
         else:
             fig.text(0.06, 0.345, "No MRI sessions in this case (clinical files only).", fontsize=9)
         pdf.savefig(fig)
         plt.close(fig)
-        if slice_index is not None:
+        for number, chunk in enumerate(chunks):
+            assert slice_index is not None
             page += 1
             fig = plt.figure(figsize=A4)
             _frame(fig, page, pages, name)
+            more = f" ({number + 1} of {len(chunks)})" if len(chunks) > 1 else ""
             fig.text(
                 0.06,
-                0.945,
-                f"Images at the most affected axial slice ({slice_index + 1} of the baseline grid)",
+                0.95,
+                f"Images at the most affected axial slice ({slice_index + 1} of the baseline "
+                f"grid){more}",
                 fontsize=11,
                 weight="bold",
             )
             fig.text(
                 0.06,
-                0.928,
+                0.905,
                 "Orange: FLAIR lesions; cyan: DWI lesions; red outline: new or enlarging since the "
-                "previous session.\nRadiological convention (patient's right on the left).",
+                "previous session. Radiological convention (patient's right on the left, R/L, A/P "
+                "on every image); bar: 20 mm.",
                 fontsize=7.5,
+                wrap=True,
             )
-            _grid(fig, [0.04, 0.40, 0.96, 0.92], outputs, slice_index, offset, redaction)
-            fig.text(0.06, 0.375, "Lesions (largest first)", fontsize=10, weight="bold")
-            _table(
+            _grid(
                 fig,
-                [0.04, 0.04, 0.92, 0.325],
-                lesion_summary(outputs, offset),
-                font=6.5,
-                widths=[0.07, 0.07, 0.07, 0.1, 0.1, 0.07, 0.52],
+                [0.03, 0.03, 0.98, 0.885],
+                outputs,
+                slice_index,
+                offset,
+                redaction,
+                sessions=chunk,
+                rows_per_page=per_page,
             )
             pdf.savefig(fig)
             plt.close(fig)
@@ -570,6 +654,30 @@ def report_bytes(
         fig = plt.figure(figsize=A4)
         _frame(fig, page, pages, name)
         y = 0.94
+        summary = lesion_summary(outputs, offset) if slice_index is not None else pd.DataFrame()
+        if not summary.empty:
+            fig.text(0.06, y, "Lesions (largest first)", fontsize=10, weight="bold")
+            height = 0.017 * (len(summary) + 1) + 0.01
+            _table(
+                fig,
+                [0.04, y - 0.01 - height, 0.92, height],
+                summary,
+                font=6.5,
+                widths=[0.07, 0.07, 0.07, 0.1, 0.1, 0.07, 0.52],
+            )
+            y -= height + 0.04
+        if audit:
+            fig.text(0.06, y, "Corrections by a reader", fontsize=10, weight="bold")
+            y -= 0.022
+            for row in audit[:12]:
+                line = _correction_line(row, redaction)
+                for part in textwrap.wrap(line, 120):
+                    fig.text(0.06, y, part, fontsize=7.5)
+                    y -= 0.015
+            if len(audit) > 12:
+                fig.text(0.06, y, f"... and {len(audit) - 12} more (corrections.tsv)", fontsize=7.5)
+                y -= 0.015
+            y -= 0.02
         readings = _csf(outputs, offset, redaction)
         if readings:
             fig.text(0.06, y, "CSF and serum", fontsize=10, weight="bold")
@@ -589,6 +697,28 @@ def report_bytes(
         pdf.savefig(fig)
         plt.close(fig)
     return buffer.getvalue()
+
+
+def _corrections_note(audit: list[dict[str, str]], redaction: Redaction | None) -> str:
+    """Page 1's line on a reader's corrections."""
+    sessions = sorted({row["session_id"] for row in audit})
+    shown = [redaction.session(s) if redaction else s for s in sessions]
+    return (
+        f"Corrected by a reader: {len(audit)} edit{'s' if len(audit) != 1 else ''} "
+        f"({', '.join(shown)}). Values marked * differ from the automatic result, which is kept; "
+        "the corrections are listed on the last page."
+    )
+
+
+def _correction_line(row: dict[str, str], redaction: Redaction | None) -> str:
+    """One correction of the last page: what and where; by whom, when and why unless de-identified."""
+    session = redaction.session(row["session_id"]) if redaction else row["session_id"]
+    after = "rejected" if not row.get("volume_after_ml") else f"{row['volume_after_ml']} mL"
+    lesion = f" {row['lesion_id']}" if row.get("lesion_id") else ""
+    line = f"{session} {row['source'].upper()}: {row['action']}{lesion}, {row['volume_before_ml']} -> {after}"
+    if redaction is not None:  # no names, dates or free text in a de-identified report
+        return line
+    return f"{line} by {row['author']} on {row['at_utc'][:10]}; reason: {row['reason']}"
 
 
 def write_report(

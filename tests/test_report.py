@@ -199,3 +199,39 @@ def test_course_panels_start_volumes_at_zero_and_keep_titles_clear(analyzed_samp
             title = below.title.get_window_extent(renderer)
             ticks = above.get_tightbbox(renderer)
             assert title.y1 <= ticks.y0 + 0.5, (below.get_title(), title, ticks)
+
+
+def test_a_corrected_case_says_so_and_lists_its_corrections(analyzed_samples, tmp_path):
+    """Page 1 says a reader corrected the case and marks the corrected values; the last page lists
+    the corrections; the de-identified report keeps what and where, not who, when or why."""
+    from followup.corrections import LesionEdit, apply_edit, lesion_point
+    from followup.store import Store
+
+    out = tmp_path / "out"
+    shutil.copytree(analyzed_samples / "sub-indexcase", out / "sub-indexcase")
+    folder = out / "sub-indexcase"
+    lesions = pd.read_csv(folder / "lesions.tsv", sep="\t")
+    new = lesions[(lesions.session_id == "ses-20230322") & (lesions.change == "new")]
+    new = new[new.source == "dwi"].iloc[0]
+    store = Store(out)
+    try:
+        store.ingest_case(folder, folder, None)
+        point = lesion_point(folder, "ses-20230322", "dwi", new.lesion_id)
+        edit = LesionEdit(
+            "ses-20230322", "dwi", "erase", "Dr Reader", "artefact", point, lesion_id=new.lesion_id
+        )
+        apply_edit(store, folder, edit)
+    finally:
+        store.close()
+    corrected = pd.read_csv(folder / "sessions.tsv", sep="\t").set_index("session_id")
+    pdf = tmp_path / "corrected.pdf"
+    write_report(folder, pdf)
+    text = _text(pdf)
+    assert "Corrected by a reader: 1 edit (ses-20230322)" in text
+    assert f"{corrected.loc['ses-20230322', 'dwi_lesion_volume_ml']:.2f}*" in text
+    assert f"erase {new.lesion_id}" in text and "by Dr Reader" in text and "reason: artefact" in text
+    hidden = tmp_path / "deidentified.pdf"
+    write_report(folder, hidden, pseudonym="P01")
+    text = _text(hidden)
+    assert f"erase {new.lesion_id}" in text
+    assert "Dr Reader" not in text and "artefact" not in text and "ses-20230322" not in text
