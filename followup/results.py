@@ -50,6 +50,8 @@ ImageKind = Literal[
     "lesions",
     "flair_orig_mask",
     "dwi_orig_mask",
+    "flair_change",
+    "dwi_change",
 ]
 #: Where the images of a session are, below its folder: in baseline space, and the lesion masks
 #: on the grid of the series they were found on (``*_orig_mask``).
@@ -62,6 +64,8 @@ IMAGE_KINDS: dict[str, str] = {
     "lesions": "{stem}_space-baseline_desc-lesions_dseg.nii.gz",
     "flair_orig_mask": "anat/{stem}_space-orig_desc-flairlesion_mask.nii.gz",
     "dwi_orig_mask": "dwi/{stem}_space-orig_desc-dwilesion_mask.nii.gz",
+    "flair_change": "{stem}_space-baseline_desc-flairchange_mask.nii.gz",
+    "dwi_change": "{stem}_space-baseline_desc-dwichange_mask.nii.gz",
 }
 #: Index dates a reader can align the time axis on, with the timeline rows that define them.
 INDEX_CHOICES: dict[str, str] = {

@@ -9,6 +9,7 @@ import json
 from datetime import date
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -139,15 +140,32 @@ def test_the_interactive_viewer_gets_every_session_and_sequence_by_url(data, tmp
     assert args["columns"] == ["DWI", "ADC", "FLAIR"]
     assert len(args["panels"]) == 3 * len(sessions)
     served = tmp_path / "served"
+    lesions = pd.read_csv(data / "sub-indexcase" / "lesions.tsv", sep="\t")
+    resolved_panels = 0
     for panel in args["panels"]:
         source = data / "sub-indexcase" / panel["row"]
         copy = served / panel["url"]
         assert (
             copy.is_file() and copy.read_bytes() == next(source.rglob(panel["name"])).read_bytes()
         )
-        assert [o["name"] for o in panel["overlays"]] == [
-            "flair_lesions.nii.gz" if panel["column"] == "FLAIR" else "dwi_lesions.nii.gz"
+        source_of = "flair" if panel["column"] == "FLAIR" else "dwi"
+        gone = lesions[
+            (lesions.session_id == panel["row"])
+            & (lesions.source == source_of)
+            & (lesions.change == "resolved")
         ]
+        names = [o["name"] for o in panel["overlays"]]
+        assert names == [f"{source_of}_lesions.nii.gz"] + (
+            [f"{source_of}_resolved.nii.gz"] if len(gone) else []
+        )
+        if len(gone):  # resolved lesions marked where they were: code 3 of the change map
+            resolved = panel["overlays"][1]
+            assert (resolved["cal_min"], resolved["colormap"]) == (2.5, "green")
+            codes = np.asarray(nib.load(served / resolved["url"]).dataobj)
+            assert (codes == 3).any()
+            assert f"resolved ({', '.join(gone.lesion_id)}" in panel["caption"]
+            resolved_panels += 1
+    assert resolved_panels >= 2  # the sample case's DWI lesions resolve by day 45
     adc = next(p for p in args["panels"] if p["column"] == "ADC")
     assert adc["unit"] == "um2/s" and adc["window"] == [0.0, 2000.0]
     dwi = next(p for p in args["panels"] if p["column"] == "DWI")
@@ -416,6 +434,10 @@ def test_a_reader_erases_a_false_lesion_from_the_viewer_and_undoes_it(own_data):
     assert after.loc[session, "dwi_lesion_count"] == expected.loc[session, "dwi_lesion_count"] - 1
     assert after.loc[session, "corrected"] == "dwi"
     assert "1 correction active" in app.expander[-1].label
+    rows = {r["id"]: r["label"] for r in _viewer_args(app)["rows"]}
+    assert "DWI " in rows[session] and "mL (corrected)" in rows[session]
+    overview = "\n".join(m.value for m in _run("overview").markdown)
+    assert "DWI corrected" in overview and "daratumumab" in overview  # drug state per session
     (audit,) = [d.value for d in app.dataframe if "reason" in d.value.columns]
     assert audit.iloc[0]["reason"] == "susceptibility artefact, not a lesion"
     app.button(key="correct_undo").click().run()

@@ -229,7 +229,9 @@ def test_a_corrected_case_says_so_and_lists_its_corrections(analyzed_samples, tm
     text = _text(pdf)
     assert "Corrected by a reader: 1 edit (ses-20230322)" in text
     assert f"{corrected.loc['ses-20230322', 'dwi_lesion_volume_ml']:.2f}*" in text
-    assert f"erase {new.lesion_id}" in text and "by Dr Reader" in text and "reason: artefact" in text
+    assert (
+        f"erase {new.lesion_id}" in text and "by Dr Reader" in text and "reason: artefact" in text
+    )
     hidden = tmp_path / "deidentified.pdf"
     write_report(folder, hidden, pseudonym="P01")
     text = _text(hidden)

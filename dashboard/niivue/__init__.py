@@ -46,12 +46,16 @@ STATIC_FILES = ("index.html", "viewer.js", "viewer.css", "niivue.umd.js")
 
 @dataclass(frozen=True)
 class ViewerOverlay:
-    """A label volume drawn over a panel (non-zero = lesion), by URL from :func:`publish`."""
+    """A label volume drawn over a panel, by URL from :func:`publish`: voxels from ``cal_min`` up
+    are drawn (non-zero = lesion by default; 2.5 shows only code 3, "disappeared", of a change
+    map)."""
 
     url: str
     name: str
     colormap: str
     opacity: float = 0.6
+    cal_min: float = 0.5
+    cal_max: float = 1.5
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.state import case_in_view, current_index, framed, viewer_target
-from followup.results import template_fit_warning
+from followup.results import drug_states, template_fit_warning
 
 __all__ = ["show"]
 
@@ -29,7 +29,22 @@ def _session_table(sessions: pd.DataFrame, offset: int) -> pd.DataFrame:
     }
     table = sessions[[c for c in columns if c in sessions]].rename(columns=columns)
     table["Day"] = pd.to_numeric(table["Day"], errors="coerce") + offset
+    table["Drugs at the MRI"] = ["; ".join(drug_states(row)) for _, row in sessions.iterrows()]
+    if "corrected" in sessions or "rejected" in sessions:  # a reader's corrections, said
+        table["Corrected by a reader"] = [
+            _corrections_cell(row.get("corrected"), row.get("rejected"))
+            for _, row in sessions.iterrows()
+        ]
     return table
+
+
+def _corrections_cell(corrected: object, rejected: object) -> str:
+    """What a reader changed in a session: "DWI corrected", "FLAIR rejected" (empty: nothing)."""
+    said = []
+    for value, what in ((corrected, "corrected"), (rejected, "rejected")):
+        if isinstance(value, str) and value:
+            said += [f"{source.upper()} {what}" for source in value.split(";")]
+    return ", ".join(said)
 
 
 def _markdown(table: pd.DataFrame) -> str:

@@ -222,10 +222,18 @@ def _row_parts(outputs: CaseOutputs, session: str, offset: int) -> list[str]:
         f"day {int(day) + offset}" if day is not None else "",
         str(row.get("study_date", "")),
     ]
+    said: dict[str, str] = {}
+    for kind in ("corrected", "rejected"):
+        cell = row.get(kind)
+        if isinstance(cell, str):  # empty cells read as NaN
+            said.update(dict.fromkeys([s for s in cell.split(";") if s], kind))
     for column, name in (("flair_lesion_volume_ml", "FLAIR"), ("dwi_lesion_volume_ml", "DWI")):
         value = finite(row.get(column))
-        if value is not None:
-            parts.append(f"{name} {value:.2f} mL")
+        state = said.get(name.lower())
+        if state == "rejected":
+            parts.append(f"{name} rejected by a reader")
+        elif value is not None:
+            parts.append(f"{name} {value:.2f} mL" + (" (corrected)" if state else ""))
     radc = finite(row.get("radc"))
     if radc is not None:
         parts.append(f"rADC {radc:.2f}")
@@ -343,6 +351,19 @@ def _session_window(settings: Settings, sequence: str, path: Path) -> Window:
     return own.get(str(name), settings.windows[sequence])
 
 
+def _resolved(outputs: CaseOutputs, session: str, source: str) -> list[str]:
+    """The lesions of ``source`` that resolved at ``session`` (gone since the session before)."""
+    lesions = outputs.lesions
+    if lesions.empty:
+        return []
+    rows = lesions[
+        (lesions["session_id"] == session)
+        & (lesions["source"] == source)
+        & (lesions["change"] == "resolved")
+    ]
+    return [str(v) for v in rows["lesion_id"]]
+
+
 def _panel(
     outputs: CaseOutputs,
     settings: Settings,
@@ -372,10 +393,21 @@ def _panel(
                     publish(lesion_path), f"{source}_lesions.nii.gz", colormap, settings.opacity
                 )
             )
+    own = "flair" if sequence == "FLAIR" else "dwi"
+    change = outputs.image_path(session, f"{own}_change")  # type: ignore[arg-type]
+    resolved = _resolved(outputs, session, own)
+    if settings.overlay and change is not None and resolved:  # where they were, in green
+        overlays.append(
+            ViewerOverlay(
+                publish(change), f"{own}_resolved.nii.gz", "green", settings.opacity, 2.5, 3.5
+            )
+        )
     unit, digits = UNITS[sequence]
     caption = _dwi_caption(outputs, session) if sequence == "DWI" else sequence
-    if marked.get((session, "flair" if sequence == "FLAIR" else "dwi")):
+    if marked.get((session, own)):
         caption += " · new/enlarging"
+    if resolved:
+        caption += f" · resolved ({', '.join(resolved)}, green)"
     return ViewerPanel(
         id=f"{session}:{sequence}",
         row=place[0],

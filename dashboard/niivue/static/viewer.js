@@ -223,7 +223,8 @@ async function build(args) {
     for (const overlay of panel.overlays) {
       volumes.push({
         url: overlay.url, name: overlay.name, colormap: overlay.colormap,
-        opacity: overlay.opacity, cal_min: 0.5, cal_max: 1.5, colorbarVisible: false,
+        opacity: overlay.opacity, cal_min: overlay.cal_min, cal_max: overlay.cal_max,
+        colorbarVisible: false,
       });
     }
     await nv.loadVolumes(volumes);
