@@ -383,9 +383,24 @@ def test_a_false_lesion_is_erased_in_the_browser_and_the_erasure_undone(
     page.get_by_label("Reason (kept in the audit trail)").fill("susceptibility artefact")
     page.get_by_label("Reason (kept in the audit trail)").press("Enter")
     wait_for_app_run(page)
+    overlays = "() => window.leukotrackViewer.panels.map(p => p.overlays.map(o => o.url).join(' '))"
+    before_overlays = frame.evaluate(overlays)
+    images = "() => window.leukotrackViewer.viewers.map(nv => nv.volumes[0].name)"
+    before_images = frame.evaluate(images)
     page.get_by_role("button", name="Apply correction").click()
     page.get_by_text("re-measured and re-tracked").wait_for(timeout=60_000)
     wait_for_app_run(page, 120_000)
+    # the viewer shows the corrected outlines in place: the same panels and images, new overlays
+    # from the edited session on, nothing rebuilt
+    frame.wait_for_function("() => Number(document.body.dataset.refreshes || 0) >= 1")
+    after_overlays = frame.evaluate(overlays)
+    panels = frame.evaluate("window.leukotrackViewer.panels.map(p => p.id)")
+    changed = {
+        panel for panel, a, b in zip(panels, before_overlays, after_overlays, strict=True) if a != b
+    }
+    assert f"{session}:DWI" in changed and "ses-20230314:DWI" not in changed
+    assert frame.evaluate(images) == before_images
+    assert frame.evaluate("document.body.dataset.ready") == "1"
     with (folder / "sessions.tsv").open() as handle:
         corrected = {r["session_id"]: r for r in csv.DictReader(handle, delimiter="\t")}
     assert corrected[session]["corrected"] == "dwi"

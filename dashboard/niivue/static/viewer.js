@@ -220,13 +220,7 @@ async function build(args) {
       url: panel.url, name: panel.name, colormap: "gray",
       cal_min: panel.window[0], cal_max: panel.window[1],
     }];
-    for (const overlay of panel.overlays) {
-      volumes.push({
-        url: overlay.url, name: overlay.name, colormap: overlay.colormap,
-        opacity: overlay.opacity, cal_min: overlay.cal_min, cal_max: overlay.cal_max,
-        colorbarVisible: false,
-      });
-    }
+    for (const overlay of panel.overlays) volumes.push(overlayVolume(overlay));
     await nv.loadVolumes(volumes);
     nv.setSliceType(PLANES[state.plane]);
     nv.setInterpolation(true); // nearest neighbour: voxels as acquired (resampled once, linearly)
@@ -250,6 +244,46 @@ async function build(args) {
   Streamlit.height(document.body.scrollHeight + 8);
 }
 
+// What needs a rebuild: the panels, their images and the grid. Lesion overlays, captions and row
+// labels (a reader's correction) are changed in place, without reloading any image.
+function shape(args) {
+  return JSON.stringify([
+    args.panels.map((p) => [p.id, p.row, p.column, p.url, p.window, p.unit, p.group]),
+    args.rows.map((r) => r.id), args.columns, args.panel_px, args.outline,
+  ]);
+}
+
+function overlayVolume(overlay) {
+  return {
+    url: overlay.url, name: overlay.name, colormap: overlay.colormap,
+    opacity: overlay.opacity, cal_min: overlay.cal_min, cal_max: overlay.cal_max,
+    colorbarVisible: false,
+  };
+}
+
+async function refresh(args) {
+  const started = performance.now();
+  const labels = document.querySelectorAll(".rowlabel");
+  args.rows.forEach((row, n) => { if (labels[n]) labels[n].innerText = row.label; });
+  await Promise.all(args.panels.map(async (panel) => {
+    const i = state.panels.findIndex((p) => p && p.id === panel.id);
+    const nv = state.viewers[i];
+    if (i < 0 || !nv) return;
+    const canvas = document.querySelector(`canvas[data-panel="${CSS.escape(panel.id)}"]`);
+    const title = canvas && canvas.parentElement.querySelector(".paneltitle");
+    if (title) title.textContent = panel.caption;
+    const before = JSON.stringify(state.panels[i].overlays);
+    state.panels[i] = panel;
+    if (before === JSON.stringify(panel.overlays)) return;
+    while (nv.volumes.length > 1) nv.removeVolumeByIndex(nv.volumes.length - 1);
+    for (const overlay of panel.overlays) await nv.addVolumeFromUrl(overlayVolume(overlay));
+    nv.drawScene();
+  }));
+  state.lastRefreshMs = performance.now() - started;
+  state.refreshes = (state.refreshes || 0) + 1;
+  document.body.dataset.refreshes = String(state.refreshes);
+}
+
 let pending = Promise.resolve();
 window.addEventListener("message", (event) => {
   if (!event.data || event.data.type !== "streamlit:render") return;
@@ -260,6 +294,11 @@ window.addEventListener("message", (event) => {
     return;
   }
   state.signature = signature;
+  if (state.shape === shape(args) && state.viewers.length) {
+    pending = pending.then(() => refresh(args)).catch((error) => status(`${error}`));
+    return;
+  }
+  state.shape = shape(args);
   document.body.dataset.ready = "0";
   pending = pending.then(() => build(args)).catch((error) => {
     status(`The viewer could not start: ${error}. It needs WebGL 2 in the browser.`);
