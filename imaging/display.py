@@ -177,6 +177,44 @@ def _square(
     return ndimage.zoom(image, factors, order=order, mode="nearest", grid_mode=True)
 
 
+def outline_labels(
+    labels: NDArray[np.integer], affine: NDArray[np.float64], plane: Plane
+) -> NDArray[np.integer]:
+    """A label map reduced to each lesion's outline within the slices of ``plane``: the voxels of a
+    label with a 4-neighbour in the slice that is not that label (the reading default: the outline
+    leaves the signal it labels visible).
+
+    Parameters
+    ----------
+    labels : ndarray, shape (I, J, K)
+        Integer labels (0 = background), any voxel axis order.
+    affine : ndarray, shape (4, 4)
+        Voxel -> world (RAS, mm); tells which voxel axis is across the slices of ``plane``.
+    plane : {"axial", "coronal", "sagittal"}
+
+    Examples
+    --------
+    >>> labels = np.zeros((5, 5, 3), np.uint8); labels[1:4, 1:4, :] = 2
+    >>> out = outline_labels(labels, np.eye(4), "axial")
+    >>> int(out[2, 2, 1]), int(out[1, 2, 1]), int((out > 0).sum())  # centre gone, rim kept
+    (0, 2, 24)
+    """
+    codes = nib.aff2axcodes(affine)
+    wanted = {"axial": "SI", "coronal": "AP", "sagittal": "LR"}[plane]
+    across = next(n for n, code in enumerate(codes) if code in wanted)
+    padded = np.pad(labels, 1)
+    centre = padded[1:-1, 1:-1, 1:-1]
+    edge = np.zeros(labels.shape, bool)
+    for axis in range(3):
+        if axis == across:
+            continue
+        for step in (-1, 1):
+            index = [slice(1, -1)] * 3
+            index[axis] = slice(1 + step, padded.shape[axis] - 1 + step)
+            edge |= padded[tuple(index)] != centre
+    return np.where(edge & (labels > 0), labels, 0).astype(labels.dtype)
+
+
 def _edges(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     """Pixels of ``mask`` with a 4-neighbour outside it (a one-pixel inner outline)."""
     padded = np.pad(mask, 1)

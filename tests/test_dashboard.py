@@ -142,6 +142,7 @@ def test_the_interactive_viewer_gets_every_session_and_sequence_by_url(data, tmp
     served = tmp_path / "served"
     lesions = pd.read_csv(data / "sub-indexcase" / "lesions.tsv", sep="\t")
     resolved_panels = 0
+    voxels = [0, 0]  # outline, lesion
     for panel in args["panels"]:
         source = data / "sub-indexcase" / panel["row"]
         copy = served / panel["url"]
@@ -155,6 +156,14 @@ def test_the_interactive_viewer_gets_every_session_and_sequence_by_url(data, tmp
             & (lesions.change == "resolved")
         ]
         names = [o["name"] for o in panel["overlays"]]
+        # lesions outlined by default (the reading default): the rim of each lesion in the axial
+        # slice, drawn opaque, never a voxel outside the lesion
+        lesion = panel["overlays"][0]
+        labels = np.asarray(nib.load(next(source.glob(f"*{source_of}lesions_dseg.nii.gz"))).dataobj)
+        rim = np.asarray(nib.load(served / lesion["url"]).dataobj)
+        assert lesion["opacity"] == 1.0 and set(np.unique(rim)) <= set(np.unique(labels))
+        assert ((rim > 0) <= (labels > 0)).all()
+        voxels += [int((rim > 0).sum()), int((labels > 0).sum())]
         assert names == [f"{source_of}_lesions.nii.gz"] + (
             [f"{source_of}_resolved.nii.gz"] if len(gone) else []
         )
@@ -166,6 +175,8 @@ def test_the_interactive_viewer_gets_every_session_and_sequence_by_url(data, tmp
             assert f"resolved ({', '.join(gone.lesion_id)}" in panel["caption"]
             resolved_panels += 1
     assert resolved_panels >= 2  # the sample case's DWI lesions resolve by day 45
+    outline, lesion = voxels[::2], voxels[1::2]
+    assert 0 < sum(outline) < 0.8 * sum(lesion)
     adc = next(p for p in args["panels"] if p["column"] == "ADC")
     assert adc["unit"] == "um2/s" and adc["window"] == [0.0, 2000.0]
     dwi = next(p for p in args["panels"] if p["column"] == "DWI")

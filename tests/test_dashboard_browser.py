@@ -411,3 +411,28 @@ def test_a_false_lesion_is_erased_in_the_browser_and_the_erasure_undone(
     wait_for_app_run(page, 120_000)
     assert (folder / "sessions.tsv").read_bytes() == before
     assert exceptions(page) == []
+
+
+def test_four_sessions_by_three_sequences_fit_a_1920_by_1080_screen(server, page, shots):
+    """The Figure-1 grid (4 sessions x DWI/ADC/FLAIR, NiiVue panels) fits a 1920x1080 screen whole:
+    scrolled to it, every panel lies inside the window."""
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    open_page(page, f"{server}/viewer?case=indexcase")
+    page.get_by_role("combobox", name="Sessions (rows)").focus()
+    page.keyboard.press("Backspace")  # the last session out: four rows left
+    page.keyboard.press("Escape")
+    wait_for_app_run(page)
+    frame = viewer_frame(page)
+    assert frame.evaluate("window.leukotrackViewer.viewers.length") == 12
+    iframe = page.locator('iframe[title*="leukotrack_viewer"]')
+    iframe.scroll_into_view_if_needed()
+    page.evaluate("el => el.scrollIntoView({block: 'start'})", iframe.element_handle())
+    box = iframe.bounding_box()
+    assert box is not None and box["height"] <= 1080 and box["x"] + box["width"] <= 1920
+    for canvas in frame.locator("canvas").all():
+        inside = canvas.bounding_box()
+        assert inside is not None
+        assert inside["y"] >= 0 and inside["y"] + inside["height"] <= 1080
+        assert inside["x"] + inside["width"] <= 1920
+    page.screenshot(path=shots / "viewer-4x3-1920x1080.png")
+    assert exceptions(page) == []

@@ -20,12 +20,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import nibabel as nib
 import numpy as np
 import streamlit.components.v1 as components
 
 from imaging.dicom.series import load_series_folder
+from imaging.display import Plane, outline_labels
 from imaging.image import MRImage
 from imaging.nifti import load_nifti
 from safeio.atomic import write_bytes
@@ -37,6 +39,7 @@ __all__ = [
     "linked_viewer",
     "native_volume",
     "publish",
+    "publish_outline",
     "served_root",
 ]
 
@@ -122,15 +125,33 @@ def publish(path: Path, root: Path | None = None) -> str:
     The name is a hash of the path, size and modification time, so a re-analysed image gets a new
     URL (the browser does not show a stale cached copy) and an unchanged one is published once.
     """
-    root = root or served_root()
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
-    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
-    name = hashlib.sha256(key).hexdigest()[:24] + suffix
-    target = root / "volumes" / name
+    target = _served(path, root or served_root())
     if not target.is_file():
         write_bytes(target, path.read_bytes())
-    return f"volumes/{name}"
+    return f"volumes/{target.name}"
+
+
+def _served(path: Path, root: Path, variant: str = "") -> Path:
+    """Where ``path`` (or a ``variant`` made of it) is served: a name from its path, size and
+    modification time."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}".encode()
+    suffix = ".nii.gz" if path.name.endswith(".gz") or variant else ".nii"
+    return root / "volumes" / (hashlib.sha256(key).hexdigest()[:24] + suffix)
+
+
+def publish_outline(path: Path, plane: str, root: Path | None = None) -> str:
+    """Like :func:`publish`, for a label map reduced to its lesions' outlines in the slices of
+    ``plane`` (:func:`imaging.display.outline_labels`; multiplanar views use the axial outline)."""
+    cut: Plane = plane if plane in ("coronal", "sagittal") else "axial"  # type: ignore[assignment]
+    target = _served(path, root or served_root(), f"outline-{cut}")
+    if not target.is_file():
+        image = cast(nib.Nifti1Image, nib.load(path))
+        labels = np.asarray(image.dataobj)
+        affine = np.asarray(image.affine, np.float64)
+        outlined = nib.Nifti1Image(outline_labels(labels, affine, cut), affine, image.header)
+        write_bytes(target, gzip.compress(outlined.to_bytes(), compresslevel=1))
+    return f"volumes/{target.name}"
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,7 @@ from dashboard.niivue import (
     linked_viewer,
     native_volume,
     publish,
+    publish_outline,
 )
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
 from dashboard.views.correct import corrections, take_pick
@@ -172,7 +173,7 @@ def _settings(outputs: CaseOutputs) -> Settings:
     st.session_state["viewer_sessions"] = chosen
     sessions = top[1].multiselect("Sessions (rows)", available, key="viewer_sessions")
     overlay = top[2].toggle("Lesions", value=True, key="viewer_overlay")
-    outline = top[2].toggle("Outline only", value=False, key="viewer_outline")
+    outline = top[2].toggle("Outline only", value=True, key="viewer_outline")
     opacity = top[3].slider(
         "Opacity", 0.0, 1.0, 0.45, 0.05, key="viewer_opacity", disabled=not overlay
     )
@@ -387,10 +388,15 @@ def _panel(
     for source in sources if settings.overlay else ():
         lesion_path = outputs.image_path(session, f"{source}_lesions")  # type: ignore[arg-type]
         if lesion_path is not None:
-            colormap = "warm" if source == "flair" else "winter"
+            colormap = "orange" if source == "flair" else "cyan"
             overlays.append(
-                ViewerOverlay(
-                    publish(lesion_path), f"{source}_lesions.nii.gz", colormap, settings.opacity
+                ViewerOverlay(  # outlines drawn opaque, filled lesions at the chosen opacity
+                    publish_outline(lesion_path, settings.plane)
+                    if settings.outline
+                    else publish(lesion_path),
+                    f"{source}_lesions.nii.gz",
+                    colormap,
+                    1.0 if settings.outline else settings.opacity,
                 )
             )
     own = "flair" if sequence == "FLAIR" else "dwi"
@@ -492,7 +498,7 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
         f"Day 0 = {settings.index_label}. Radiological convention (patient's right on the left); "
         "orientation letters on every panel. Click: crosshair (all panels follow); wheel: slices; "
         "right-drag: window/level, or pan, ruler or ROI box (toolbar); ctrl-wheel: zoom. ADC in "
-        "um2/s. Orange: FLAIR lesions; blue: DWI lesions."
+        "um2/s. Orange: FLAIR lesions; cyan: DWI lesions; green: where lesions that resolved were."
     )
 
 
@@ -518,7 +524,7 @@ def _native(outputs: CaseOutputs, settings: Settings) -> None:
     unit, digits = UNITS[sequence]
     overlays: tuple[ViewerOverlay, ...] = ()
     if settings.overlay and mask is not None:
-        colormap = "warm" if sequence == "FLAIR" else "winter"
+        colormap = "orange" if sequence == "FLAIR" else "cyan"
         overlays = (ViewerOverlay(publish(mask), mask.name, colormap, settings.opacity),)
     panel = ViewerPanel(
         id=f"{session}:{sequence}:native",

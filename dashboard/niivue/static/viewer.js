@@ -210,7 +210,6 @@ async function build(args) {
       dragMode: MODES[state.mode],
       isResizeCanvas: true,
       multiplanarForceRender: false,
-      overlayOutlineWidth: args.outline ? 1 : 0,
       logLevel: "error",
     });
     state.viewers[i] = nv;
