@@ -34,6 +34,7 @@ __all__ = [
     "index_dates",
     "is_daily",
     "lesion_courses",
+    "lesions_of",
     "load_case_outputs",
     "marked_labels",
     "read_provenance",
@@ -360,6 +361,13 @@ def drug_states(row: Any) -> list[str]:
         else:
             states.append(f"{name} {'on' if on else 'off'}, last dose {since:.0f} d before")
     return states
+
+
+def lesions_of(lesions: pd.DataFrame, session: str, source: str) -> pd.DataFrame:
+    """The lesions.tsv rows of one session and source (``flair``, ``dwi``); empty when none."""
+    if lesions.empty:
+        return lesions
+    return lesions[(lesions["session_id"] == session) & (lesions["source"] == source)]
 
 
 def finite(value: Any) -> float | None:

@@ -26,7 +26,7 @@ from followup.corrections import (
     undo_last,
 )
 from followup.errors import CorrectionError
-from followup.results import CaseOutputs
+from followup.results import CaseOutputs, lesions_of
 
 __all__ = ["PICKED_KEY", "corrections", "take_pick"]
 
@@ -42,14 +42,10 @@ _SOURCES = {"FLAIR": "flair", "DWI": "dwi"}
 
 
 def _lesion_choices(outputs: CaseOutputs, session: str, source: str) -> list[str]:
-    lesions = outputs.lesions
-    if lesions.empty:
+    rows = lesions_of(outputs.lesions, session, source)
+    if rows.empty:
         return []
-    rows = lesions[
-        (lesions["session_id"] == session)
-        & (lesions["source"] == source)
-        & (pd.to_numeric(lesions["volume_ml"], errors="coerce") > 0)
-    ]
+    rows = rows[pd.to_numeric(rows["volume_ml"], errors="coerce") > 0]
     return [
         f"{r['lesion_id']} · {float(r['volume_ml']):.3f} mL · {r['change']} · "
         f"{r['hemisphere']} {r['region']}"

@@ -31,7 +31,7 @@ from dashboard.niivue import (
 )
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
 from dashboard.views.correct import corrections, take_pick
-from followup.results import CaseOutputs, drug_states, finite, marked_labels
+from followup.results import CaseOutputs, drug_states, finite, lesions_of, marked_labels
 from imaging.display import (
     DWI_RGB,
     FLAIR_RGB,
@@ -354,15 +354,10 @@ def _session_window(settings: Settings, sequence: str, path: Path) -> Window:
 
 def _resolved(outputs: CaseOutputs, session: str, source: str) -> list[str]:
     """The lesions of ``source`` that resolved at ``session`` (gone since the session before)."""
-    lesions = outputs.lesions
-    if lesions.empty:
+    rows = lesions_of(outputs.lesions, session, source)
+    if rows.empty:
         return []
-    rows = lesions[
-        (lesions["session_id"] == session)
-        & (lesions["source"] == source)
-        & (lesions["change"] == "resolved")
-    ]
-    return [str(v) for v in rows["lesion_id"]]
+    return [str(v) for v in rows.loc[rows["change"] == "resolved", "lesion_id"]]
 
 
 def _panel(
