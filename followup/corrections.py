@@ -522,6 +522,7 @@ def rederive(folder: Path, edits: Sequence[LesionEdit], *, strict: bool = True) 
             seg_notes = _write_corrected(
                 work, folder.name, base, context, order, masks, edited, rejected
             )
+        _keep_times(folder, work)
         write_tsv(work / CORRECTIONS_NAME, [e.row() for e in applied], CORRECTION_COLUMNS)
         provenance = json.loads((work / "provenance.json").read_text())
         provenance["corrections"] = {
@@ -535,6 +536,21 @@ def rederive(folder: Path, edits: Sequence[LesionEdit], *, strict: bool = True) 
             provenance["corrections"]["dicom_seg_notes"] = seg_notes
         (work / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
     return Rederived(applied, time.perf_counter() - start, sorted(edited))
+
+
+def _keep_times(folder: Path, work: Path) -> None:
+    """Give every rewritten file whose bytes did not change its old modification time, so that
+    readers caching by time (the dashboard, the viewer's URLs) keep what they have."""
+    for path in work.rglob("*"):
+        old = folder / path.relative_to(work)
+        if (
+            path.is_file()
+            and old.is_file()
+            and old.stat().st_size == path.stat().st_size
+            and old.stat().st_mtime_ns != path.stat().st_mtime_ns
+            and old.read_bytes() == path.read_bytes()
+        ):
+            shutil.copystat(old, path)
 
 
 def _write_corrected(

@@ -39,7 +39,7 @@ __all__ = [
     "linked_viewer",
     "native_volume",
     "publish",
-    "publish_outline",
+    "publish_mask",
     "served_root",
 ]
 
@@ -49,16 +49,15 @@ STATIC_FILES = ("index.html", "viewer.js", "viewer.css", "niivue.umd.js")
 
 @dataclass(frozen=True)
 class ViewerOverlay:
-    """A label volume drawn over a panel, by URL from :func:`publish`: voxels from ``cal_min`` up
-    are drawn (non-zero = lesion by default; 2.5 shows only code 3, "disappeared", of a change
-    map)."""
+    """A binary mask drawn over a panel (1 = drawn, in the colour map's top colour), by URL from
+    :func:`publish_mask`."""
 
     url: str
     name: str
     colormap: str
     opacity: float = 0.6
     cal_min: float = 0.5
-    cal_max: float = 1.5
+    cal_max: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -125,33 +124,54 @@ def publish(path: Path, root: Path | None = None) -> str:
     The name is a hash of the path, size and modification time, so a re-analysed image gets a new
     URL (the browser does not show a stale cached copy) and an unchanged one is published once.
     """
-    target = _served(path, root or served_root())
+    root = root or served_root()
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
+    target = root / "volumes" / (hashlib.sha256(key).hexdigest()[:24] + suffix)
     if not target.is_file():
         write_bytes(target, path.read_bytes())
     return f"volumes/{target.name}"
 
 
-def _served(path: Path, root: Path, variant: str = "") -> Path:
-    """Where ``path`` (or a ``variant`` made of it) is served: a name from its path, size and
-    modification time."""
+#: (file, size, mtime, variant, served folder) -> URL of a mask published from it.
+_MASKS: dict[tuple[str, int, int, str, str], str] = {}
+
+
+def publish_mask(
+    path: Path, *, outline: str | None = None, code: int | None = None, root: Path | None = None
+) -> str:
+    """The URL of a binary (0/1, uint8) overlay made of a label or change map: its non-zero voxels,
+    or those equal to ``code`` (3: "disappeared" in a change map), reduced to their outlines in the
+    slices of the plane ``outline`` (:func:`imaging.display.outline_labels`; a multiplanar view
+    takes the axial outline).
+
+    The name is a hash of the mask's own bytes: a map re-written with the same lesions (a reader's
+    correction re-derives later sessions, whose identifiers may change) keeps its URL, so the
+    browser reloads only the overlays whose lesions did change.
+    """
+    root = root or served_root()
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}".encode()
-    suffix = ".nii.gz" if path.name.endswith(".gz") or variant else ".nii"
-    return root / "volumes" / (hashlib.sha256(key).hexdigest()[:24] + suffix)
-
-
-def publish_outline(path: Path, plane: str, root: Path | None = None) -> str:
-    """Like :func:`publish`, for a label map reduced to its lesions' outlines in the slices of
-    ``plane`` (:func:`imaging.display.outline_labels`; multiplanar views use the axial outline)."""
-    cut: Plane = plane if plane in ("coronal", "sagittal") else "axial"  # type: ignore[assignment]
-    target = _served(path, root or served_root(), f"outline-{cut}")
+    variant = f"outline={outline},code={code}"
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, variant, str(root))
+    if key in _MASKS:
+        return _MASKS[key]
+    image = cast(nib.Nifti1Image, nib.load(path))
+    labels = np.asarray(image.dataobj)
+    affine = np.asarray(image.affine, np.float64)
+    chosen = labels == code if code is not None else labels > 0
+    if outline is not None:
+        cut: Plane = outline if outline in ("coronal", "sagittal") else "axial"  # type: ignore[assignment]
+        chosen = outline_labels(chosen.astype(np.uint8), affine, cut) > 0
+    mask = nib.Nifti1Image(chosen.astype(np.uint8), affine)
+    mask.set_sform(affine, code=1)
+    mask.set_qform(affine, code=1)
+    raw = mask.to_bytes()
+    target = root / "volumes" / (hashlib.sha256(raw).hexdigest()[:24] + ".nii.gz")
     if not target.is_file():
-        image = cast(nib.Nifti1Image, nib.load(path))
-        labels = np.asarray(image.dataobj)
-        affine = np.asarray(image.affine, np.float64)
-        outlined = nib.Nifti1Image(outline_labels(labels, affine, cut), affine, image.header)
-        write_bytes(target, gzip.compress(outlined.to_bytes(), compresslevel=1))
-    return f"volumes/{target.name}"
+        write_bytes(target, gzip.compress(raw, compresslevel=1, mtime=0))
+    _MASKS[key] = f"volumes/{target.name}"
+    return _MASKS[key]
 
 
 @lru_cache(maxsize=1)

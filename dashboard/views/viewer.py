@@ -27,7 +27,7 @@ from dashboard.niivue import (
     linked_viewer,
     native_volume,
     publish,
-    publish_outline,
+    publish_mask,
 )
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
 from dashboard.views.correct import corrections, take_pick
@@ -47,6 +47,7 @@ from imaging.display import (
     presets,
     side_by_side,
 )
+from imaging.track import CHANGE_CODES
 
 __all__ = ["show"]
 
@@ -352,6 +353,11 @@ def _session_window(settings: Settings, sequence: str, path: Path) -> Window:
     return own.get(str(name), settings.windows[sequence])
 
 
+def _outline_plane(settings: Settings) -> str | None:
+    """The plane whose outlines overlays show, None when they are drawn filled."""
+    return settings.plane if settings.outline else None
+
+
 def _resolved(outputs: CaseOutputs, session: str, source: str) -> list[str]:
     """The lesions of ``source`` that resolved at ``session`` (gone since the session before)."""
     rows = lesions_of(outputs.lesions, session, source)
@@ -386,9 +392,7 @@ def _panel(
             colormap = "orange" if source == "flair" else "cyan"
             overlays.append(
                 ViewerOverlay(  # outlines drawn opaque, filled lesions at the chosen opacity
-                    publish_outline(lesion_path, settings.plane)
-                    if settings.outline
-                    else publish(lesion_path),
+                    publish_mask(lesion_path, outline=_outline_plane(settings)),
                     f"{source}_lesions.nii.gz",
                     colormap,
                     1.0 if settings.outline else settings.opacity,
@@ -400,7 +404,12 @@ def _panel(
     if settings.overlay and change is not None and resolved:  # where they were, in green
         overlays.append(
             ViewerOverlay(
-                publish(change), f"{own}_resolved.nii.gz", "green", settings.opacity, 2.5, 3.5
+                publish_mask(
+                    change, code=CHANGE_CODES["disappeared"], outline=_outline_plane(settings)
+                ),
+                f"{own}_resolved.nii.gz",
+                "green",
+                1.0 if settings.outline else settings.opacity,
             )
         )
     unit, digits = UNITS[sequence]
@@ -520,7 +529,14 @@ def _native(outputs: CaseOutputs, settings: Settings) -> None:
     overlays: tuple[ViewerOverlay, ...] = ()
     if settings.overlay and mask is not None:
         colormap = "orange" if sequence == "FLAIR" else "cyan"
-        overlays = (ViewerOverlay(publish(mask), mask.name, colormap, settings.opacity),)
+        overlays = (
+            ViewerOverlay(
+                publish_mask(mask, outline=_outline_plane(settings)),
+                mask.name,
+                colormap,
+                1.0 if settings.outline else settings.opacity,
+            ),
+        )
     panel = ViewerPanel(
         id=f"{session}:{sequence}:native",
         row=session,

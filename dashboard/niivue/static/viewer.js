@@ -80,7 +80,46 @@ function mark(groupId, attribute, chosen) {
 function setPlane(name) {
   state.plane = name;
   mark("planes", "plane", name);
-  for (const nv of state.viewers) nv.setSliceType(PLANES[name]);
+  for (const nv of state.viewers) {
+    gradients(nv, name === "multiplanar");
+    nv.setSliceType(PLANES[name]);
+  }
+}
+
+// NiiVue 0.69 computes a 3-D gradient texture (a blur and two Sobel passes over the whole volume)
+// at every load and window change, for its 3-D render alone. Slices never use it, and in software
+// WebGL it is most of a panel's first render and of a window/level step (measured: 17.1 -> 9.5 s
+// for 12 panels with sliceType set at construction; W/L 430 -> 210 ms). So the passes run a
+// trivial program except in the multiplanar view, whose fourth tile is the 3-D render.
+const TRIVIAL = new WeakMap();
+const GRADIENT_SHADERS = ["blurShader", "sobelFirstOrderShader", "gradientPrePassShader", "sobelSecondOrderShader"];
+
+function trivialProgram(gl) {
+  if (TRIVIAL.has(gl)) return TRIVIAL.get(gl);
+  const sources = [
+    [gl.VERTEX_SHADER, "#version 300 es\nlayout(location=0) in vec3 pos;\nvoid main(){ gl_Position = vec4(pos.xy*2.0-1.0, 0.0, 1.0); }"],
+    [gl.FRAGMENT_SHADER, "#version 300 es\nprecision highp float; out vec4 color; void main(){ color = vec4(0.0); }"],
+  ];
+  const program = gl.createProgram();
+  for (const [type, source] of sources) {
+    const shader = gl.createShader(type);
+    gl.shaderSource(shader, source);
+    gl.compileShader(shader);
+    gl.attachShader(program, shader);
+  }
+  gl.linkProgram(program);
+  const trivial = { program, uniforms: {}, use(g) { g.useProgram(program); } };
+  TRIVIAL.set(gl, trivial);
+  return trivial;
+}
+
+function gradients(nv, on) {
+  if (!nv.gl || !GRADIENT_SHADERS.every((name) => nv[name])) return; // another NiiVue: leave it
+  if (!nv.ownGradientShaders) nv.ownGradientShaders = GRADIENT_SHADERS.map((name) => nv[name]);
+  const trivial = trivialProgram(nv.gl);
+  GRADIENT_SHADERS.forEach((name, n) => { nv[name] = on ? nv.ownGradientShaders[n] : trivial; });
+  state.gradients = on;
+  if (on && nv.volumes.length) nv.updateGLVolume();
 }
 
 function setMode(name) {
@@ -209,12 +248,14 @@ async function build(args) {
       textHeight: 0.05,
       dragMode: MODES[state.mode],
       isResizeCanvas: true,
+      sliceType: PLANES[state.plane], // drawn in its plane from the first frame (no 3-D tile)
       multiplanarForceRender: false,
       logLevel: "error",
     });
     state.viewers[i] = nv;
     state.panels[i] = panel;
     await nv.attachToCanvas(canvas);
+    gradients(nv, state.plane === "multiplanar");
     const volumes = [{
       url: panel.url, name: panel.name, colormap: "gray",
       cal_min: panel.window[0], cal_max: panel.window[1],
@@ -238,6 +279,10 @@ async function build(args) {
   const viewers = state.viewers.filter(Boolean);
   viewers.forEach((nv) => nv.broadcastTo(viewers.filter((other) => other !== nv), { "2d": true, "3d": true }));
   moveTo(args.position_mm);
+  for (const nv of viewers) { // wait for the GPU (software) to have drawn: read one pixel back
+    nv.drawScene();
+    nv.gl.readPixels(0, 0, 1, 1, nv.gl.RGBA, nv.gl.UNSIGNED_BYTE, new Uint8Array(4));
+  }
   state.firstRenderMs = performance.now() - started;
   document.body.dataset.ready = "1";
   Streamlit.height(document.body.scrollHeight + 8);
