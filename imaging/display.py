@@ -25,6 +25,7 @@ __all__ = [
     "FLAIR_RGB",
     "HIGHLIGHT_RGB",
     "PLANES",
+    "RESOLVED_RGB",
     "Overlay",
     "Plane",
     "Volume",
@@ -41,10 +42,13 @@ __all__ = [
 Plane = Literal["axial", "coronal", "sagittal"]
 #: Array axis (of a RAS-canonical volume) that each plane cuts across.
 PLANES: dict[str, int] = {"sagittal": 0, "coronal": 1, "axial": 2}
-#: Overlay colours: FLAIR lesions orange, DWI lesions cyan, new or enlarging lesions red.
+#: Overlay colours: FLAIR lesions orange, DWI lesions cyan, new or enlarging lesions red (the static
+#: images, the report and the interactive viewer).
 FLAIR_RGB = (255, 165, 0)
 DWI_RGB = (0, 200, 255)
 HIGHLIGHT_RGB = (255, 30, 30)
+#: Where a lesion that resolved was (the interactive viewer), green.
+RESOLVED_RGB = (60, 220, 90)
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,14 @@ def test_the_interactive_viewer_links_every_panel_in_the_browser(server, page, s
     assert frame.evaluate("window.leukotrackViewer.viewers.length") == 3 * CELLS
     letters = frame.evaluate("window.leukotrackViewer.viewers[0].opts.isOrientationTextVisible")
     assert letters is True
+    # lesions in the report's colours: FLAIR orange, DWI cyan (and green where one resolved)
+    colours = frame.evaluate(
+        "() => window.leukotrackViewer.viewers.map((nv, i) => [window.leukotrackViewer.panels[i].id,"
+        " nv.volumes.slice(1).map(v => v.colormap)])"
+    )
+    for panel, maps in colours:
+        expected = "leukotrack_255_165_0" if panel.endswith("FLAIR") else "leukotrack_0_200_255"
+        assert maps[0] == expected and set(maps[1:]) <= {"leukotrack_60_220_90"}
     sent.clear()
     start = _crosshairs(frame)
     adc = _canvas_box(frame, "ses-20230317:ADC")

@@ -58,6 +58,8 @@ class ViewerOverlay:
     opacity: float = 0.6
     cal_min: float = 0.5
     cal_max: float = 1.0
+    #: Draw in this colour (0-255 each) rather than the colour map's top colour.
+    rgb: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)

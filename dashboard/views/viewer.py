@@ -36,6 +36,7 @@ from imaging.display import (
     DWI_RGB,
     FLAIR_RGB,
     PLANES,
+    RESOLVED_RGB,
     Overlay,
     Plane,
     Volume,
@@ -396,6 +397,7 @@ def _panel(
                     f"{source}_lesions.nii.gz",
                     colormap,
                     1.0 if settings.outline else settings.opacity,
+                    rgb=FLAIR_RGB if source == "flair" else DWI_RGB,
                 )
             )
     own = "flair" if sequence == "FLAIR" else "dwi"
@@ -410,6 +412,7 @@ def _panel(
                 f"{own}_resolved.nii.gz",
                 "green",
                 1.0 if settings.outline else settings.opacity,
+                rgb=RESOLVED_RGB,
             )
         )
     unit, digits = UNITS[sequence]
@@ -535,6 +538,7 @@ def _native(outputs: CaseOutputs, settings: Settings) -> None:
                 mask.name,
                 colormap,
                 1.0 if settings.outline else settings.opacity,
+                rgb=FLAIR_RGB if sequence == "FLAIR" else DWI_RGB,
             ),
         )
     panel = ViewerPanel(

@@ -297,9 +297,21 @@ function shape(args) {
   ]);
 }
 
+// One colour per overlay (the report's and the static images' colours, sent from Python): a two-entry
+// colour map from transparent black to that colour, registered once (NiiVue's registry is global).
+function colormap(rgb) {
+  const name = `leukotrack_${rgb.join("_")}`;
+  if (!NV.cmapper || !NV.cmapper.colormaps().includes(name)) {
+    const map = { R: [0, rgb[0]], G: [0, rgb[1]], B: [0, rgb[2]], A: [0, 255], I: [0, 255] };
+    if (NV.cmapper) NV.cmapper.addColormap(name, map);
+    else if (state.viewers[0]) state.viewers[0].addColormap(name, map);
+  }
+  return name;
+}
+
 function overlayVolume(overlay) {
   return {
-    url: overlay.url, name: overlay.name, colormap: overlay.colormap,
+    url: overlay.url, name: overlay.name, colormap: overlay.rgb ? colormap(overlay.rgb) : overlay.colormap,
     opacity: overlay.opacity, cal_min: overlay.cal_min, cal_max: overlay.cal_max,
     colorbarVisible: false,
   };
@@ -319,8 +331,15 @@ async function refresh(args) {
     const before = JSON.stringify(state.panels[i].overlays);
     state.panels[i] = panel;
     if (before === JSON.stringify(panel.overlays)) return;
-    while (nv.volumes.length > 1) nv.removeVolumeByIndex(nv.volumes.length - 1);
-    for (const overlay of panel.overlays) await nv.addVolumeFromUrl(overlayVolume(overlay));
+    // fetch and decode first, then swap the overlay layers and upload once (NiiVue's remove and
+    // add would each redo the whole volume's GPU passes)
+    const images = await Promise.all(
+      panel.overlays.map((overlay) => NV.NVImage.loadFromUrl(overlayVolume(overlay))),
+    );
+    nv.volumes = [nv.volumes[0], ...images];
+    nv.back = nv.volumes[0];
+    nv.overlays = nv.volumes.slice(1);
+    nv.updateGLVolume();
     nv.drawScene();
   }));
   state.lastRefreshMs = performance.now() - started;
