@@ -629,6 +629,16 @@ def _write_corrected(
                 labels[source] = tracked[source].get(session_id)
             else:  # the other source keeps its automatic labels: read them back
                 labels[source] = _automatic_labels(base, stem, label, source)
+        # a later session whose labels and change map come out as they are needs no new files
+        # (its DICOM SEG, the slowest to write, depends on its mask and labels only)
+        current = {s: _automatic_labels(work, stem, label, s) for s in touched}
+        moved = [
+            s
+            for s in touched
+            if (session_id, s) in edited or not _same_labels(current[s], labels[s], maps=False)
+        ]
+        if not moved and all(_same_labels(current[s], labels[s], maps=True) for s in touched):
+            continue
         for name in (
             f"{stem}_space-baseline_desc-lesions_dseg.nii.gz",
             f"{stem}_space-baseline_desc-lesions_dseg.tsv",
@@ -644,16 +654,34 @@ def _write_corrected(
             masks[session_id],
             labels,
             context,
-            tuple(touched),
-            tuple(s for s in touched if (session_id, s) not in rejected),
+            tuple(moved),
+            tuple(s for s in moved if (session_id, s) not in rejected),
         )
         if notes:
             seg_notes[session_id] = notes
     return seg_notes
 
 
+def _same_labels(written: TrackedSession | None, new: TrackedSession | None, *, maps: bool) -> bool:
+    """Whether a session's new labels (and, with ``maps``, its change map) equal those written."""
+    if written is None or new is None:
+        return written is None and new is None
+    pairs = [(written.labels, new.labels)]
+    if maps:
+        pairs.append((written.change_map, new.change_map))  # type: ignore[arg-type]
+    for old, now in pairs:
+        if old is None or now is None:
+            if old is not now:
+                return False
+            continue
+        if not np.array_equal(np.asarray(old.data), np.asarray(now.data)):
+            return False
+    return True
+
+
 def _automatic_labels(base: Path, stem: str, label: str, source: str) -> TrackedSession | None:
-    """A session's automatic tracked labels of one source, as written (None when absent)."""
+    """A session's tracked labels of one source as written below ``base`` (the automatic result,
+    or the case folder being re-derived); None when absent."""
     folder = base / f"ses-{label}"
     path = folder / f"{stem}_space-baseline_desc-{source}lesions_dseg.nii.gz"
     if not path.is_file():

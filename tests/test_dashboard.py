@@ -424,7 +424,7 @@ def own_data(analyzed_samples: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_a_reader_erases_a_false_lesion_from_the_viewer_and_undoes_it(own_data):
     from dashboard.views.correct import PICKED_KEY
-    from followup.corrections import lesion_point
+    from followup.corrections import lesion_point, read_corrections
 
     folder = own_data / "sub-indexcase"
     before = (folder / "sessions.tsv").read_bytes()
@@ -457,3 +457,20 @@ def test_a_reader_erases_a_false_lesion_from_the_viewer_and_undoes_it(own_data):
     app.button(key="correct_undo").click().run()
     assert (folder / "sessions.tsv").read_bytes() == before
     assert "0 corrections active" in app.expander[-1].label
+    # paint a 4 mm sphere at a point clicked beside the lesion: the session's DWI volume grows
+    app.session_state[PICKED_KEY] = {
+        "mm": [point[0] + 15.0, point[1], point[2]],
+        "panel": f"{session}:DWI",
+        "at": 2,
+    }
+    app.radio(key="correct_action").set_value("Paint sphere at point").run()
+    app.number_input(key="correct_radius_paint").set_value(4.0).run()
+    app.text_input(key="correct_reason").input("missed lesion").run()
+    app.button(key="correct_apply").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    painted = pd.read_csv(folder / "sessions.tsv", sep="\t").set_index("session_id")
+    assert (
+        painted.loc[session, "dwi_lesion_volume_ml"] > expected.loc[session, "dwi_lesion_volume_ml"]
+    )
+    (paint,) = [r for r in read_corrections(folder) if r["status"] == "active"]
+    assert (paint["action"], float(paint["radius_mm"])) == ("paint", 4.0)

@@ -10,6 +10,7 @@ automatic result (which is kept) and marked corrected everywhere.
 from __future__ import annotations
 
 import getpass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -59,10 +60,41 @@ def _store() -> Any:
     return Store(data.data_dir())
 
 
-def _apply(outputs: CaseOutputs, edit: LesionEdit) -> None:
+def _edit_from_widgets(folder: Path) -> LesionEdit:
+    """The edit the tools describe now, read from their widgets' state (a button's callback runs
+    before the page does, so it must not use values bound at the previous run)."""
+    state = st.session_state
+    action = _ACTIONS[state["correct_action"]]
+    source = _SOURCES[state["correct_source"]]
+    session = state["correct_session"]
+    lesion_id, point, radius = "", None, None
+    if action == "erase":
+        chosen = str(state.get("correct_lesion", ""))
+        lesion_id = chosen.split(" ")[0] if chosen[:1] in ("F", "D") else ""
+        point = lesion_point(folder, session, source, lesion_id) if lesion_id else None
+    elif action in ("paint", "grow"):
+        mm = (state.get(PICKED_KEY) or {}).get("mm")
+        point = (float(mm[0]), float(mm[1]), float(mm[2])) if mm else None
+        radius = float(state.get(f"correct_radius_{action}", 3.0))
+    return LesionEdit(
+        session_id=session,
+        source=source,
+        action=action,
+        author=str(state.get("correct_author") or getpass.getuser()),
+        reason=str(state.get("correct_reason") or ""),
+        point_mm=point,
+        radius_mm=radius,
+        lesion_id=lesion_id,
+    )
+
+
+def _apply(folder: Path) -> None:
+    """The "Apply correction" callback: store the edit, re-derive and re-ingest the case; the page
+    then runs once, on the corrected outputs."""
     store = _store()
     try:
-        result = apply_edit(store, outputs.folder, edit)
+        edit = _edit_from_widgets(folder)
+        result = apply_edit(store, folder, edit)
     except CorrectionError as error:
         st.session_state["correction_message"] = ("error", str(error))
         return
@@ -75,13 +107,14 @@ def _apply(outputs: CaseOutputs, edit: LesionEdit) -> None:
         f"{edit.session_id} {edit.source.upper()} {edit.action}: {done.volume_before_ml:.3f} mL "
         f"-> {after}; re-measured and re-tracked in {result.seconds:.1f} s (corrected)",
     )
-    st.rerun()
 
 
-def _undo(outputs: CaseOutputs, author: str) -> None:
+def _undo(folder: Path) -> None:
+    """The "Undo last correction" callback."""
     store = _store()
     try:
-        result = undo_last(store, outputs.folder, author)
+        author = str(st.session_state.get("correct_author") or getpass.getuser())
+        result = undo_last(store, folder, author)
     finally:
         store.close()
     message = (
@@ -91,7 +124,6 @@ def _undo(outputs: CaseOutputs, author: str) -> None:
         f"({result.seconds:.1f} s)"
     )
     st.session_state["correction_message"] = ("success", message)
-    st.rerun()
 
 
 def take_pick(picked: dict[str, Any]) -> None:
@@ -143,7 +175,7 @@ def corrections(outputs: CaseOutputs) -> None:
             if point
             else "Point: none yet; left-click a panel of the viewer to pick one."
         )
-        lesion_id, radius = "", None
+        lesion_id = ""
         if action == "erase":
             choices = _lesion_choices(outputs, session, source)
             under = (
@@ -168,7 +200,7 @@ def corrections(outputs: CaseOutputs) -> None:
             point = lesion_point(outputs.folder, session, source, lesion_id) if lesion_id else None
         elif action in ("paint", "grow"):
             st.caption(where)
-            radius = st.number_input(
+            st.number_input(
                 "Radius (mm)",
                 min_value=0.5,
                 max_value=50.0,
@@ -184,25 +216,24 @@ def corrections(outputs: CaseOutputs) -> None:
             key="correct_reason",
             placeholder="e.g. susceptibility artefact in the right cerebellum, not a lesion",
         )
-        author = second.text_input("Reader", value=getpass.getuser(), key="correct_author")
+        second.text_input("Reader", value=getpass.getuser(), key="correct_author")
         go, undo, _ = st.columns([1, 1, 3])
         ready = bool(reason.strip()) and (action == "reject" or point is not None)
-        if go.button("Apply correction", type="primary", disabled=not ready, key="correct_apply"):
-            _apply(
-                outputs,
-                LesionEdit(
-                    session_id=session,
-                    source=source,
-                    action=action,
-                    author=author,
-                    reason=reason,
-                    point_mm=tuple(float(v) for v in point) if point else None,  # type: ignore[arg-type]
-                    radius_mm=float(radius) if radius is not None else None,
-                    lesion_id=lesion_id,
-                ),
-            )
-        if undo.button("Undo last correction", disabled=active == 0, key="correct_undo"):
-            _undo(outputs, author)
+        go.button(
+            "Apply correction",
+            type="primary",
+            disabled=not ready,
+            key="correct_apply",
+            on_click=_apply,
+            args=(outputs.folder,),
+        )
+        undo.button(
+            "Undo last correction",
+            disabled=active == 0,
+            key="correct_undo",
+            on_click=_undo,
+            args=(outputs.folder,),
+        )
         st.caption(
             "Corrections never overwrite the automatic result (kept in automatic/): volumes, "
             "tracking, tables, report and DICOM SEG are re-derived and marked corrected."
