@@ -18,6 +18,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -161,6 +162,18 @@ def source_datasets(paths: Sequence[Path], *, b_value_s_mm2: float | None = None
     ImagingError
         When no image (of that b-value) is found.
     """
+    identity = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in map(Path, paths))
+    return list(_source_headers(identity, b_value_s_mm2))
+
+
+@lru_cache(maxsize=8)
+def _source_headers(
+    identity: tuple[tuple[str, int, int], ...], b_value_s_mm2: float | None
+) -> tuple[Dataset, ...]:
+    """:func:`source_datasets` of files identified by (path, size, modification time), kept for
+    the next segmentation of the same series (a reader's corrections rewrite a session's SEG
+    objects again and again; the headers are only read, never changed, after this)."""
+    paths = [Path(path) for path, _, _ in identity]
     datasets = read_images(paths, headers_only=True)
     if b_value_s_mm2 is not None and len(datasets) > 1:
 
@@ -179,7 +192,7 @@ def source_datasets(paths: Sequence[Path], *, b_value_s_mm2: float | None = None
         for keyword in _TYPE2_COPIED:  # absent and empty mean the same for Type 2 attributes
             if keyword not in dataset:
                 setattr(dataset, keyword, "")
-    return datasets
+    return tuple(datasets)
 
 
 def _share_per_frame_geometry(dataset: Dataset) -> None:
