@@ -173,16 +173,18 @@ def _time_corrections(page: Page, url: str, rounds: int) -> dict[str, list[float
         _choose(page, "Lesion to erase", CORRECTED_LESION)
         for action in ("apply", "undo"):
             name = "Apply correction" if action == "apply" else "Undo last correction"
+            shown = "s (corrected)" if action == "apply" else "undone;"
             start = time.perf_counter()
             page.get_by_role("button", name=name).click()
             refreshes += 1
-            frame.wait_for_function(
+            frame.wait_for_function(  # the viewer's new outlines drawn
                 "n => Number(document.body.dataset.refreshes || 0) >= n",
                 arg=refreshes,
                 timeout=60_000,
             )
-            wait_for_app_run(page, 60_000)
+            page.get_by_text(shown).wait_for(timeout=60_000)  # the page's new volume
             times[action].append(time.perf_counter() - start)
+            wait_for_app_run(page, 60_000)
             times["viewer_refresh"].append(
                 float(frame.evaluate("window.leukotrackViewer.lastRefreshMs"))
             )

@@ -452,7 +452,7 @@ def test_a_reader_erases_a_false_lesion_from_the_viewer_and_undoes_it(own_data):
     assert "DWI " in rows[session] and "mL (corrected)" in rows[session]
     overview = "\n".join(m.value for m in _run("overview").markdown)
     assert "DWI corrected" in overview and "daratumumab" in overview  # drug state per session
-    (audit,) = [d.value for d in app.dataframe if "reason" in d.value.columns]
+    (audit,) = [t.value for t in app.table if "reason" in t.value.columns]
     assert audit.iloc[0]["reason"] == "susceptibility artefact, not a lesion"
     app.button(key="correct_undo").click().run()
     assert (folder / "sessions.tsv").read_bytes() == before

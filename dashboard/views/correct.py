@@ -240,25 +240,21 @@ def corrections(outputs: CaseOutputs) -> None:
         )
         if audit:
             frame = pd.DataFrame(audit, columns=CORRECTION_COLUMNS)
-            st.dataframe(
-                frame[
-                    [
-                        "at_utc",
-                        "author",
-                        "session_id",
-                        "source",
-                        "action",
-                        "lesion_id",
-                        "volume_before_ml",
-                        "volume_after_ml",
-                        "status",
-                        "reason",
-                    ]
-                ],
-                hide_index=True,
-                width="stretch",
-                key="correct_audit",
-            )
+            shown = frame[
+                [
+                    "at_utc",
+                    "author",
+                    "session_id",
+                    "source",
+                    "action",
+                    "lesion_id",
+                    "volume_before_ml",
+                    "volume_after_ml",
+                    "status",
+                    "reason",
+                ]
+            ]
+            st.table(shown.iloc[::-1].set_index("at_utc"))  # newest first; a plain table draws fast
             st.download_button(
                 "Download the audit trail (TSV)",
                 (outputs.folder / "corrections.tsv").read_bytes(),
