@@ -291,13 +291,33 @@ class TemplateFit:
 def template_map(reference: MRImage, name: str, to_mni: NDArray[np.float64]) -> MRImage:
     """A map of the bundled template on ``reference``'s grid, through ``to_mni`` (reference world
     -> MNI, (4, 4)); ``name`` as in :meth:`TemplateFit.prior`. Re-measurement after a manual edit
-    uses it with the matrices the analysis recorded."""
+    uses it with the matrices the analysis recorded.
+
+    The label maps (``regions``, ``hemispheres``) are kept for the next call on the same grid and
+    matrix (read-only arrays): a reader's corrections measure the same sessions again and again.
+    """
+    if name in ("regions", "hemispheres"):
+        affine = np.asarray(reference.affine, np.float64)
+        matrix = np.asarray(to_mni, np.float64)
+        data = _label_map(reference.spatial_shape, affine.tobytes(), matrix.tobytes(), name)
+        return MRImage(data, affine, sequence="OTHER")
     source: MRImage = getattr(mni_template(), name)
-    nearest = name in ("regions", "hemispheres")
-    warped = resample(source, reference, to_mni, interpolation="nearest" if nearest else "linear")
+    warped = resample(source, reference, to_mni, interpolation="linear")
     if name == "brain":
         return warped.with_data((np.asarray(warped.data) >= 0.5).astype(np.uint8))
     return warped
+
+
+@lru_cache(maxsize=16)
+def _label_map(
+    shape: tuple[int, int, int], affine: bytes, to_mni: bytes, name: str
+) -> NDArray[np.integer]:
+    grid = MRImage(np.zeros(shape, np.uint8), np.frombuffer(affine).reshape(4, 4))
+    matrix = np.frombuffer(to_mni).reshape(4, 4)
+    warped = resample(getattr(mni_template(), name), grid, matrix, interpolation="nearest")
+    data = np.asarray(warped.data)
+    data.setflags(write=False)
+    return data
 
 
 def _brain_dice(matrix: NDArray[np.float64], brain: MRImage) -> float:
