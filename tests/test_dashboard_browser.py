@@ -9,8 +9,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+from PIL import Image
 
 from tests.browser import (
     chromium_path,
@@ -294,6 +296,19 @@ def test_the_interactive_viewer_links_every_panel_in_the_browser(server, page, s
     frame.get_by_role("button", name="Match W/L").click()
     matched = frame.evaluate(windows)
     assert matched[other_flair] == matched[first_flair]
+    # zoom: in Pan/zoom mode the wheel zooms the panel under it, and every panel follows
+    zooms = "() => window.leukotrackViewer.viewers.map(nv => nv.scene.pan2Dxyzmm[3])"
+    before_zoom = frame.evaluate(zooms)
+    frame.get_by_role("button", name="Pan/zoom").click()
+    page.mouse.move(adc["x"] + adc["width"] / 2, adc["y"] + adc["height"] / 2)
+    page.mouse.wheel(0, -300)
+    frame.wait_for_function(
+        "z => window.leukotrackViewer.viewers.every(nv => nv.scene.pan2Dxyzmm[3] > z)",
+        arg=max(before_zoom),
+        timeout=10_000,
+    )
+    zoomed = frame.evaluate(zooms)
+    assert len({round(z, 6) for z in zoomed}) == 1 and zoomed[0] > before_zoom[0]
     # an ROI box on the ADC panel: its mean, in um2/s, from the browser
     frame.get_by_role("button", name="ROI").click()
     page.mouse.move(adc["x"] + adc["width"] * 0.40, adc["y"] + adc["height"] * 0.35)
@@ -414,6 +429,10 @@ def test_a_false_lesion_is_erased_in_the_browser_and_the_erasure_undone(
     assert corrected[session]["corrected"] == "dwi"
     assert page.get_by_text("Correct lesions (1 correction active)").count() == 1
     page.screenshot(path=shots / "viewer-correction.png", full_page=True)
+    # the screenshot shows the lesions in their colours: orange FLAIR and cyan DWI outlines
+    pixels = np.asarray(Image.open(shots / "viewer-correction.png").convert("RGB")).reshape(-1, 3)
+    for rgb in ((255, 165, 0), (0, 200, 255)):
+        assert (np.abs(pixels.astype(int) - rgb).sum(axis=1) < 60).sum() > 20, rgb
     page.get_by_role("button", name="Undo last correction").click()
     page.get_by_text("undone; 0 correction(s) left").wait_for(timeout=60_000)
     wait_for_app_run(page, 120_000)

@@ -504,7 +504,7 @@ def _linked(outputs: CaseOutputs, settings: Settings) -> None:
     st.caption(
         f"Day 0 = {settings.index_label}. Radiological convention (patient's right on the left); "
         "orientation letters on every panel. Click: crosshair (all panels follow); wheel: slices; "
-        "right-drag: window/level, or pan, ruler or ROI box (toolbar); ctrl-wheel: zoom. ADC in "
+        "right-drag: window/level, or pan, ruler or ROI box (toolbar); Pan/zoom mode: wheel zooms. ADC in "
         "um2/s. Orange: FLAIR lesions; cyan: DWI lesions; green: where lesions that resolved were."
     )
 

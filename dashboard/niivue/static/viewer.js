@@ -43,7 +43,7 @@ function readout(panel, data) {
 
 const MODE_HELP = {
   "W/L": "right-drag: window / level",
-  "Pan/zoom": "right-drag: pan; wheel over the image with ctrl: zoom",
+  "Pan/zoom": "right-drag: pan; wheel: zoom (every panel follows)",
   "Ruler": "right-drag: distance in mm",
   "ROI": "right-drag a box: mean, SD and voxel count of the image inside it",
 };
