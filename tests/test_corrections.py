@@ -291,25 +291,13 @@ def test_painted_lesion_is_measured_on_the_session_grid_and_the_cli_exports_the_
     )
 
     runner = CliRunner()
+    paint = ["correct", str(folder), "--session", session, "--source", "flair", "--action", "paint"]
     result = runner.invoke(
         app,
         [
-            "correct",
-            str(folder),
-            "--session",
-            session,
-            "--source",
-            "flair",
-            "--action",
-            "paint",
-            "--at",
-            "12,8,21",
-            "--radius",
-            "4",
-            "--reason",
-            "missed juxtacortical lesion",
-            "--author",
-            "dr reader",
+            *paint,
+            *("--at", "12,8,21", "--radius", "4", "--reason", "missed juxtacortical lesion"),
+            *("--author", "dr reader"),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -327,23 +315,7 @@ def test_painted_lesion_is_measured_on_the_session_grid_and_the_cli_exports_the_
         "missed juxtacortical lesion",
     )
     assert float(line["volume_after_ml"]) == pytest.approx(float(row["flair_lesion_volume_ml"]))
-    result = runner.invoke(
-        app,
-        [
-            "correct",
-            str(folder),
-            "--session",
-            session,
-            "--source",
-            "flair",
-            "--action",
-            "paint",
-            "--at",
-            "1,2",
-            "--reason",
-            "x",
-        ],
-    )
+    result = runner.invoke(app, [*paint, "--at", "1,2", "--reason", "x"])
     assert result.exit_code != 0 and "x,y,z" in result.output
     result = runner.invoke(app, ["undo", str(folder), "--author", "dr reader"])
     assert result.exit_code == 0 and "0 correction(s) left" in result.output

@@ -240,20 +240,8 @@ def corrections(outputs: CaseOutputs) -> None:
         )
         if audit:
             frame = pd.DataFrame(audit, columns=CORRECTION_COLUMNS)
-            shown = frame[
-                [
-                    "at_utc",
-                    "author",
-                    "session_id",
-                    "source",
-                    "action",
-                    "lesion_id",
-                    "volume_before_ml",
-                    "volume_after_ml",
-                    "status",
-                    "reason",
-                ]
-            ]
+            hidden = ("edit_id", "x_mm", "y_mm", "z_mm", "radius_mm", "undone_utc", "undone_by")
+            shown = frame[[c for c in CORRECTION_COLUMNS if c not in hidden]]
             st.table(shown.iloc[::-1].set_index("at_utc"))  # newest first; a plain table draws fast
             st.download_button(
                 "Download the audit trail (TSV)",
