@@ -580,7 +580,10 @@ def correct(
     import getpass
 
     from followup.corrections import LesionEdit, apply_edit
+    from followup.results import read_provenance
     from followup.store import Store
+
+    read_provenance(case)  # a named error for a folder that is not a finished analysis
 
     edit = LesionEdit(
         session_id=session,
@@ -617,7 +620,10 @@ def undo(
     import getpass
 
     from followup.corrections import undo_last
+    from followup.results import read_provenance
     from followup.store import Store
+
+    read_provenance(case)
 
     store = Store(case.parent, database)
     try:

@@ -49,6 +49,7 @@ from followup.analyze import (
 )
 from followup.dicom_seg import SegInputs, write_session_segs
 from followup.errors import CorrectionError
+from followup.results import finite
 from followup.tsv import write_tsv
 from imaging.edit import erase_lesion, grow_region, mask_onto, paint_sphere
 from imaging.engines import EngineInfo
@@ -399,14 +400,6 @@ def _track(
     )
 
 
-def _float(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _timeline(base: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """timeline.tsv with the session rows' volumes of the corrected measures."""
     timeline, _ = _read_tsv(base / "timeline.tsv")
@@ -419,8 +412,8 @@ def _timeline(base: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 **row,
                 "has_flair": row.get("has_flair") == "1",
                 "has_dwi": row.get("has_dwi") == "1",
-                "flair_lesion_volume_ml": _float(row.get("flair_lesion_volume_ml")),
-                "dwi_lesion_volume_ml": _float(row.get("dwi_lesion_volume_ml")),
+                "flair_lesion_volume_ml": finite(row.get("flair_lesion_volume_ml")),
+                "dwi_lesion_volume_ml": finite(row.get("dwi_lesion_volume_ml")),
             }
             detail = session_timeline_row(numeric)["detail"]
             if row.get("corrected") or row.get("rejected"):
@@ -610,7 +603,7 @@ def _write_corrected(
                         "corrected": "1" if later else "",
                     }
                 )
-    out_rows.sort(key=lambda r: (r["source"] != "flair", r["lesion_id"], _float(r["day"]) or 0))
+    out_rows.sort(key=lambda r: (r["source"] != "flair", r["lesion_id"], finite(r["day"]) or 0))
     write_tsv(work / "lesions.tsv", out_rows, lesion_columns)
     for session_id in order:
         entry = context["sessions"][session_id]

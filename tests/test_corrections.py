@@ -317,6 +317,14 @@ def test_painted_lesion_is_measured_on_the_session_grid_and_the_cli_exports_the_
     assert float(line["volume_after_ml"]) == pytest.approx(float(row["flair_lesion_volume_ml"]))
     result = runner.invoke(app, [*paint, "--at", "1,2", "--reason", "x"])
     assert result.exit_code != 0 and "x,y,z" in result.output
+    missing = tmp_path / "nowhere" / "sub-x"  # not an analysed case folder: a named error
+    for args in (
+        ["correct", str(missing), *paint[2:], "--at", "1,2,3", "--reason", "x"],
+        ["undo", str(missing)],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "IncompleteAnalysisError" in result.output
+        assert not missing.parent.exists()  # no store made there
     result = runner.invoke(app, ["undo", str(folder), "--author", "dr reader"])
     assert result.exit_code == 0 and "0 correction(s) left" in result.output
 
