@@ -51,7 +51,14 @@ from imaging.quantify import adc_in_mask, lesion_count, lesion_volumes
 from imaging.regions import Region
 from imaging.register import resample
 from imaging.template import template_map
-from imaging.track import TrackedSession, TrackingParams, track_lesions
+from imaging.track import (
+    UNCERTAINTY_FIELDS,
+    LesionSpread,
+    TrackedSession,
+    TrackingParams,
+    track_lesions,
+)
+from imaging.uncertainty import change_estimate, estimate
 from imaging.units import mm3_to_ml
 from imaging.walk import walk_files
 from safeio import atomic_folder, write_text
@@ -71,6 +78,38 @@ __all__ = [
 Progress = Callable[[str], None]
 
 _PARTS = ("left", "right", *(r.column for r in Region))
+#: Measures with a 95 % interval, and the column of their change from the previous session that
+#: measured them (imaging/uncertainty.py).
+CHANGE_OF = {
+    "flair_lesion_volume_ml": "flair_lesion_volume_change_ml",
+    "dwi_lesion_volume_ml": "dwi_lesion_volume_change_ml",
+    "radc": "radc_change",
+    "flair_lesion_radc": "flair_lesion_radc_change",
+}
+
+
+def beyond_noise_column(change_column: str) -> str:
+    """The noise-label column of a change column (``..._change_ml`` -> ``..._change_beyond_noise``)."""
+    return change_column.removesuffix("_ml") + "_beyond_noise"
+
+
+#: sessions.tsv's uncertainty columns: the level, each measure's interval, each change with its
+#: interval and noise label.
+UNCERTAINTY_COLUMNS = [
+    "uncertainty_level",
+    *(f"{m}_ci_{end}" for m in CHANGE_OF for end in ("low", "high")),
+    *(
+        column
+        for change in CHANGE_OF.values()
+        for column in (
+            change,
+            f"{change}_ci_low",
+            f"{change}_ci_high",
+            beyond_noise_column(change),
+        )
+    ),
+]
+
 #: sessions.tsv: the columns of DESIGN.md §3.3 first, then leukotrack's own.
 SESSION_COLUMNS = [
     "case_id",
@@ -97,6 +136,7 @@ SESSION_COLUMNS = [
     "template_fit_quality",
     "template_fit_ok",
     "skull_stripped",
+    *UNCERTAINTY_COLUMNS,
 ]
 #: lesions.tsv: the columns of DESIGN.md §3.3 first, then leukotrack's own.
 LESION_COLUMNS = [
@@ -113,6 +153,7 @@ LESION_COLUMNS = [
     "change",
     "region",
     "related_ids",
+    *UNCERTAINTY_FIELDS,
 ]
 _DSEG_DWI_OFFSET = 1000
 _CASE_ID = re.compile(r"[A-Za-z0-9]+")
@@ -309,6 +350,114 @@ def _session_row(case: CaseImages, images: SessionImages, index_date: IndexDate)
     return row
 
 
+def _mask_ml(mask: MRImage | None) -> float:
+    """Volume of a mask (mL; nan for None)."""
+    if mask is None:
+        return math.nan
+    return mm3_to_ml(float(np.count_nonzero(np.asarray(mask.data))) * mask.voxel_volume_mm3)
+
+
+@dataclass
+class _Spread:
+    """One session's measures on each perturbed draw, at the partial-volume band's two cuts and
+    the further SDs, by sessions.tsv column (imaging/uncertainty.py)."""
+
+    draws: dict[str, list[float]]
+    bands: dict[str, tuple[float, float]]
+    other_sd: dict[str, float]
+
+
+def _spread(images: SessionImages) -> _Spread | None:
+    """The session's measures on its perturbed draws (None when intervals are off)."""
+    if not images.draws:
+        return None
+    draws: dict[str, list[float]] = {m: [] for m in CHANGE_OF}
+    for draw in images.draws:
+        draws["flair_lesion_volume_ml"].append(_mask_ml(draw.flair_mask))
+        draws["dwi_lesion_volume_ml"].append(_mask_ml(draw.dwi_mask))
+        radc = {"radc": math.nan, "flair_lesion_radc": math.nan}
+        if draw.adc_um2s is not None and draw.dwi_mask is not None:
+            radc.update(
+                dwi_measures(
+                    draw.adc_um2s,
+                    draw.dwi_mask,
+                    draw.nawm_adc_um2s,
+                    draw.flair_mask,
+                    draw.dwi_to_reference,
+                )
+            )
+        draws["radc"].append(radc["radc"])
+        draws["flair_lesion_radc"].append(radc["flair_lesion_radc"])
+    bands: dict[str, tuple[float, float]] = {}
+    for source, (inner, outer) in images.bands.items():
+        bands[f"{source}_lesion_volume_ml"] = (_mask_ml(inner), _mask_ml(outer))
+    nawm = _nawm_adc(images)
+    if images.adc is not None and images.dwi_result is not None and "dwi" in images.bands:
+        inner, outer = images.bands["dwi"]
+        cuts = [dwi_measures(images.adc, m, nawm, None, np.eye(4))["radc"] for m in (inner, outer)]
+        bands["radc"] = (cuts[0], cuts[1])
+        if "flair" in images.bands:
+            cuts = [
+                dwi_measures(
+                    images.adc, images.dwi_result.lesion_mask, nawm, m, images.dwi_to_reference
+                )["flair_lesion_radc"]
+                for m in images.bands["flair"]
+            ]
+            bands["flair_lesion_radc"] = (cuts[0], cuts[1])
+    other_sd = {
+        f"{source}_lesion_volume_ml": mm3_to_ml(sd * image.voxel_volume_mm3)
+        for source, image in (("flair", images.flair), ("dwi", images.b1000))
+        if image is not None and (sd := images.probability_sd_voxels.get(source, 0.0))
+    }
+    bands = {k: v for k, v in bands.items() if all(map(math.isfinite, v))}
+    return _Spread(draws, bands, other_sd)
+
+
+def _interval_cells(row: dict[str, Any], spread: _Spread | None, z: float) -> None:
+    """Fill a session row's ``*_ci_low`` and ``*_ci_high`` from its spread."""
+    for measure in CHANGE_OF:
+        value = row.get(measure)
+        if spread is None or not isinstance(value, float | int) or not math.isfinite(value):
+            continue
+        found = estimate(
+            float(value),
+            spread.draws[measure],
+            band=spread.bands.get(measure),
+            other_sd=spread.other_sd.get(measure, 0.0),
+            z=z,
+            non_negative=measure.endswith("_ml"),
+        )
+        row[f"{measure}_ci_low"], row[f"{measure}_ci_high"] = found.low, found.high
+
+
+def _change_cells(rows: list[dict[str, Any]], spreads: list[_Spread | None], z: float) -> None:
+    """Fill each session row's changes from the previous session that measured the same thing,
+    with their intervals and noise labels (paired draws, imaging.uncertainty.change_estimate)."""
+    for measure, change in CHANGE_OF.items():
+        before: tuple[float, _Spread] | None = None
+        for row, spread in zip(rows, spreads, strict=True):
+            value = row.get(measure)
+            if not isinstance(value, float | int) or not math.isfinite(value) or spread is None:
+                continue
+            if before is not None:
+                found = change_estimate(
+                    before[0],
+                    float(value),
+                    before[1].draws[measure],
+                    spread.draws[measure],
+                    band_before=before[1].bands.get(measure),
+                    band_after=spread.bands.get(measure),
+                    other_sd=math.hypot(
+                        before[1].other_sd.get(measure, 0.0), spread.other_sd.get(measure, 0.0)
+                    ),
+                    z=z,
+                )
+                row[change] = found.value
+                row[f"{change}_ci_low"], row[f"{change}_ci_high"] = found.low, found.high
+                row[beyond_noise_column(change)] = found.label
+            before = (float(value), spread)
+
+
 def _nawm_adc(images: SessionImages) -> float:
     """Mean ADC (um2/s) of the session's normal-appearing white matter (nan without one)."""
     if images.adc is None or images.dwi_nawm_mask is None:
@@ -321,26 +470,56 @@ def _track(case: CaseImages) -> dict[str, list[TrackedSession]]:
     fit = case.template
     hemispheres = fit.prior(baseline, "hemispheres")
     regions = fit.prior(baseline, "regions")
+    z = case.params.uncertainty.z
     tracked = {}
     for source in ("flair", "dwi"):
         masks: list[tuple[str, MRImage | None]] = []
+        spreads: list[LesionSpread | None] = []
         for images in case.sessions:
-            if source == "flair" and images.flair_result is not None:
-                inverse = np.linalg.inv(images.to_baseline)
-                masks.append(
-                    (images.label, mask_onto(images.flair_result.lesion_mask, baseline, inverse))
-                )
-            elif source == "dwi" and images.dwi_result is not None:
-                inverse = np.linalg.inv(images.dwi_to_baseline)
-                masks.append(
-                    (images.label, mask_onto(images.dwi_result.lesion_mask, baseline, inverse))
-                )
-            else:
+            result = images.flair_result if source == "flair" else images.dwi_result
+            if result is None:
                 masks.append((images.label, None))
+                spreads.append(None)
+                continue
+            to_baseline = images.to_baseline if source == "flair" else images.dwi_to_baseline
+            inverse = np.linalg.inv(to_baseline)
+            masks.append((images.label, mask_onto(result.lesion_mask, baseline, inverse)))
+            spreads.append(_lesion_spread(images, source, baseline, inverse, z))
         tracked[source] = track_lesions(
-            masks, source=source, hemispheres=hemispheres, regions=regions, params=TrackingParams()
+            masks,
+            source=source,
+            hemispheres=hemispheres,
+            regions=regions,
+            params=TrackingParams(),
+            spreads=spreads,
         )
     return tracked
+
+
+def _lesion_spread(
+    images: SessionImages, source: str, baseline: MRImage, inverse: np.ndarray, z: float
+) -> LesionSpread | None:
+    """A session's perturbed masks of one source carried onto the baseline grid through each draw's
+    jittered registration, and its band cuts through the registration itself."""
+    drawn = [
+        (draw.flair_mask, draw.to_baseline)
+        if source == "flair"
+        else (draw.dwi_mask, draw.dwi_to_baseline)
+        for draw in images.draws
+    ]
+    if not drawn or source not in images.bands or any(mask is None for mask, _ in drawn):
+        return None
+    inner, outer = images.bands[source]
+    return LesionSpread(
+        draws=[
+            np.asarray(mask_onto(mask, baseline, np.linalg.inv(matrix)).data) > 0
+            for mask, matrix in drawn
+            if mask is not None
+        ],
+        inner=np.asarray(mask_onto(inner, baseline, inverse).data) > 0,
+        outer=np.asarray(mask_onto(outer, baseline, inverse).data) > 0,
+        z=z,
+    )
 
 
 def _dataset_description(out: Path) -> None:
@@ -479,6 +658,14 @@ def analyze_case(
     session_rows = (
         [_session_row(case, images, index_date) for images in case.sessions] if case else []
     )
+    spreads: list[_Spread | None] = []
+    if case is not None:
+        spreads = [_spread(images) for images in case.sessions]
+        z = case.params.uncertainty.z
+        for row, spread in zip(session_rows, spreads, strict=True):
+            row["uncertainty_level"] = case.params.uncertainty.name
+            _interval_cells(row, spread, z)
+        _change_cells(session_rows, spreads, z)
     drug_columns: list[str] = []
     if course is not None:
         for row in session_rows:
@@ -542,6 +729,7 @@ def analyze_case(
             }
         if case is not None:
             provenance.update(_imaging_provenance(case, params))
+            provenance["uncertainty"] = _uncertainty_provenance(case, spreads)
             if seg_notes:
                 provenance["dicom_seg_notes"] = seg_notes
         provenance.update(provenance_extra or {})
@@ -555,6 +743,30 @@ def analyze_case(
         lesion_rows,
         list(record.warnings if record else []),
     )
+
+
+def _uncertainty_provenance(case: CaseImages, spreads: list[_Spread | None]) -> dict[str, Any]:
+    """The level and, per session and measure, what the intervals were made of: each draw's
+    value, the partial-volume band's two cuts and the further SD (so they can be checked)."""
+
+    def number(value: float) -> float | None:
+        return round(value, 6) if math.isfinite(value) else None
+
+    sessions: dict[str, Any] = {}
+    for images, spread in zip(case.sessions, spreads, strict=True):
+        if spread is None:
+            continue
+        sessions[images.label] = {
+            measure: {
+                "draws": [number(v) for v in spread.draws[measure]],
+                "band": [number(v) for v in spread.bands[measure]]
+                if measure in spread.bands
+                else None,
+                "other_sd": number(spread.other_sd.get(measure, 0.0)),
+            }
+            for measure in CHANGE_OF
+        }
+    return {"params": case.params.uncertainty.to_dict(), "sessions": sessions}
 
 
 def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, Any]:
@@ -577,6 +789,7 @@ def _imaging_provenance(case: CaseImages, params: PipelineParams) -> dict[str, A
                 "to_baseline_ras_mm": np.round(s.to_baseline, 6).tolist(),
                 "dwi_to_reference_ras_mm": np.round(s.dwi_to_reference, 6).tolist(),
                 "notes": s.notes,
+                "image_noise_sd": s.noise_sd,
                 "engine_details": {
                     source: result.details
                     for source, result in (("flair", s.flair_result), ("dwi", s.dwi_result))

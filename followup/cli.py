@@ -53,12 +53,26 @@ EngineOption = Annotated[
 ]
 
 
-def _pipeline_params(engine: list[str] | None) -> Any:
+#: ``--uncertainty`` of analyze and batch.
+UncertaintyOption = Annotated[
+    str,
+    typer.Option(
+        "--uncertainty",
+        help="How the 95 % intervals are measured: off (none; +-30 % rule alone), fast (4 "
+        "perturbed re-segmentations per session), standard (8, the default), full (16). "
+        "README: Uncertainty.",
+    ),
+]
+
+
+def _pipeline_params(engine: list[str] | None, uncertainty: str = "standard") -> Any:
     from imaging.pipeline import PipelineParams, parse_engine_choice
+    from imaging.uncertainty import UncertaintyParams
 
     chosen = parse_engine_choice(engine or [])
     return PipelineParams(
-        **{f"{source}_engine": name for source, name in chosen.items()}  # type: ignore[arg-type]
+        **{f"{source}_engine": name for source, name in chosen.items()},  # type: ignore[arg-type]
+        uncertainty=UncertaintyParams.level(uncertainty),
     )
 
 
@@ -234,6 +248,7 @@ def analyze(
         ),
     ] = None,
     engine: EngineOption = None,
+    uncertainty: UncertaintyOption = "standard",
     allow_mixed_patients: Annotated[
         bool,
         typer.Option(
@@ -260,7 +275,7 @@ def analyze(
     from followup.analyze import analyze_case, valid_case_id
     from imaging.case import case_id_from_folder, scan_case
 
-    params = _pipeline_params(engine)
+    params = _pipeline_params(engine, uncertainty)
     try:
         index = scan_case(case_dir, allow_mixed_patients=allow_mixed_patients)
     except NoImagesFoundError:
@@ -326,6 +341,7 @@ def batch(
         ),
     ] = None,
     engine: EngineOption = None,
+    uncertainty: UncertaintyOption = "standard",
     allow_mixed_patients: Annotated[
         bool,
         typer.Option(
@@ -340,7 +356,7 @@ def batch(
 
     from followup.batch import CaseOutcome, run_batch
 
-    params = _pipeline_params(engine)
+    params = _pipeline_params(engine, uncertainty)
     if not root.is_dir():
         raise NoImagesFoundError(f"{root}: no such folder")
     total = len(case_folders(root))

@@ -39,7 +39,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from followup.analyze import (
+    CHANGE_OF,
     CONTEXT_NAME,
+    beyond_noise_column,
     dwi_measures,
     save_mask,
     session_timeline_row,
@@ -340,6 +342,40 @@ def _clear(row: dict[str, Any], source: str) -> None:
             row[name] = ""
 
 
+#: The measures of sessions.tsv that a source's mask changes.
+_MEASURES_OF = {
+    "flair": ("flair_lesion_volume_ml", "flair_lesion_radc"),
+    "dwi": ("dwi_lesion_volume_ml", "radc", "flair_lesion_radc"),
+}
+
+
+def _unmeasured_intervals(rows: list[dict[str, Any]], edited: set[tuple[str, str]]) -> None:
+    """A reader's mask has no measured uncertainty: empty the intervals of the edited sessions'
+    measures, and give their changes (and those of the next session measuring the same thing) as
+    plain differences without interval or noise label."""
+    for measure in {m for _, source in edited for m in _MEASURES_OF[source]}:
+        change = CHANGE_OF[measure]
+        before: float | None = None
+        touched = False
+        for row in rows:
+            hit = any(
+                (row["session_id"], k) in edited for k in _SOURCES if measure in _MEASURES_OF[k]
+            )
+            if hit:
+                row[f"{measure}_ci_low"] = row[f"{measure}_ci_high"] = ""
+                row[change] = row[f"{change}_ci_low"] = row[f"{change}_ci_high"] = ""
+                row[beyond_noise_column(change)] = ""
+            value = finite(row.get(measure))
+            if value is None:
+                touched = touched or hit
+                continue
+            if (hit or touched) and before is not None:
+                row[change] = round(value - before, 4)
+                row[f"{change}_ci_low"] = row[f"{change}_ci_high"] = ""
+                row[beyond_noise_column(change)] = ""
+            touched, before = hit, value
+
+
 def _measure(
     row: dict[str, Any],
     entry: dict[str, Any],
@@ -577,6 +613,8 @@ def _write_corrected(
                 _clear(row, source)
         row["corrected"] = ";".join(k for k in sources if (session_id, k) not in rejected)
         row["rejected"] = ";".join(k for k in sources if (session_id, k) in rejected)
+    if any(c in columns for c in (f"{m}_ci_low" for m in CHANGE_OF)):
+        _unmeasured_intervals(rows, set(edited))
     write_tsv(work / "sessions.tsv", rows, columns)
     write_tsv(work / "timeline.tsv", _timeline(base, rows), _read_tsv(base / "timeline.tsv")[1])
     lesions, lesion_columns = _read_tsv(base / "lesions.tsv")
@@ -585,6 +623,7 @@ def _write_corrected(
     tracked: dict[str, dict[str, TrackedSession]] = {}
     days = {row["session_id"]: row["day"] for row in rows}
     out_rows = [r for r in lesions if first[r["source"]] is None]
+    automatic = {(r["source"], r["session_id"], r["lesion_id"]): r for r in lesions}
     for source in _SOURCES:
         start = first[source]
         if start is None:
@@ -595,6 +634,10 @@ def _write_corrected(
         for t in sessions:
             for lesion in t.rows:
                 later = order.index(t.session_id) >= start
+                kept = automatic.get((source, t.session_id, lesion["lesion_id"]))
+                if not later and kept is not None:  # before the first edit: the automatic row,
+                    out_rows.append({**kept, "corrected": ""})  # with its measured intervals
+                    continue
                 out_rows.append(
                     {
                         "case_id": case_id,

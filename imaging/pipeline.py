@@ -25,6 +25,7 @@ aligned (same scanner frame) with a note; as the only image of a session it rais
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, time
@@ -70,6 +71,16 @@ from imaging.template import (
     FitQualityLimits,
     TemplateFit,
     fit_template,
+)
+from imaging.uncertainty import (
+    Draw,
+    UncertaintyParams,
+    brain_centre_mm,
+    noise_sd,
+    partial_volume_masks,
+    probability_sd_voxels,
+    rigid_jitter,
+    with_noise,
 )
 
 __all__ = [
@@ -124,6 +135,9 @@ class PipelineParams:
     #: A DWI series needs at least this many voxels along every axis to be bias-corrected and
     #: registered (the coarsest pyramid level halves it; N4 and ITK's registration fail below).
     min_registration_slices: int = 8
+    #: Per-measurement intervals (:mod:`imaging.uncertainty`); ``UncertaintyParams.level("off")``
+    #: skips them.
+    uncertainty: UncertaintyParams = field(default_factory=UncertaintyParams)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, nested."""
@@ -207,6 +221,14 @@ class SessionImages:
     dwi_to_reference: NDArray[np.float64] = field(default_factory=lambda: np.eye(4))
     registrations: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: Perturbed re-segmentations (:mod:`imaging.uncertainty`); empty when intervals are off.
+    draws: list[Draw] = field(default_factory=list)
+    #: The lesion masks cut at the partial-volume band's ends (inner, outer), by source.
+    bands: dict[str, tuple[MRImage, MRImage]] = field(default_factory=dict)
+    #: SD of the lesion voxel count from the engine's own probability, by source (0 without one).
+    probability_sd_voxels: dict[str, float] = field(default_factory=dict)
+    #: Estimated image noise SD (image units) of ``flair``, ``trace`` and ``adc``.
+    noise_sd: dict[str, float] = field(default_factory=dict)
 
     @property
     def dwi_reference(self) -> MRImage | None:
@@ -238,6 +260,8 @@ class CaseImages:
     params: PipelineParams
     #: The engines that segmented the case, by source (``flair``, ``dwi``).
     engines: dict[str, EngineInfo] = field(default_factory=dict)
+    #: The template brain on the baseline reference's grid (uint8).
+    baseline_brain: MRImage | None = None
 
     def to_mni(self, session: SessionImages, *, dwi: bool = False) -> NDArray[np.float64]:
         """Session reference (or DWI) world -> MNI."""
@@ -455,39 +479,57 @@ def _register_t1(images: SessionImages, params: PipelineParams) -> None:
     images.t1_on_flair = resample(images.t1, images.flair, fit.matrix, interpolation="linear")
 
 
+def _flair_inputs(
+    case: CaseImages, images: SessionImages, flair: MRImage, to_mni: NDArray[np.float64]
+) -> FlairInputs:
+    """The FLAIR engine's inputs: ``flair`` with the template's priors through ``to_mni``."""
+    fit, params = case.template, case.params
+    brain = fit.prior(flair, "brain", to_mni=to_mni)
+    if fit.stripped:  # a stripped FLAIR: nothing outside its own foreground is brain
+        own = estimate_brain(flair, params=params.brain_estimate, stripped=True)
+        inside = (np.asarray(brain.data) > 0) & (np.asarray(own.data) > 0)
+        brain = brain.with_data(inside.astype(np.uint8))
+    return FlairInputs(
+        flair=flair,
+        brain_mask=brain,
+        wm_prior=fit.prior(flair, "wm", to_mni=to_mni),
+        gm_prior=fit.prior(flair, "gm", to_mni=to_mni),
+        lesion_prior=lesion_prior_on(flair, to_mni),
+        t1=images.t1_on_flair,
+        to_mni=to_mni,
+    )
+
+
+def _dwi_inputs(
+    case: CaseImages,
+    images: SessionImages,
+    trace: MRImage,
+    adc: MRImage | None,
+    to_mni: NDArray[np.float64],
+) -> DwiInputs:
+    """The DWI engine's inputs: ``trace`` and ``adc`` with the template's priors through ``to_mni``."""
+    fit = case.template
+    return DwiInputs(
+        trace=trace,
+        b_value_s_mm2=images.dwi_b_value_s_mm2 or 1000.0,
+        adc_um2s=adc,
+        brain_mask=fit.prior(trace, "brain", to_mni=to_mni),
+        wm_prior=fit.prior(trace, "wm", to_mni=to_mni),
+    )
+
+
 def _segment(
     case: CaseImages, images: SessionImages, flair_seg: FlairEngine, dwi_seg: DwiEngine
 ) -> None:
-    fit, params = case.template, case.params
+    params = case.params
     if images.flair is not None:
-        to_mni = case.to_mni(images)
-        images.flair_brain = fit.prior(images.flair, "brain", to_mni=to_mni)
-        if fit.stripped:  # a stripped FLAIR: nothing outside its own foreground is brain
-            own = estimate_brain(images.flair, params=params.brain_estimate, stripped=True)
-            inside = (np.asarray(images.flair_brain.data) > 0) & (np.asarray(own.data) > 0)
-            images.flair_brain = images.flair_brain.with_data(inside.astype(np.uint8))
-        images.flair_wm_prior = fit.prior(images.flair, "wm", to_mni=to_mni)
-        inputs = FlairInputs(
-            flair=images.flair,
-            brain_mask=images.flair_brain,
-            wm_prior=images.flair_wm_prior,
-            gm_prior=fit.prior(images.flair, "gm", to_mni=to_mni),
-            lesion_prior=lesion_prior_on(images.flair, to_mni),
-            t1=images.t1_on_flair,
-            to_mni=to_mni,
-        )
+        inputs = _flair_inputs(case, images, images.flair, case.to_mni(images))
+        images.flair_brain, images.flair_wm_prior = inputs.brain_mask, inputs.wm_prior
         images.flair_result = flair_seg.segment(inputs).checked(images.flair, flair_seg.info.name)
     if images.b1000 is not None:
         to_mni = case.to_mni(images, dwi=images.flair is not None)
-        images.dwi_brain = fit.prior(images.b1000, "brain", to_mni=to_mni)
-        images.dwi_wm_prior = fit.prior(images.b1000, "wm", to_mni=to_mni)
-        dwi_inputs = DwiInputs(
-            trace=images.b1000,
-            b_value_s_mm2=images.dwi_b_value_s_mm2 or 1000.0,
-            adc_um2s=images.adc,
-            brain_mask=images.dwi_brain,
-            wm_prior=images.dwi_wm_prior,
-        )
+        dwi_inputs = _dwi_inputs(case, images, images.b1000, images.adc, to_mni)
+        images.dwi_brain, images.dwi_wm_prior = dwi_inputs.brain_mask, dwi_inputs.wm_prior
         try:
             result = dwi_seg.segment(dwi_inputs).checked(images.b1000, dwi_seg.info.name)
         except NormalizationError as error:
@@ -506,6 +548,135 @@ def _segment(
                 params=params.dwi.nawm,
                 adc_min_um2s=params.dwi.adc_min_um2s,
             )
+
+
+def _noise_levels(images: SessionImages) -> dict[str, float]:
+    """Image noise SD (image units) of the session's FLAIR, trace and ADC, inside the brain."""
+    levels: dict[str, float] = {}
+    for name, image, brain in (
+        ("flair", images.flair, images.flair_brain),
+        ("trace", images.b1000, images.dwi_brain),
+        ("adc", images.adc, images.dwi_brain),
+    ):
+        if image is not None and brain is not None:
+            levels[name] = noise_sd(image, brain)
+    return levels
+
+
+def _draw(
+    case: CaseImages,
+    images: SessionImages,
+    engines: tuple[FlairEngine, DwiEngine],
+    template_jitter: NDArray[np.float64],
+    rng: np.random.Generator,
+) -> Draw:
+    """One perturbed re-segmentation of a session (module docstring of :mod:`imaging.uncertainty`)."""
+    settings = case.params.uncertainty
+    flair_seg, dwi_seg = engines
+    centre = brain_centre_mm(case.baseline_brain) if case.baseline_brain is not None else None
+    session_jitter = np.eye(4)
+    if images is not case.baseline and centre is not None:
+        session_jitter = rigid_jitter(
+            rng, centre, settings.session_rotation_deg, settings.session_translation_mm
+        )
+    to_baseline = session_jitter @ images.to_baseline
+    dwi_jitter = np.eye(4)
+    if images.flair is not None and images.dwi_registrable and images.dwi_reference is not None:
+        dwi_jitter = rigid_jitter(
+            rng,
+            np.asarray(np.linalg.inv(images.to_baseline) @ np.append(centre, 1.0))[:3]
+            if centre is not None
+            else np.zeros(3),
+            settings.session_rotation_deg,
+            settings.session_translation_mm,
+        )
+    dwi_to_reference = dwi_jitter @ images.dwi_to_reference
+    to_mni = case.template.registration.matrix @ template_jitter @ to_baseline
+    noise = images.noise_sd
+    flair_mask = dwi_mask = adc = None
+    nawm = math.nan
+    if images.flair_result is not None and images.flair is not None:
+        assert images.flair_brain is not None
+        flair = with_noise(
+            images.flair, images.flair_brain, settings.noise_scale * noise["flair"], rng
+        )
+        inputs = _flair_inputs(case, images, flair, to_mni)
+        flair_mask = flair_seg.segment(inputs).checked(flair, flair_seg.info.name).lesion_mask
+    if images.dwi_result is not None and images.b1000 is not None:
+        assert images.dwi_brain is not None
+        trace = with_noise(
+            images.b1000, images.dwi_brain, settings.noise_scale * noise["trace"], rng
+        )
+        if images.adc is not None:
+            adc = with_noise(images.adc, images.dwi_brain, settings.noise_scale * noise["adc"], rng)
+        dwi_to_mni = to_mni @ dwi_to_reference if images.flair is not None else to_mni
+        inputs_dwi = _dwi_inputs(case, images, trace, adc, dwi_to_mni)
+        try:
+            result = dwi_seg.segment(inputs_dwi).checked(trace, dwi_seg.info.name)
+            dwi_mask = result.lesion_mask
+            if adc is not None:
+                nawm_mask = nawm_for_adc(
+                    trace,
+                    adc,
+                    inputs_dwi.brain_mask,
+                    inputs_dwi.wm_prior,
+                    dwi_mask,
+                    params=case.params.dwi.nawm,
+                    adc_min_um2s=case.params.dwi.adc_min_um2s,
+                )
+                inside = np.asarray(nawm_mask.data) > 0
+                if inside.any():
+                    nawm = float(np.mean(np.asarray(adc.data, np.float64)[inside]))
+        except NormalizationError:
+            dwi_mask = None
+    return Draw(
+        flair_mask=flair_mask,
+        dwi_mask=dwi_mask,
+        adc_um2s=adc,
+        nawm_adc_um2s=nawm,
+        to_baseline=to_baseline,
+        dwi_to_baseline=to_baseline @ dwi_to_reference,
+        dwi_to_reference=dwi_to_reference,
+    )
+
+
+def _perturb(case: CaseImages, engines: tuple[FlairEngine, DwiEngine], progress: Progress) -> None:
+    """Every session's perturbed draws and partial-volume bands (``params.uncertainty``)."""
+    settings = case.params.uncertainty
+    if settings.draws < 2:
+        return
+    rng = np.random.default_rng(settings.seed)
+    centre = brain_centre_mm(case.baseline_brain) if case.baseline_brain is not None else None
+    template_jitters = [
+        rigid_jitter(
+            rng,
+            centre if centre is not None else np.zeros(3),
+            settings.template_rotation_deg,
+            settings.template_translation_mm,
+        )
+        for _ in range(settings.draws)
+    ]
+    for images in case.sessions:
+        progress(f"{images.label}: uncertainty ({settings.draws} draws)")
+        images.noise_sd = _noise_levels(images)
+        for source, image, result, brain in (
+            ("flair", images.flair, images.flair_result, images.flair_brain),
+            ("dwi", images.b1000, images.dwi_result, images.dwi_brain),
+        ):
+            if image is None or result is None or brain is None:
+                continue
+            images.bands[source] = partial_volume_masks(
+                image,
+                result.lesion_mask,
+                brain,
+                low=settings.pv_low,
+                high=settings.pv_high,
+            )
+            images.probability_sd_voxels[source] = probability_sd_voxels(result.probability)
+        session_rng = np.random.default_rng([settings.seed, case.sessions.index(images)])
+        images.draws = [
+            _draw(case, images, engines, jitter, session_rng) for jitter in template_jitters
+        ]
 
 
 def process_case(
@@ -579,8 +750,10 @@ def process_case(
         )
         for images in sessions:
             images.notes.append(message)
-    result = CaseImages(case.case_id, sessions, baseline, template, params, engines)
     baseline_brain = template.prior(baseline.reference, "brain")
+    result = CaseImages(
+        case.case_id, sessions, baseline, template, params, engines, baseline_brain=baseline_brain
+    )
     for images in sessions:
         say(f"{images.label}: registration")
         _register_to_baseline(images, baseline, baseline_brain, params)
@@ -589,4 +762,5 @@ def process_case(
             _register_t1(images, params)
         say(f"{images.label}: segmentation")
         _segment(result, images, flair_seg, dwi_seg)
+    _perturb(result, (flair_seg, dwi_seg), say)
     return result

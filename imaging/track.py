@@ -33,6 +33,11 @@ For each lesion of a follow-up session (``related_ids`` in brackets):
   came from; the part that keeps the identifier names its own];
 * **enlarging**, **shrinking**, **stable**: one previous lesion, one current lesion, related to
   nothing else: volume up by at least ``change_fraction``, down by at least it, or neither [empty].
+  With measured uncertainty (``spreads``, :mod:`imaging.uncertainty`) the change must also be
+  beyond measurement noise: its 95 % interval (paired perturbed draws and the partial-volume band)
+  must exclude 0 in the same direction; otherwise the lesion is stable. The ratio rule is then the
+  secondary criterion: a change beyond noise of less than ``change_fraction`` stays stable (its
+  ``change_beyond_noise`` column says ``increase`` or ``decrease``).
 
 And one row with volume 0 for each previous lesion whose identifier ends in this session:
 
@@ -40,6 +45,12 @@ And one row with volume 0 for each previous lesion whose identifier ends in this
 * **merged**: its voxels are now part of lesions that carry other identifiers [those lesions].
 
 A closing row's centroid, hemisphere and region are those of the lesion's last extent.
+
+With ``spreads`` each row also carries its volume's 95 % interval, its change from the previous
+session and that change's interval and noise label (``increase``, ``decrease``, ``within noise``):
+one-to-one lesions from their paired draws; a new lesion's change is its volume (beyond noise when
+its interval excludes 0), a resolved lesion's the loss of its last volume; merged and split rows
+get no change interval (their volume is shared with other identifiers).
 
 The first session's lesions are **baseline**. The vocabulary and the 30 % threshold follow the
 lesion-wise taxonomy proposed for MS lesion follow-up (disappearing, new, merging, splitting,
@@ -58,9 +69,20 @@ from scipy import ndimage as ndi
 
 from imaging.image import MRImage
 from imaging.regions import Hemisphere, Region
+from imaging.uncertainty import WITHIN, Estimate, change_estimate, estimate, label_volumes_mm3
 from imaging.units import mm3_to_ml
 
-__all__ = ["TrackedSession", "TrackingParams", "track_lesions"]
+__all__ = ["LesionSpread", "TrackedSession", "TrackingParams", "track_lesions"]
+
+#: The uncertainty columns of a lesion row (empty without draws).
+UNCERTAINTY_FIELDS = (
+    "volume_ml_ci_low",
+    "volume_ml_ci_high",
+    "volume_change_ml",
+    "volume_change_ml_ci_low",
+    "volume_change_ml_ci_high",
+    "change_beyond_noise",
+)
 
 _FULL = np.ones((3, 3, 3), bool)
 #: Voxel codes of the change maps.
@@ -85,6 +107,81 @@ class TrackingParams:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready parameters."""
         return asdict(self)
+
+
+@dataclass
+class LesionSpread:
+    """A session's perturbed lesion masks on the baseline grid (:mod:`imaging.uncertainty`).
+
+    Attributes
+    ----------
+    draws : list of ndarray of bool, shape (I, J, K)
+        One mask per draw (draw ``d`` of every session shares its template jitter).
+    inner, outer : ndarray of bool, shape (I, J, K)
+        The lesion mask cut at the two ends of the partial-volume band.
+    z : float
+        Normal quantile of the intervals.
+    """
+
+    draws: list[NDArray[np.bool_]]
+    inner: NDArray[np.bool_]
+    outer: NDArray[np.bool_]
+    z: float = 1.96
+
+
+@dataclass
+class _Spread:
+    """Per-lesion volumes (mL) of a session's draws and band cuts, column = component number."""
+
+    draws_ml: NDArray[np.float64]
+    inner_ml: NDArray[np.float64]
+    outer_ml: NDArray[np.float64]
+    z: float
+
+    @classmethod
+    def of(cls, spread: LesionSpread, components: NDArray[np.int32], spacing: Any) -> _Spread:
+        volumes = label_volumes_mm3(
+            components, [*spread.draws, spread.inner, spread.outer], tuple(spacing)
+        )
+        volumes_ml = volumes / 1000.0
+        return cls(volumes_ml[:-2], volumes_ml[-2], volumes_ml[-1], spread.z)
+
+    def volume(self, c: int, volume_ml: float) -> Estimate:
+        return estimate(
+            volume_ml,
+            list(self.draws_ml[:, c]),
+            band=(float(self.inner_ml[c]), float(self.outer_ml[c])),
+            z=self.z,
+        )
+
+    def change(
+        self, c: int, volume_ml: float, before: _Spread, p: int, before_ml: float
+    ) -> Estimate:
+        return change_estimate(
+            before_ml,
+            volume_ml,
+            list(before.draws_ml[:, p]),
+            list(self.draws_ml[:, c]),
+            band_before=(float(before.inner_ml[p]), float(before.outer_ml[p])),
+            band_after=(float(self.inner_ml[c]), float(self.outer_ml[c])),
+            z=self.z,
+        )
+
+
+def _cells(volume: Estimate | None, change: Estimate | None, label: str = "") -> dict[str, Any]:
+    """The uncertainty columns of one lesion row (4 decimals; empty where unknown)."""
+
+    def cell(value: float | None) -> Any:
+        return round(value, 4) if value is not None and np.isfinite(value) else ""
+
+    return {
+        "volume_ml_ci_low": cell(volume.low if volume else None),
+        "volume_ml_ci_high": cell(volume.high if volume else None),
+        "volume_change_ml": cell(change.value if change else None),
+        "volume_change_ml_ci_low": cell(change.low if change else None),
+        "volume_change_ml_ci_high": cell(change.high if change else None),
+        "change_beyond_noise": label or (change.label if change else ""),
+    }
 
 
 @dataclass
@@ -124,6 +221,7 @@ class _Lesions:
     components: NDArray[np.int32]
     volumes_mm3: dict[int, float]
     ids: dict[int, int]
+    spread: _Spread | None = None
 
 
 @dataclass
@@ -135,6 +233,9 @@ class _Match:
     related: dict[int, list[int]]
     #: Previous component -> (change of its closing row, related identifiers), for ended identifiers.
     ended: dict[int, tuple[str, list[int]]]
+    #: Current component -> its one previous lesion, for the one-to-one classes (enlarging,
+    #: shrinking, stable).
+    parent: dict[int, int] = field(default_factory=dict)
 
 
 def _components(
@@ -199,6 +300,7 @@ def _match(
     kept = set(ids)
     changes: dict[int, str] = {}
     related: dict[int, list[int]] = {}
+    parent: dict[int, int] = {}
     for c in sorted(volumes_mm3):
         mine = parents[c]
         if c not in kept:
@@ -211,6 +313,7 @@ def _match(
         elif len(mine) > 1 or len(children[mine[0]]) > 1:
             changes[c], related[c] = "split", sorted(previous.ids[p] for p in mine)
         else:
+            parent[c] = mine[0]
             ratio = volumes_mm3[c] / previous.volumes_mm3[mine[0]]
             changes[c], related[c] = (
                 (
@@ -227,7 +330,7 @@ def _match(
         for p, kids in children.items()
         if p not in heir
     }
-    return _Match(ids=ids, changes=changes, related=related, ended=ended), next_id
+    return _Match(ids=ids, changes=changes, related=related, ended=ended, parent=parent), next_id
 
 
 def track_lesions(
@@ -237,6 +340,7 @@ def track_lesions(
     hemispheres: MRImage,
     regions: MRImage,
     params: TrackingParams | None = None,
+    spreads: list[LesionSpread | None] | None = None,
 ) -> list[TrackedSession]:
     """Track the lesions of one source across sessions (rules in the module docstring).
 
@@ -251,6 +355,10 @@ def track_lesions(
     hemispheres, regions : MRImage
         Label maps on the baseline grid.
     params : TrackingParams, optional
+    spreads : list of LesionSpread or None, optional
+        The sessions' perturbed masks on the baseline grid, aligned with ``masks``: each lesion row
+        then gets its volume's interval and its change's interval and noise label
+        (:data:`UNCERTAINTY_FIELDS`), and enlarging and shrinking need a change beyond noise.
 
     Returns
     -------
@@ -264,6 +372,7 @@ def track_lesions(
     prefix = {"flair": "F", "dwi": "D"}.get(source, source[:1].upper())
     hemi = np.asarray(hemispheres.data)
     region = np.asarray(regions.data)
+    spreads = list(spreads) if spreads is not None else [None] * len(masks)
 
     def name(number: int) -> str:
         return f"{prefix}{number:03d}"
@@ -276,6 +385,7 @@ def track_lesions(
         volume_mm3: float,
         change: str,
         related: list[int],
+        cells: dict[str, Any],
     ) -> dict[str, Any]:
         centre = mask.voxel_to_world_mm(np.argwhere(where).mean(axis=0))
         return {
@@ -290,16 +400,18 @@ def track_lesions(
             "region": _majority(region, where, _REGION_NAMES),
             "change": change,
             "related_ids": ";".join(name(r) for r in related),
+            **cells,
         }
 
     sessions: list[TrackedSession] = []
     previous: _Lesions | None = None
     gone: dict[int, NDArray[np.intp]] = {}  # resolved identifier -> its last extent (flat indices)
     next_id = 1
-    for session_id, mask in masks:
+    for (session_id, mask), given in zip(masks, spreads, strict=True):
         if mask is None:
             continue
         components, volumes = _components(mask, params)
+        spread = _Spread.of(given, components, mask.spacing_mm) if given is not None else None
         if previous is None:
             match = _Match(
                 ids={c: c for c in volumes},
@@ -325,6 +437,23 @@ def track_lesions(
         for c in sorted(volumes):
             where = components == c
             label_map[where] = match.ids[c]
+            change = match.changes[c]
+            cells = _cells(None, None)
+            if spread is not None:
+                volume_ml = mm3_to_ml(volumes[c])
+                found = spread.volume(c, volume_ml)
+                moved: Estimate | None = None
+                if change == "new":
+                    moved = Estimate(volume_ml, found.sd, found.low, found.high)
+                    label = "increase" if found.low > 0 else WITHIN
+                    moved = Estimate(moved.value, moved.sd, moved.low, moved.high, label)
+                elif c in match.parent and previous is not None and previous.spread is not None:
+                    p = match.parent[c]
+                    moved = spread.change(
+                        c, volume_ml, previous.spread, p, mm3_to_ml(previous.volumes_mm3[p])
+                    )
+                    change = _judged(change, moved.label)
+                cells = _cells(found, moved)
             rows.append(
                 row(
                     session_id,
@@ -332,8 +461,9 @@ def track_lesions(
                     where,
                     match.ids[c],
                     volumes[c],
-                    match.changes[c],
+                    change,
                     match.related[c],
+                    cells,
                 )
             )
         change_map = None
@@ -348,7 +478,12 @@ def track_lesions(
             for p, (change, related) in match.ended.items():
                 where = before == p
                 number = previous.ids[p]
-                rows.append(row(session_id, mask, where, number, 0.0, change, related))
+                cells = _cells(None, None)
+                if change == "resolved" and previous.spread is not None and spread is not None:
+                    was = previous.spread.volume(p, mm3_to_ml(previous.volumes_mm3[p]))
+                    gone_by = Estimate(-was.value, was.sd, -was.high, -was.low)
+                    cells = _cells(None, gone_by, "decrease" if was.low > 0 else WITHIN)
+                rows.append(row(session_id, mask, where, number, 0.0, change, related, cells))
                 if change == "resolved":
                     gone[number] = np.flatnonzero(where)
         sessions.append(
@@ -359,5 +494,17 @@ def track_lesions(
                 rows=sorted(rows, key=lambda r: int(r["lesion_id"][len(prefix) :])),
             )
         )
-        previous = _Lesions(components=components, volumes_mm3=volumes, ids=match.ids)
+        previous = _Lesions(
+            components=components, volumes_mm3=volumes, ids=match.ids, spread=spread
+        )
     return sessions
+
+
+def _judged(change: str, label: str) -> str:
+    """A one-to-one class with the change's noise label: enlarging needs an increase beyond noise
+    (and the 30 % of the ratio rule), shrinking a decrease beyond noise; otherwise stable."""
+    if change == "enlarging" and label != "increase":
+        return "stable"
+    if change == "shrinking" and label != "decrease":
+        return "stable"
+    return change

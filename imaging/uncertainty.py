@@ -1,0 +1,445 @@
+"""How sure each measurement is: intervals from perturbed re-segmentation, and change against noise.
+
+A lesion volume is one draw of a noisy process: another scan of the same brain would differ in head
+pose, noise and bias, and the registrations and the template fit would land a little elsewhere. This
+module estimates, per measurement, the spread that those sources give, by measuring it:
+
+* **registration and template-fit jitter**: each draw moves the fitted transforms by a small random
+  rigid motion (rotation and translation about the brain's centre, normal with the SDs of
+  :class:`UncertaintyParams`); the priors, brain mask and regions follow, the image is segmented
+  again and, for tracking, its mask is carried to baseline through the moved registration. The
+  template fit's jitter is shared by all sessions of one draw (there is one fit per case), so it
+  largely cancels in session-to-session changes, as it does in reality;
+* **image noise**: each draw adds white noise at the level estimated from the image itself
+  (:func:`noise_sd`) before segmenting; to first order the spread of ``segment(image + noise)``
+  equals that of ``segment(truth + noise)`` over independent scans;
+* **the partial-volume band**: voxels whose lesion fraction (:func:`lesion_fraction`) lies between
+  0.3 and 0.7 could be counted either way; the volume is taken as uniformly uncertain between the
+  volume with only the voxels above 0.7 and that with every voxel above 0.3 (SD = width / sqrt(12));
+* **the engine's own probability**, when it gives one: SD = sqrt(sum p (1 - p)) voxels.
+
+The sources are combined in quadrature; a 95 % interval is ``value +- z * SD`` (volumes clipped at
+0). A session-to-session change gets the same from the paired draws (draw ``d`` of both sessions
+shares its template jitter) and from the partial-volume band of the change (the change measured
+with the 0.7 cut against the change with the 0.3 cut). A change is **beyond measurement noise**
+(``increase`` or ``decrease``) when its interval excludes 0, else **within noise**.
+
+Everything here is image maths on :class:`~imaging.image.MRImage`; the pipeline draws
+(:mod:`imaging.pipeline`) and the tables are written in :mod:`followup.analyze`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+from imaging.errors import ImagingError
+from imaging.image import MRImage
+
+__all__ = [
+    "LEVELS",
+    "Draw",
+    "Estimate",
+    "UncertaintyParams",
+    "change_estimate",
+    "change_label",
+    "estimate",
+    "label_volumes_mm3",
+    "lesion_fraction",
+    "noise_sd",
+    "partial_volume_masks",
+    "probability_sd_voxels",
+    "rigid_jitter",
+    "with_noise",
+]
+
+#: Draws (perturbed re-segmentations per session) of each ``--uncertainty`` level.
+LEVELS = {"off": 0, "fast": 4, "standard": 8, "full": 16}
+_FULL = np.ones((3, 3, 3), bool)
+WITHIN = "within noise"
+
+
+@dataclass(frozen=True)
+class UncertaintyParams:
+    """Settings of the uncertainty estimate; recorded with the results.
+
+    Attributes
+    ----------
+    name : str
+        The level (``off``, ``fast``, ``standard``, ``full``; see :data:`LEVELS`).
+    draws : int
+        Perturbed re-segmentations per session and source (0: no intervals).
+    template_rotation_deg, template_translation_mm : float
+        SD per axis of the rigid jitter of the template fit (shared by the sessions of a draw).
+    session_rotation_deg, session_translation_mm : float
+        SD per axis of the rigid jitter of each session's registration to baseline and of each
+        DWI's registration to its FLAIR.
+    noise_scale : float
+        The added noise's SD as a multiple of the estimated image noise.
+    pv_low, pv_high : float
+        The partial-volume band: lesion fractions between these are ambiguous.
+    z : float
+        Normal quantile of the intervals (1.96: 95 %).
+    seed : int
+        Seed of the draws (results are reproducible).
+    """
+
+    name: str = "standard"
+    draws: int = LEVELS["standard"]
+    template_rotation_deg: float = 1.0
+    template_translation_mm: float = 1.0
+    session_rotation_deg: float = 0.3
+    session_translation_mm: float = 0.3
+    noise_scale: float = 1.0
+    pv_low: float = 0.3
+    pv_high: float = 0.7
+    z: float = 1.96
+    seed: int = 16
+
+    @classmethod
+    def level(cls, name: str) -> UncertaintyParams:
+        """The settings of a level of :data:`LEVELS`.
+
+        Raises
+        ------
+        ImagingError
+            On an unknown level.
+        """
+        key = name.strip().lower()
+        if key not in LEVELS:
+            raise ImagingError(
+                f"--uncertainty {name!r}: choose one of {', '.join(LEVELS)} (draws per session: "
+                + ", ".join(f"{k} {v}" for k, v in LEVELS.items())
+                + ")"
+            )
+        return replace(cls(), name=key, draws=LEVELS[key])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings."""
+        return asdict(self)
+
+
+@dataclass
+class Draw:
+    """One perturbed re-segmentation of a session (``None`` where the session lacks the source).
+
+    Attributes
+    ----------
+    flair_mask, dwi_mask : MRImage or None
+        uint8 lesion masks on the FLAIR and DWI grids.
+    adc_um2s : MRImage or None
+        The ADC with this draw's noise (um2/s), on the DWI grid.
+    nawm_adc_um2s : float
+        This draw's normal-appearing white-matter ADC (nan when unknown).
+    to_baseline, dwi_to_baseline, dwi_to_reference : ndarray, shape (4, 4)
+        The jittered transforms (RAS mm) the draw used.
+    """
+
+    flair_mask: MRImage | None
+    dwi_mask: MRImage | None
+    adc_um2s: MRImage | None
+    nawm_adc_um2s: float
+    to_baseline: NDArray[np.float64]
+    dwi_to_baseline: NDArray[np.float64]
+    dwi_to_reference: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measurement with its 95 % interval.
+
+    Attributes
+    ----------
+    value : float
+        The measurement as made on the image.
+    sd : float
+        Combined SD of the sources (same unit).
+    low, high : float
+        The interval (``value -+ z sd``, volumes clipped at 0).
+    label : str
+        For changes: ``increase``, ``decrease`` or ``within noise``; empty for values.
+    """
+
+    value: float
+    sd: float
+    low: float
+    high: float
+    label: str = ""
+
+
+def rigid_jitter(
+    rng: np.random.Generator,
+    centre_mm: NDArray[np.float64],
+    rotation_deg: float,
+    translation_mm: float,
+) -> NDArray[np.float64]:
+    """A small random rigid motion about ``centre_mm`` (world mm), shape (4, 4).
+
+    Rotation angles about x, y and z and the translation along each axis are normal with the given
+    SDs (degrees, mm).
+    """
+    ax, ay, az = np.deg2rad(rng.normal(0.0, rotation_deg, 3))
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    rotation = rx @ ry @ rz
+    centre = np.asarray(centre_mm, np.float64)[:3]
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotation
+    matrix[:3, 3] = centre - rotation @ centre + rng.normal(0.0, translation_mm, 3)
+    return matrix
+
+
+def brain_centre_mm(brain: MRImage) -> NDArray[np.float64]:
+    """World centre (mm, shape (3,)) of a mask's voxels; the grid's centre for an empty mask."""
+    inside = np.argwhere(np.asarray(brain.data) > 0)
+    ijk = inside.mean(axis=0) if inside.size else (np.asarray(brain.spatial_shape) - 1) / 2.0
+    return np.asarray(brain.voxel_to_world_mm(ijk), np.float64)
+
+
+def noise_sd(image: MRImage, brain: MRImage) -> float:
+    """Robust SD of the image noise inside the brain (image units).
+
+    From the differences of neighbouring voxels along the finest-sampled axis (pure noise gives
+    ``var = 2 sd^2``), with the median absolute deviation so that tissue edges do not count; on the
+    brain eroded by one voxel. A hand-written estimate because the library ones
+    (``skimage.restoration.estimate_sigma``) cannot be limited to the brain, and the background of
+    a magnitude image holds Rayleigh, not Gaussian, noise.
+    """
+    data = np.asarray(image.data, np.float64)
+    inside = ndi.binary_erosion(np.asarray(brain.data) > 0, structure=np.ones((3, 3, 3), bool))
+    axis = int(np.argmin(image.spacing_mm))
+    if data.shape[axis] < 2 or not inside.any():
+        return 0.0
+    differences = np.diff(data, axis=axis)
+    both = np.logical_and(
+        np.take(inside, range(inside.shape[axis] - 1), axis=axis),
+        np.take(inside, range(1, inside.shape[axis]), axis=axis),
+    )
+    values = differences[both]
+    if values.size < 100:
+        return 0.0
+    mad = float(np.median(np.abs(values - np.median(values))))
+    return 1.4826 * mad / math.sqrt(2.0)
+
+
+def with_noise(
+    image: MRImage,
+    brain: MRImage,
+    sd: float,
+    rng: np.random.Generator,
+    *,
+    floor: float | None = 0.0,
+) -> MRImage:
+    """The image with white Gaussian noise of ``sd`` (image units) added inside the brain (float32).
+
+    ``floor`` clips the result from below (0 for magnitude images; None keeps negatives).
+    """
+    data = np.asarray(image.data, np.float32)
+    inside = np.asarray(brain.data) > 0
+    noisy = data + np.where(inside, rng.normal(0.0, sd, data.shape), 0.0).astype(np.float32)
+    if floor is not None:
+        noisy = np.maximum(noisy, np.float32(floor))
+    return image.with_data(noisy)
+
+
+def lesion_fraction(
+    image: MRImage, mask: MRImage, brain: MRImage, *, shell_mm: tuple[float, float] = (1.5, 4.0)
+) -> NDArray[np.float32]:
+    """The lesion fraction of the voxels in and around each lesion, shape (I, J, K), 0..1.
+
+    For each 26-connected lesion: ``f = (I - background) / (core - background)``, with the core the
+    median of the lesion's voxels above its own median (its brighter half) and the background the
+    median of brain voxels in a shell ``shell_mm`` away from it (other lesions excluded). Voxels
+    farther than the shell's outer radius from every lesion get 0.
+    """
+    data = np.asarray(image.data, np.float64)
+    lesion = np.asarray(mask.data) > 0
+    inside = np.asarray(brain.data) > 0
+    fraction = np.zeros(data.shape, np.float32)
+    if not lesion.any():
+        return fraction
+    spacing = image.spacing_mm
+    distance, nearest = ndi.distance_transform_edt(~lesion, sampling=spacing, return_indices=True)
+    components, _count = ndi.label(lesion, structure=_FULL)
+    owner = components[tuple(nearest)]  # the lesion each voxel is nearest to
+    near = distance <= shell_mm[1]
+    shell = (distance >= shell_mm[0]) & near & inside
+    flat_owner = owner[near]
+    flat_data = data[near]
+    flat_lesion = lesion[near]
+    flat_shell = shell[near]
+    out = np.zeros(flat_data.shape, np.float32)
+    order = np.argsort(flat_owner, kind="stable")
+    bounds = np.searchsorted(flat_owner[order], np.arange(1, _count + 2))
+    for label in range(1, _count + 1):
+        where = order[bounds[label - 1] : bounds[label]]
+        values = flat_data[where]
+        own = values[flat_lesion[where]]
+        around = values[flat_shell[where]]
+        if own.size == 0 or around.size < 5:
+            out[where] = flat_lesion[where].astype(np.float32)
+            continue
+        core = float(np.median(own[own >= np.median(own)]))
+        background = float(np.median(around))
+        if core <= background:
+            out[where] = flat_lesion[where].astype(np.float32)
+            continue
+        out[where] = np.clip((values - background) / (core - background), 0.0, 1.0)
+    fraction[near] = out
+    return fraction
+
+
+def partial_volume_masks(
+    image: MRImage, mask: MRImage, brain: MRImage, *, low: float = 0.3, high: float = 0.7
+) -> tuple[MRImage, MRImage]:
+    """The lesion mask cut at the two ends of the partial-volume band, on the mask's grid.
+
+    Returns
+    -------
+    inner : MRImage
+        uint8: the lesion's voxels whose lesion fraction is at least ``high``.
+    outer : MRImage
+        uint8: the lesion's voxels and the voxels touching it (26-neighbours) whose fraction is at
+        least ``low``.
+    """
+    fraction = lesion_fraction(image, mask, brain)
+    lesion = np.asarray(mask.data) > 0
+    ring = ndi.binary_dilation(lesion, structure=_FULL) & ~lesion & (np.asarray(brain.data) > 0)
+    inner = lesion & (fraction >= high)
+    outer = lesion | (ring & (fraction >= low))
+    return (
+        mask.with_data(inner.astype(np.uint8), sequence="OTHER"),
+        mask.with_data(outer.astype(np.uint8), sequence="OTHER"),
+    )
+
+
+def probability_sd_voxels(probability: MRImage | None) -> float:
+    """SD of the lesion voxel count implied by an engine's probabilities, ``sqrt(sum p (1 - p))``."""
+    if probability is None:
+        return 0.0
+    p = np.clip(np.asarray(probability.data, np.float64), 0.0, 1.0)
+    return float(math.sqrt(float(np.sum(p * (1.0 - p)))))
+
+
+def _sd(draws: Sequence[float]) -> float:
+    values = np.asarray([d for d in draws if math.isfinite(d)], np.float64)
+    return float(np.std(values, ddof=1)) if values.size >= 2 else math.nan
+
+
+def estimate(
+    value: float,
+    draws: Sequence[float],
+    *,
+    band: tuple[float, float] | None = None,
+    other_sd: float = 0.0,
+    z: float = 1.96,
+    non_negative: bool = True,
+) -> Estimate:
+    """A value's interval from its perturbed draws, its partial-volume band and other SDs.
+
+    Parameters
+    ----------
+    value : float
+        The measurement.
+    draws : sequence of float
+        The same measurement on each perturbed re-segmentation (at least 2 finite).
+    band : (float, float), optional
+        The measurement with only the voxels above the band and with every voxel above it.
+    other_sd : float
+        Further independent SD (e.g. the engine's probability), same unit.
+    z : float
+        Normal quantile of the interval.
+    non_negative : bool
+        Clip the interval at 0 (volumes).
+
+    Returns
+    -------
+    Estimate
+        nan everywhere when ``value`` is not finite or fewer than 2 draws are.
+    """
+    spread = _sd(draws)
+    if not math.isfinite(value) or not math.isfinite(spread):
+        return Estimate(value, math.nan, math.nan, math.nan)
+    band_sd = abs(band[1] - band[0]) / math.sqrt(12.0) if band is not None else 0.0
+    sd = math.sqrt(spread**2 + band_sd**2 + other_sd**2)
+    low, high = value - z * sd, value + z * sd
+    if non_negative:
+        low, high = max(low, 0.0), max(high, 0.0)
+    return Estimate(value, sd, low, high)
+
+
+def change_label(low: float, high: float) -> str:
+    """``increase`` when the change's interval lies above 0, ``decrease`` below, else within noise."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    if low > 0:
+        return "increase"
+    if high < 0:
+        return "decrease"
+    return WITHIN
+
+
+def change_estimate(
+    before: float,
+    after: float,
+    draws_before: Sequence[float],
+    draws_after: Sequence[float],
+    *,
+    band_before: tuple[float, float] | None = None,
+    band_after: tuple[float, float] | None = None,
+    other_sd: float = 0.0,
+    z: float = 1.96,
+) -> Estimate:
+    """The change ``after - before`` with its interval and label.
+
+    ``draws_before[d]`` and ``draws_after[d]`` come from the same draw (shared template jitter), so
+    the SD of the change is that of the paired differences. The band of the change is the change
+    measured at the band's two cuts (the partial-volume ambiguity shared by the two sessions
+    cancels).
+    """
+    paired = [
+        a - b
+        for b, a in zip(draws_before, draws_after, strict=False)
+        if math.isfinite(a) and math.isfinite(b)
+    ]
+    band = None
+    if band_before is not None and band_after is not None:
+        band = (band_after[0] - band_before[0], band_after[1] - band_before[1])
+    found = estimate(after - before, paired, band=band, other_sd=other_sd, z=z, non_negative=False)
+    return replace(found, label=change_label(found.low, found.high))
+
+
+def label_volumes_mm3(
+    labels: NDArray[np.integer[Any]],
+    masks: Sequence[NDArray[np.bool_]],
+    spacing_mm: tuple[float, float, float],
+    *,
+    reach_mm: float = 3.0,
+) -> NDArray[np.float64]:
+    """The volume each mask gives each labelled lesion, shape (len(masks), n_labels + 1), mm3.
+
+    A mask voxel counts for the nearest labelled lesion within ``reach_mm`` (a perturbed lesion is
+    the same lesion a little larger, smaller or shifted); voxels farther from every lesion count for
+    none (column 0 stays 0).
+    """
+    count = int(labels.max(initial=0))
+    out = np.zeros((len(masks), count + 1), np.float64)
+    if count == 0 or not masks:
+        return out
+    distance, nearest = ndi.distance_transform_edt(
+        labels == 0, sampling=spacing_mm, return_indices=True
+    )
+    owner = np.where(distance <= reach_mm, labels[tuple(nearest)], 0)
+    voxel_mm3 = float(np.prod(spacing_mm))
+    for d, mask in enumerate(masks):
+        counts = np.bincount(owner[np.asarray(mask, bool)].ravel(), minlength=count + 1)
+        out[d] = counts[: count + 1] * voxel_mm3
+    out[:, 0] = 0.0
+    return out

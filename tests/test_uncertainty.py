@@ -1,0 +1,253 @@
+"""imaging/uncertainty.py and the noise-judged tracking classes, on small phantoms with anisotropic
+voxels and non-cubic grids whose answers are known exactly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from imaging.errors import ImagingError
+from imaging.image import MRImage
+from imaging.track import LesionSpread, track_lesions
+from imaging.uncertainty import (
+    WITHIN,
+    UncertaintyParams,
+    change_estimate,
+    change_label,
+    estimate,
+    label_volumes_mm3,
+    lesion_fraction,
+    noise_sd,
+    partial_volume_masks,
+    probability_sd_voxels,
+    rigid_jitter,
+    with_noise,
+)
+
+SPACING = (0.9, 1.1, 3.3)
+SHAPE = (44, 38, 14)
+
+
+def _affine(spacing: tuple[float, float, float] = SPACING) -> np.ndarray:
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = (-20.0, -18.0, -22.0)
+    return affine
+
+
+def _image(data: np.ndarray) -> MRImage:
+    return MRImage(data, _affine())
+
+
+def _ellipsoid_fraction(
+    shape: tuple[int, int, int], centre_mm: tuple[float, float, float], radii_mm: tuple[float, ...]
+) -> np.ndarray:
+    """Lesion fraction of each voxel of a soft-edged ellipsoid: 1 inside, 0 outside, a linear
+    ramp of 2 mm across the surface (so every voxel's true fraction is known)."""
+    ijk = np.indices(shape, dtype=np.float64)
+    spacing = np.asarray(SPACING)[:, None, None, None]
+    world = ijk * spacing
+    r = np.sqrt(
+        sum(((world[a] - centre_mm[a]) / radii_mm[a]) ** 2 for a in range(3))
+    )  # 1 on the surface
+    depth_mm = (1.0 - r) * min(radii_mm)
+    return np.clip(0.5 + depth_mm / 2.0, 0.0, 1.0)
+
+
+def test_levels_and_unknown_level() -> None:
+    assert UncertaintyParams.level("off").draws == 0
+    assert UncertaintyParams.level("Fast").draws == 4
+    assert UncertaintyParams.level("standard") == UncertaintyParams()
+    assert UncertaintyParams.level("full").draws == 16
+    with pytest.raises(ImagingError, match="choose one of off, fast, standard, full"):
+        UncertaintyParams.level("extreme")
+
+
+def test_noise_sd_recovers_the_noise_beside_an_edge() -> None:
+    rng = np.random.default_rng(3)
+    data = np.full(SHAPE, 400.0)
+    data[SHAPE[0] // 2 :] = 650.0  # a tissue edge across the brain
+    noisy = data + rng.normal(0.0, 12.0, SHAPE)
+    brain = np.zeros(SHAPE, np.uint8)
+    brain[3:-3, 3:-3, 2:-2] = 1
+    found = noise_sd(_image(noisy), _image(brain))
+    assert found == pytest.approx(12.0, rel=0.05)
+    # noise added at the estimated level doubles the variance (within the brain only)
+    again = with_noise(_image(noisy), _image(brain), found, rng)
+    assert noise_sd(again, _image(brain)) == pytest.approx(12.0 * math.sqrt(2), rel=0.06)
+    assert np.array_equal(np.asarray(again.data)[brain == 0], noisy.astype(np.float32)[brain == 0])
+
+
+def test_rigid_jitter_is_rigid_about_the_centre() -> None:
+    rng = np.random.default_rng(1)
+    centre = np.array([10.0, -4.0, 30.0])
+    matrix = rigid_jitter(rng, centre, rotation_deg=2.0, translation_mm=0.0)
+    rotation = matrix[:3, :3]
+    assert np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)
+    assert np.allclose(matrix @ np.append(centre, 1.0), np.append(centre, 1.0))
+    angles = [
+        math.degrees(math.acos((np.trace(rigid_jitter(rng, centre, 2.0, 1.0)[:3, :3]) - 1) / 2))
+        for _ in range(400)
+    ]
+    # three normal angles of SD 2 degrees: the rotation angle's RMS is 2 * sqrt(3)
+    assert math.sqrt(np.mean(np.square(angles))) == pytest.approx(2.0 * math.sqrt(3), rel=0.1)
+
+
+def test_lesion_fraction_and_partial_volume_band_on_a_rendered_lesion() -> None:
+    fraction = _ellipsoid_fraction(SHAPE, (20.0, 21.0, 23.0), (8.0, 6.0, 12.0))
+    background, core = 300.0, 520.0
+    image = _image((1 - fraction) * background + fraction * core)
+    brain = _image(np.ones(SHAPE, np.uint8))
+    mask = _image((fraction >= 0.5).astype(np.uint8))
+    found = lesion_fraction(image, mask, brain)
+    near = ndi.binary_dilation(fraction >= 0.5, iterations=1)
+    assert np.abs(found[near] - fraction[near]).max() < 0.02
+    inner, outer = partial_volume_masks(image, mask, brain, low=0.3, high=0.7)
+    lesion = fraction >= 0.5
+    ring = ndi.binary_dilation(lesion, structure=np.ones((3, 3, 3), bool)) & ~lesion
+    assert np.array_equal(np.asarray(inner.data) > 0, lesion & (fraction >= 0.7 - 0.02)) or (
+        abs(int(np.asarray(inner.data).sum()) - int((lesion & (fraction >= 0.7)).sum())) <= 2
+    )
+    expected_outer = lesion | (ring & (fraction >= 0.3))
+    assert abs(int(np.asarray(outer.data).sum()) - int(expected_outer.sum())) <= 2
+    assert np.asarray(inner.data).sum() < lesion.sum() < np.asarray(outer.data).sum()
+
+
+def test_estimate_combines_the_sources_in_quadrature() -> None:
+    found = estimate(10.0, [9.0, 11.0], band=(8.0, 12.0), other_sd=0.5, z=2.0)
+    sd = math.sqrt(2.0 + (4.0 / math.sqrt(12.0)) ** 2 + 0.25)
+    assert found.sd == pytest.approx(sd)
+    assert (found.low, found.high) == pytest.approx((10.0 - 2 * sd, 10.0 + 2 * sd))
+    clipped = estimate(0.1, [0.0, 0.3], z=1.96)
+    assert clipped.low == 0.0
+    assert math.isnan(estimate(1.0, [1.0]).low)  # one draw tells no spread
+    assert math.isnan(estimate(math.nan, [1.0, 2.0]).high)
+
+
+def test_change_estimate_pairs_the_draws() -> None:
+    shared = [0.0, 0.8, -0.6, 0.3]  # e.g. the template jitter of each draw, shared by both sessions
+    before = [5.0 + e for e in shared]
+    after = [6.0 + e + d for e, d in zip(shared, [0.01, -0.01, 0.02, -0.02], strict=True)]
+    found = change_estimate(5.0, 6.0, before, after)
+    assert found.value == pytest.approx(1.0)
+    assert found.sd == pytest.approx(float(np.std([0.01, -0.01, 0.02, -0.02], ddof=1)))
+    assert found.label == "increase"
+    # the same change with the shared part unpaired would be within noise
+    unpaired = change_estimate(5.0, 6.0, before, list(reversed(after)))
+    assert unpaired.label == WITHIN
+    # the partial-volume band of the change: the change at the two cuts
+    banded = change_estimate(5.0, 6.0, before, after, band_before=(4.0, 6.0), band_after=(4.2, 7.8))
+    assert banded.sd == pytest.approx(math.hypot(found.sd, (1.8 - 0.2) / math.sqrt(12.0)))
+    assert change_label(-3.0, -1.0) == "decrease"
+    assert change_label(-1.0, 2.0) == WITHIN
+    assert change_label(math.nan, 1.0) == ""
+
+
+def test_probability_sd() -> None:
+    p = np.zeros(SHAPE, np.float32)
+    p[:4, 0, 0] = 0.5
+    p[4:6, 0, 0] = 0.9
+    assert probability_sd_voxels(_image(p)) == pytest.approx(math.sqrt(4 * 0.25 + 2 * 0.09))
+    assert probability_sd_voxels(None) == 0.0
+
+
+def test_label_volumes_assign_nearby_voxels_to_their_lesion() -> None:
+    labels = np.zeros(SHAPE, np.int32)
+    labels[5:9, 5:9, 3:5] = 1
+    labels[30:34, 20:25, 8:10] = 2
+    grown = ndi.binary_dilation(labels == 1, iterations=1)  # one voxel more all round
+    crumb = np.zeros(SHAPE, bool)
+    crumb[20, 30, 12] = True  # far from both
+    mask = grown | (labels == 2) | crumb
+    voxel = float(np.prod(SPACING))
+    volumes = label_volumes_mm3(labels, [mask, labels > 0], SPACING, reach_mm=3.4)
+    assert volumes.shape == (2, 3)
+    assert volumes[0, 1] == pytest.approx(grown.sum() * voxel)
+    assert volumes[0, 2] == pytest.approx((labels == 2).sum() * voxel)
+    assert volumes[1, 1:] == pytest.approx(
+        [(labels == 1).sum() * voxel, (labels == 2).sum() * voxel]
+    )
+    assert volumes[:, 0].tolist() == [0.0, 0.0]
+    # within 1.2 mm only the in-plane face neighbours (0.9, 1.1 mm) count: not the in-plane
+    # diagonals (1.42 mm), not the 3.3 mm slices
+    near = label_volumes_mm3(labels, [grown], SPACING, reach_mm=1.2)
+    cross = ndi.generate_binary_structure(2, 1)[:, :, None]
+    in_plane = ndi.binary_dilation(labels == 1, structure=cross)
+    assert near[0, 1] == pytest.approx(in_plane.sum() * voxel)
+
+
+def _box(lo: tuple[int, int, int], hi: tuple[int, int, int]) -> np.ndarray:
+    mask = np.zeros(SHAPE, bool)
+    mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    return mask
+
+
+def _spread(mask: np.ndarray, wobble: int, phase: int = 0) -> LesionSpread:
+    """Draws that grow or shrink the lesion by ``wobble`` voxels in plane, alternately (``phase``
+    1 starts with growing: draws independent of those of phase 0)."""
+    draws = []
+    for d in range(6):
+        step = wobble if (d + phase) % 2 else -wobble
+        if step > 0:
+            draws.append(ndi.binary_dilation(mask, np.ones((3, 3, 1), bool), iterations=step))
+        elif step < 0:
+            draws.append(ndi.binary_erosion(mask, np.ones((3, 3, 1), bool), iterations=-step))
+        else:
+            draws.append(mask.copy())
+    return LesionSpread(draws=draws, inner=mask, outer=mask)
+
+
+@pytest.mark.parametrize(("wobble", "expected"), [(0, "enlarging"), (2, "stable")])
+def test_enlarging_needs_a_change_beyond_noise(wobble: int, expected: str) -> None:
+    before = _box((10, 10, 4), (20, 18, 8))
+    after = _box((10, 10, 4), (22, 20, 8))  # 12 x 10 against 10 x 8 voxels: +50 %
+    masks = [("ses-1", _image(before.astype(np.uint8))), ("ses-2", _image(after.astype(np.uint8)))]
+    labels = _image(np.ones(SHAPE, np.uint8))
+    rows = track_lesions(
+        masks,
+        source="flair",
+        hemispheres=labels,
+        regions=labels,
+        spreads=[_spread(before, wobble), _spread(after, wobble, phase=1)],
+    )
+    second = rows[1].rows[0]
+    assert second["change"] == expected
+    voxel_ml = float(np.prod(SPACING)) / 1000
+    assert second["volume_change_ml"] == pytest.approx(round((120 - 80) * 4 * voxel_ml, 4))
+    assert second["change_beyond_noise"] == ("increase" if wobble == 0 else WITHIN)
+    assert second["volume_ml_ci_low"] <= second["volume_ml"] <= second["volume_ml_ci_high"]
+    # without draws the 30 % rule alone decides, and the interval cells stay empty
+    plain = track_lesions(masks, source="flair", hemispheres=labels, regions=labels)
+    assert plain[1].rows[0]["change"] == "enlarging"
+    assert plain[1].rows[0]["volume_ml_ci_low"] == ""
+
+
+def test_new_and_resolved_lesions_are_judged_by_their_own_interval() -> None:
+    lesion = _box((10, 10, 4), (20, 18, 8))
+    empty = np.zeros(SHAPE, bool)
+    labels = _image(np.ones(SHAPE, np.uint8))
+    masks = [
+        ("ses-1", _image(empty.astype(np.uint8))),
+        ("ses-2", _image(lesion.astype(np.uint8))),
+        ("ses-3", _image(empty.astype(np.uint8))),
+    ]
+    sure = [_spread(empty, 0), _spread(lesion, 0), _spread(empty, 0)]
+    rows = track_lesions(masks, source="flair", hemispheres=labels, regions=labels, spreads=sure)
+    new, resolved = rows[1].rows[0], rows[2].rows[0]
+    assert (new["change"], new["change_beyond_noise"]) == ("new", "increase")
+    assert (resolved["change"], resolved["change_beyond_noise"]) == ("resolved", "decrease")
+    assert resolved["volume_change_ml"] == pytest.approx(-new["volume_ml"])
+    # a lesion some draws do not find at all: its interval reaches 0, so within noise
+    flicker = LesionSpread(draws=[lesion, empty, lesion, empty], inner=lesion, outer=lesion)
+    rows = track_lesions(
+        masks,
+        source="flair",
+        hemispheres=labels,
+        regions=labels,
+        spreads=[sure[0], flicker, sure[2]],
+    )
+    assert rows[1].rows[0]["change_beyond_noise"] == WITHIN
+    assert rows[2].rows[0]["change_beyond_noise"] == WITHIN
