@@ -10,11 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.figures import PREBUILT, overview_figure
+from followup.intervals import (
+    SESSION_CHANGES,
+    interval_text,
+    label_of,
+    label_text,
+    uncertainty_levels,
+)
 from followup.results import (
     INDEX_CHOICES,
     CaseOutputs,
@@ -50,12 +58,17 @@ COHORT_COLUMNS = [
     "sessions",
     "days_followed",
     "peak_flair_ml",
+    "peak_flair_ci_ml",
     "peak_dwi_ml",
+    "peak_dwi_ci_ml",
+    "last_flair_change",
+    "last_dwi_change",
     "latest_radc",
     "template_fit",
     "first_study",
     "last_study",
     "index_date",
+    "uncertainty_level",
     "error",
 ]
 
@@ -113,16 +126,11 @@ def _summarise(
         return row
     days = pd.to_numeric(dated["day"], errors="coerce").dropna()
     row["days_followed"] = int(days.max() - days.min()) if len(days) else None
-    for column, key in (
-        ("flair_lesion_volume_ml", "peak_flair_ml"),
-        ("dwi_lesion_volume_ml", "peak_dwi_ml"),
-    ):
-        if column not in dated:
-            row[key] = None
-            continue
-        values = pd.to_numeric(dated[column], errors="coerce").dropna()
-        row[key] = float(values.max()) if len(values) else None
     ordered = dated.assign(_day=pd.to_numeric(dated["day"], errors="coerce")).sort_values("_day")
+    for source in ("flair", "dwi"):
+        row.update(_peak_and_change(ordered, source))
+    levels = uncertainty_levels(dated)
+    row["uncertainty_level"] = ", ".join(levels) if levels else None
     radc = [finite(v) for v in ordered.get("radc", [])]
     radc = [v for v in radc if v is not None]
     row["latest_radc"] = radc[-1] if radc else None
@@ -132,6 +140,33 @@ def _summarise(
     dates = sorted(str(d) for d in dated["study_date"] if isinstance(d, str) and d)
     row["first_study"], row["last_study"] = (dates[0], dates[-1]) if dates else (None, None)
     return row
+
+
+def _peak_and_change(ordered: pd.DataFrame, source: str) -> dict[str, object]:
+    """A case's peak lesion volume of ``source`` (``peak_<source>_ml``), the 95 % interval of that
+    peak ("4.10-4.66", ``peak_<source>_ci_ml``; None without one) and the label of its latest change
+    from the previous session ("increase", "decrease", "within measurement noise";
+    ``last_<source>_change``), from sessions in time order (sessions.tsv or the store's cohort
+    rows; older outputs have no interval and no label)."""
+    column = f"{source}_lesion_volume_ml"
+    found: dict[str, object] = {
+        f"peak_{source}_ml": None,
+        f"peak_{source}_ci_ml": None,
+        f"last_{source}_change": None,
+    }
+    if column not in ordered:
+        return found
+    values = pd.to_numeric(ordered[column], errors="coerce").to_numpy(float)
+    if np.isfinite(values).any():
+        peak = ordered.iloc[int(np.nanargmax(values))]
+        found[f"peak_{source}_ml"] = float(np.nanmax(values))
+        found[f"peak_{source}_ci_ml"] = interval_text(peak, column) or None
+    _, label_column = SESSION_CHANGES[column]
+    labels = [label_of(row, label_column) for _, row in ordered.iterrows()]
+    labels = [label for label in labels if label]
+    if labels:
+        found[f"last_{source}_change"] = label_text(labels[-1])
+    return found
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

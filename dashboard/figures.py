@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from followup.intervals import SESSION_CHANGES, change_text, error_halves, value_text
 from followup.palette import EVENT_COLOURS, SOURCE_COLOURS, drug_colour
 from followup.results import CaseOutputs, finite, is_daily
 
@@ -22,6 +23,7 @@ __all__ = [
     "overview_figure",
     "reiber_curves",
     "reiber_figure",
+    "session_hover",
 ]
 
 #: Overview figures built before the server started (``dashboard.server.warm_up``), by
@@ -220,15 +222,51 @@ def _exposure(fig: go.Figure, outputs: CaseOutputs, offset: int) -> bool:
     return True
 
 
+def _error_y(sessions: pd.DataFrame, column: str, colour: str) -> dict[str, Any] | None:
+    """Plotly error bars of ``column`` from its 95 % interval (None: no interval to show)."""
+    halves = error_halves(sessions, column)
+    if halves is None:
+        return None
+    below, above = halves
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": above,
+        "arrayminus": below,
+        "color": colour,
+        "thickness": 1.2,
+        "width": 4,
+    }
+
+
+def session_hover(sessions: pd.DataFrame, column: str, *, unit: str = "") -> np.ndarray:
+    """Per session (rows of ``sessions``): session id, study date, the value with its interval
+    ("4.38 mL (95 % CI 4.10-4.66)") and the change from the previous session in words (with a
+    line break, empty on a first session or without change columns), as a point's customdata."""
+    change = SESSION_CHANGES.get(column)
+    texts, changes = [], []
+    for _, row in sessions.iterrows():
+        texts.append(value_text(row, column, unit=unit, hover=True))
+        said = change_text(row, *change, unit=unit) if change else ""
+        changes.append(f"change vs previous: {said}<br>" if said else "")
+    return np.stack(
+        [
+            sessions["session_id"].astype(str),
+            sessions["study_date"].astype(str),
+            np.asarray(texts, dtype=object),
+            np.asarray(changes, dtype=object),
+        ],
+        axis=1,
+    )
+
+
 def _lesions(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
-    """Rows 3 and 4: FLAIR and DWI lesion volumes per session, and rADC; each point carries its
-    session id so that a click can open the session in the viewer."""
+    """Rows 3 and 4: FLAIR and DWI lesion volumes per session, and rADC, with their 95 % intervals
+    as error bars where the analysis wrote them; each point carries its session id so that a click
+    can open the session in the viewer, and its interval and change in words for the hover."""
     sessions = outputs.sessions
     sessions = sessions.sort_values("day")
     days = _days(sessions, "day", offset)
-    custom = np.stack(
-        [sessions["session_id"].astype(str), sessions["study_date"].astype(str)], axis=1
-    )
     for source, name in (("flair", "FLAIR lesions"), ("dwi", "DWI lesions")):
         column = f"{source}_lesion_volume_ml"
         if column not in sessions:
@@ -240,11 +278,12 @@ def _lesions(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
                 mode="lines+markers",
                 marker={"size": 11, "color": SOURCE_COLOURS[source]},
                 line={"color": SOURCE_COLOURS[source], "width": 2},
+                error_y=_error_y(sessions, column, SOURCE_COLOURS[source]),
                 name=f"{name} (mL)",
-                customdata=custom,
+                customdata=session_hover(sessions, column, unit="mL"),
                 hovertemplate=(
-                    f"<b>{name}</b> %{{y:.2f}} mL<br>%{{customdata[0]}}, %{{customdata[1]}} "
-                    "(day %{x})<br><i>click to open in the viewer</i><extra></extra>"
+                    f"<b>{name}</b> %{{customdata[2]}}<br>%{{customdata[3]}}%{{customdata[0]}}, "
+                    "%{customdata[1]} (day %{x})<br><i>click to open in the viewer</i><extra></extra>"
                 ),
             ),
             row=3,
@@ -264,10 +303,12 @@ def _lesions(fig: go.Figure, outputs: CaseOutputs, offset: int) -> None:
                 mode="lines+markers",
                 marker={"size": 9, "color": "#444444"},
                 line={"color": "#444444", "dash": dash},
+                error_y=_error_y(sessions, column, "#444444"),
                 name=name,
-                customdata=custom,
+                customdata=session_hover(sessions, column),
                 hovertemplate=(
-                    f"{name} %{{y:.2f}}<br>%{{customdata[0]}}, %{{customdata[1]}}<extra></extra>"
+                    f"{name} %{{customdata[2]}}<br>%{{customdata[3]}}%{{customdata[0]}}, "
+                    "%{customdata[1]}<extra></extra>"
                 ),
             ),
             row=4,

@@ -41,6 +41,7 @@ from clinical.outputs import (
 from clinical.record import load_clinical
 from followup.dicom_seg import SegInputs, write_session_segs
 from followup.errors import CaseIdCollisionError, InvalidCaseIdError
+from followup.intervals import SESSION_CHANGES
 from followup.tsv import write_tsv
 from imaging.case import CaseIndex, case_id_from_folder, scan_case
 from imaging.edit import mask_onto
@@ -78,35 +79,15 @@ __all__ = [
 Progress = Callable[[str], None]
 
 _PARTS = ("left", "right", *(r.column for r in Region))
-#: Measures with a 95 % interval, and the column of their change from the previous session that
-#: measured them (imaging/uncertainty.py).
-CHANGE_OF = {
-    "flair_lesion_volume_ml": "flair_lesion_volume_change_ml",
-    "dwi_lesion_volume_ml": "dwi_lesion_volume_change_ml",
-    "radc": "radc_change",
-    "flair_lesion_radc": "flair_lesion_radc_change",
-}
-
-
-def beyond_noise_column(change_column: str) -> str:
-    """The noise-label column of a change column (``..._change_ml`` -> ``..._change_beyond_noise``)."""
-    return change_column.removesuffix("_ml") + "_beyond_noise"
-
-
 #: sessions.tsv's uncertainty columns: the level, each measure's interval, each change with its
 #: interval and noise label.
 UNCERTAINTY_COLUMNS = [
     "uncertainty_level",
-    *(f"{m}_ci_{end}" for m in CHANGE_OF for end in ("low", "high")),
+    *(f"{m}_ci_{end}" for m in SESSION_CHANGES for end in ("low", "high")),
     *(
         column
-        for change in CHANGE_OF.values()
-        for column in (
-            change,
-            f"{change}_ci_low",
-            f"{change}_ci_high",
-            beyond_noise_column(change),
-        )
+        for change, label in SESSION_CHANGES.values()
+        for column in (change, f"{change}_ci_low", f"{change}_ci_high", label)
     ),
 ]
 
@@ -164,7 +145,9 @@ _CASE_ID = re.compile(r"[A-Za-z0-9]+")
 #:    (volume 0, ``resolved`` or ``merged``) for every identifier that ends (imaging/track.py).
 #: 5: adds measurement_context.json and each session's ADC on its own grid, from which a reader's
 #:    lesion edits are re-measured (followup/corrections.py).
-OUTPUT_LAYOUT = 5
+#: 6: adds each measure's 95 % interval and each change's interval and noise label (sessions.tsv,
+#:    lesions.tsv) and the draws behind them (provenance.json ``uncertainty``; imaging/uncertainty.py).
+OUTPUT_LAYOUT = 6
 #: What re-measurement after a reader's edit needs of the analysis (followup/corrections.py).
 CONTEXT_NAME = "measurement_context.json"
 
@@ -371,7 +354,7 @@ def _spread(images: SessionImages) -> _Spread | None:
     """The session's measures on its perturbed draws (None when intervals are off)."""
     if not images.draws:
         return None
-    draws: dict[str, list[float]] = {m: [] for m in CHANGE_OF}
+    draws: dict[str, list[float]] = {m: [] for m in SESSION_CHANGES}
     for draw in images.draws:
         draws["flair_lesion_volume_ml"].append(_mask_ml(draw.flair_mask))
         draws["dwi_lesion_volume_ml"].append(_mask_ml(draw.dwi_mask))
@@ -415,7 +398,7 @@ def _spread(images: SessionImages) -> _Spread | None:
 
 def _interval_cells(row: dict[str, Any], spread: _Spread | None, z: float) -> None:
     """Fill a session row's ``*_ci_low`` and ``*_ci_high`` from its spread."""
-    for measure in CHANGE_OF:
+    for measure in SESSION_CHANGES:
         value = row.get(measure)
         if spread is None or not isinstance(value, float | int) or not math.isfinite(value):
             continue
@@ -433,7 +416,7 @@ def _interval_cells(row: dict[str, Any], spread: _Spread | None, z: float) -> No
 def _change_cells(rows: list[dict[str, Any]], spreads: list[_Spread | None], z: float) -> None:
     """Fill each session row's changes from the previous session that measured the same thing,
     with their intervals and noise labels (paired draws, imaging.uncertainty.change_estimate)."""
-    for measure, change in CHANGE_OF.items():
+    for measure, (change, label) in SESSION_CHANGES.items():
         before: tuple[float, _Spread] | None = None
         for row, spread in zip(rows, spreads, strict=True):
             value = row.get(measure)
@@ -454,7 +437,7 @@ def _change_cells(rows: list[dict[str, Any]], spreads: list[_Spread | None], z: 
                 )
                 row[change] = found.value
                 row[f"{change}_ci_low"], row[f"{change}_ci_high"] = found.low, found.high
-                row[beyond_noise_column(change)] = found.label
+                row[label] = found.label
             before = (float(value), spread)
 
 
@@ -764,7 +747,7 @@ def _uncertainty_provenance(case: CaseImages, spreads: list[_Spread | None]) -> 
                 else None,
                 "other_sd": number(spread.other_sd.get(measure, 0.0)),
             }
-            for measure in CHANGE_OF
+            for measure in SESSION_CHANGES
         }
     return {"params": case.params.uncertainty.to_dict(), "sessions": sessions}
 

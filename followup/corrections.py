@@ -39,9 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from followup.analyze import (
-    CHANGE_OF,
     CONTEXT_NAME,
-    beyond_noise_column,
     dwi_measures,
     save_mask,
     session_timeline_row,
@@ -51,6 +49,7 @@ from followup.analyze import (
 )
 from followup.dicom_seg import SegInputs, write_session_segs
 from followup.errors import CorrectionError
+from followup.intervals import SESSION_CHANGES
 from followup.results import finite
 from followup.tsv import write_tsv
 from imaging.edit import erase_lesion, grow_region, mask_onto, paint_sphere
@@ -354,7 +353,7 @@ def _unmeasured_intervals(rows: list[dict[str, Any]], edited: set[tuple[str, str
     measures, and give their changes (and those of the next session measuring the same thing) as
     plain differences without interval or noise label."""
     for measure in {m for _, source in edited for m in _MEASURES_OF[source]}:
-        change = CHANGE_OF[measure]
+        change, label = SESSION_CHANGES[measure]
         before: float | None = None
         touched = False
         for row in rows:
@@ -364,7 +363,7 @@ def _unmeasured_intervals(rows: list[dict[str, Any]], edited: set[tuple[str, str
             if hit:
                 row[f"{measure}_ci_low"] = row[f"{measure}_ci_high"] = ""
                 row[change] = row[f"{change}_ci_low"] = row[f"{change}_ci_high"] = ""
-                row[beyond_noise_column(change)] = ""
+                row[label] = ""
             value = finite(row.get(measure))
             if value is None:
                 touched = touched or hit
@@ -372,7 +371,7 @@ def _unmeasured_intervals(rows: list[dict[str, Any]], edited: set[tuple[str, str
             if (hit or touched) and before is not None:
                 row[change] = round(value - before, 4)
                 row[f"{change}_ci_low"] = row[f"{change}_ci_high"] = ""
-                row[beyond_noise_column(change)] = ""
+                row[label] = ""
             touched, before = hit, value
 
 
@@ -613,7 +612,7 @@ def _write_corrected(
                 _clear(row, source)
         row["corrected"] = ";".join(k for k in sources if (session_id, k) not in rejected)
         row["rejected"] = ";".join(k for k in sources if (session_id, k) in rejected)
-    if any(c in columns for c in (f"{m}_ci_low" for m in CHANGE_OF)):
+    if any(c in columns for c in (f"{m}_ci_low" for m in SESSION_CHANGES)):
         _unmeasured_intervals(rows, set(edited))
     write_tsv(work / "sessions.tsv", rows, columns)
     write_tsv(work / "timeline.tsv", _timeline(base, rows), _read_tsv(base / "timeline.tsv")[1])

@@ -34,6 +34,18 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from followup.corrections import read_corrections
+from followup.intervals import (
+    LESION_INTERVAL,
+    SESSION_CHANGES,
+    SOURCE_VOLUMES,
+    change_text,
+    ci_columns,
+    error_halves,
+    interval_text,
+    lesion_intervals,
+    method_sentence,
+    uncertainty_levels,
+)
 from followup.palette import EVENT_COLOURS, SOURCE_COLOURS, drug_colour
 from followup.results import (
     INDEX_CHOICES,
@@ -144,7 +156,7 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
         held = given[(given["item"] == drug) & (given["kind"] == "held")]
         axes[0].scatter(_days(held, "day", offset), [lane] * len(held), marker="x", color="#d62728")
     axes[0].set_yticks(range(len(drugs)), drugs, fontsize=7)
-    axes[0].set_ylim(len(drugs) - 0.5, -0.5)
+    axes[0].set_ylim(max(len(drugs), 1) - 0.5, -0.5)  # one empty lane without drugs
     axes[0].set_title(
         "drugs (triangles IV, diamonds oral/SC, bars daily cycles, x held; dotted: MRI days)",
         fontsize=8,
@@ -188,6 +200,7 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
         ):
             if column in sessions:
                 axes[2].plot(days, sessions[column], "o-", color=colour, ms=4, lw=1.4, label=name)
+                _error_bars(axes[2], days, sessions, column, colour)
         axes[2].set_ylabel("mL", fontsize=7)
         axes[2].set_ylim(bottom=0)  # a volume axis starts at zero, one session or many
         axes[2].legend(fontsize=6, loc="upper left", frameon=False)
@@ -200,6 +213,7 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
                 axes[3].plot(
                     days, sessions[column], style, color="#444444", ms=3.5, lw=1, label=name
                 )
+                _error_bars(axes[3], days, sessions, column, "#444444")
         axes[3].axhline(1.0, color="#aaaaaa", lw=0.8, ls=":")
         axes[3].set_ylabel("rADC", fontsize=7)
         axes[3].legend(fontsize=6, loc="upper left", frameon=False)
@@ -229,6 +243,30 @@ def _course(fig: Figure, box: list[float], outputs: CaseOutputs, offset: int, la
     axes[-1].set_xlabel(f"day from {label}", fontsize=8)
 
 
+def _error_bars(
+    axis: Any, days: pd.Series, sessions: pd.DataFrame, column: str, colour: str
+) -> None:
+    """The 95 % interval of ``column`` as error bars on its points (nothing for outputs without
+    intervals, and no bar where a session has none)."""
+    halves = error_halves(sessions, column)
+    if halves is None:
+        return
+    values = pd.to_numeric(sessions[column], errors="coerce").to_numpy(float)
+    known = np.isfinite(values) & np.isfinite(halves[0]) & np.isfinite(halves[1])
+    if not known.any():
+        return
+    axis.errorbar(
+        np.asarray(days, float)[known],
+        values[known],
+        yerr=np.stack([halves[0][known], halves[1][known]]),
+        fmt="none",
+        ecolor=colour,
+        elinewidth=1,
+        capsize=2.5,
+        label=f"_ci_{column}",  # underscore: not in the legend
+    )
+
+
 def _table(
     fig: Figure,
     box: list[float],
@@ -236,10 +274,21 @@ def _table(
     font: float = 7,
     widths: list[float] | None = None,
 ) -> None:
+    """``frame`` as a table in ``box`` (left, bottom, width, height; figure fractions). Without
+    ``widths``, columns are as wide as their longest text, and the font shrinks (to 5.5 pt at
+    least) until the table fits the box's width."""
     axis = fig.add_axes((box[0], box[1], box[2], box[3]))
     axis.axis("off")
     if frame.empty:
         return
+    if widths is None:
+        chars = [
+            max([len(str(column))] + [len(str(cell)) for cell in frame[column]]) + 2
+            for column in frame.columns
+        ]
+        widths = [n / sum(chars) for n in chars]
+        width_pt = box[2] * fig.get_figwidth() * 72
+        font = max(5.5, min(font, width_pt / (0.6 * sum(chars))))  # about 0.6 em a character
     table = axis.table(
         cellText=frame.to_numpy().tolist(),
         colLabels=list(frame.columns),
@@ -273,23 +322,34 @@ def _sources(value: Any) -> set[str]:
 
 def _marks(row: pd.Series) -> dict[str, Any]:
     """Per source, how a session's value is printed: ``*`` when a reader corrected it, "rejected"
-    when a reader took the source out of measurement."""
+    when a reader took the source out of measurement; a value's 95 % interval (``span``,
+    "4.10-4.66") follows in brackets, after the mark."""
     corrected, rejected = _sources(row.get("corrected")), _sources(row.get("rejected"))
+
+    def bracket(span: str) -> str:
+        return f" ({span})" if span else ""
 
     def marker(source: str) -> Any:
         if source in rejected:
-            return lambda _text: "rejected"
+            return lambda _text, _span="": "rejected"
         if source in corrected:
-            return lambda text: f"{text}*"
-        return lambda text: text
+            return lambda text, span="": f"{text}*{bracket(span)}"
+        return lambda text, span="": f"{text}{bracket(span)}"
 
     return {source: marker(source) for source in ("flair", "dwi")}
+
+
+def _measure(row: pd.Series, column: str, mark: Any) -> str:
+    """A session's value with a reader's mark and its 95 % interval: "4.38* (4.10-4.66)"."""
+    return str(mark(_fmt(row.get(column)), interval_text(row, column)))
 
 
 def session_table(
     outputs: CaseOutputs, offset: int, redaction: Redaction | None = None
 ) -> pd.DataFrame:
-    """The report's session table: one row per MRI (volumes in mL, rADC, change counts); with a
+    """The report's session table: one row per MRI (volumes in mL and rADC with their 95 %
+    intervals, change counts, and where the analysis wrote them each volume's change from the
+    previous session: "+2.10, beyond noise: increase", "+0.05, within measurement noise"); with a
     redaction, sessions by alias and no date column."""
     rows = []
     lesions = outputs.lesions
@@ -303,12 +363,19 @@ def session_table(
                 "session": row["session_id"],
                 "date": row["study_date"],
                 "day": "–" if day is None else str(int(day) + offset),
-                "FLAIR mL": mark["flair"](_fmt(row.get("flair_lesion_volume_ml"))),
+                "FLAIR mL": _measure(row, "flair_lesion_volume_ml", mark["flair"]),
                 "L / R": f"{_fmt(row.get('flair_lesion_volume_left_ml'))} / "
                 f"{_fmt(row.get('flair_lesion_volume_right_ml'))}",
-                "DWI mL": mark["dwi"](_fmt(row.get("dwi_lesion_volume_ml"))),
-                "rADC": mark["dwi"](_fmt(row.get("radc"))),
+                "DWI mL": _measure(row, "dwi_lesion_volume_ml", mark["dwi"]),
+                "rADC": _measure(row, "radc", mark["dwi"]),
                 "new / enlarging": f"{int(counts.get('new', 0))} / {int(counts.get('enlarging', 0))}",
+                **{
+                    f"{source} change mL": change_text(
+                        row, *SESSION_CHANGES[column], interval=False
+                    )
+                    for source, column in SOURCE_VOLUMES.items()
+                    if set(SESSION_CHANGES[column]) & set(outputs.sessions.columns)
+                },
             }
         )
     table = pd.DataFrame(rows)
@@ -324,7 +391,10 @@ def lesion_summary(outputs: CaseOutputs, offset: int, limit: int = 14) -> pd.Dat
     if courses.empty:
         return courses
     courses = courses.sort_values("peak_ml", ascending=False).head(limit)
-    return pd.DataFrame(
+    bounded = ci_columns(LESION_INTERVAL)[0] in outputs.lesions
+    if bounded:
+        courses = courses.merge(lesion_intervals(outputs.lesions), on=["source", "lesion"])
+    summary = pd.DataFrame(
         {
             "lesion": courses["lesion"],
             "source": courses["source"].str.upper(),
@@ -334,10 +404,20 @@ def lesion_summary(outputs: CaseOutputs, offset: int, limit: int = 14) -> pd.Dat
                 f"{a} to {b}"
                 for a, b in zip(courses["first_day"], courses["last_day"], strict=True)
             ],
-            "peak mL": courses["peak_ml"].map(lambda v: f"{v:.2f}"),
+            "peak mL": [
+                f"{peak:.2f}" + (f" ({span})" if span else "")
+                for peak, span in zip(
+                    courses["peak_ml"],
+                    courses["peak_ci_ml"] if bounded else [""] * len(courses),
+                    strict=True,
+                )
+            ],
             "course": courses["changes"],
         }
     )
+    if bounded:
+        summary["last change vs previous"] = courses["last_change_vs_previous"]
+    return summary.reset_index(drop=True)
 
 
 def most_affected_slice(outputs: CaseOutputs) -> int | None:
@@ -432,8 +512,8 @@ def _grid(
             top - height / 2,
             f"{redaction.session(session) if redaction else session}\n"
             f"day {int(day) + offset if day is not None else '–'}\n"
-            f"FLAIR {mark['flair'](_fmt(match.get('flair_lesion_volume_ml')))} mL\n"
-            f"DWI {mark['dwi'](_fmt(match.get('dwi_lesion_volume_ml')))} mL",
+            f"FLAIR {_measure(match, 'flair_lesion_volume_ml', mark['flair'])} mL\n"
+            f"DWI {_measure(match, 'dwi_lesion_volume_ml', mark['dwi'])} mL",
             fontsize=8,
             va="center",
         )
@@ -486,14 +566,19 @@ def _methods(
     finished = provenance.get("finished_utc", "–") if redaction is None else "–"
     software = provenance.get("software", {})
     parameters = provenance.get("parameters", {})
+    intervals = method_sentence(outputs.sessions, provenance)  # "" for older outputs
+    measured = any(level != "off" for level in uncertainty_levels(outputs.sessions))
+    noise = " and beyond the measurement noise" if measured else ""
+    intervals += " " if intervals else ""
     return textwrap.dedent(
         f"""\
         Methods. Sessions were loaded from {provenance.get("layout", "the case folder")} input, bias-corrected
         (N4), registered rigidly to the baseline session ({baseline}) and
         segmented: {_engines_text(provenance)}. Lesions were tracked in baseline space between
         consecutive sessions
-        (new, enlarging or shrinking by at least 30 %, stable, resolved, merged, split). rADC is the mean ADC
-        in the lesions divided by that of normal-appearing white matter. Day 0 is the
+        (new, enlarging or shrinking by at least 30 %{noise}, stable, resolved, merged, split). rADC is
+        the mean ADC in the lesions divided by that of normal-appearing white matter. {intervals}Day 0
+        is the
         {INDEX_CHOICES.get(index_key, index_key)} ({shown_on}). Drug
         exposure curves are indicative population curves of published models for a typical patient, not
         patient estimates. Images are shown resampled onto the baseline grid; read the original series.
@@ -663,7 +748,11 @@ def report_bytes(
                 [0.04, y - 0.01 - height, 0.92, height],
                 summary,
                 font=6.5,
-                widths=[0.07, 0.07, 0.07, 0.1, 0.1, 0.07, 0.52],
+                widths=(
+                    [0.07, 0.07, 0.07, 0.1, 0.1, 0.07, 0.52]
+                    if len(summary.columns) == 7
+                    else [0.06, 0.05, 0.05, 0.08, 0.08, 0.12, 0.27, 0.29]  # with intervals
+                ),
             )
             y -= height + 0.04
         if audit:
@@ -689,8 +778,9 @@ def report_bytes(
             y -= 0.02
         fig.text(0.06, y, "Methods and provenance", fontsize=10, weight="bold")
         y -= 0.025
-        for line in textwrap.wrap(_methods(outputs, index_key, index_on, redaction), 115):
-            fig.text(0.06, y, line, fontsize=7.5)
+        methods = _methods(outputs, index_key, index_on, redaction).replace(" %", "\u00a0%")
+        for line in textwrap.wrap(methods, 115, break_on_hyphens=False):  # "95 %" kept whole
+            fig.text(0.06, y, line.replace("\u00a0", " "), fontsize=7.5)
             y -= 0.016
         y -= 0.02
         fig.text(0.06, y, RESEARCH_USE, fontsize=9, color="#b00000", weight="bold", wrap=True)

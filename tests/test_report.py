@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from followup.cli import app
 from followup.report import most_affected_slice, write_report
 from followup.results import load_case_outputs
+from tests.interval_case import LESIONS, SESSIONS, old_output, write_case
 
 pytestmark = pytest.mark.slow
 
@@ -237,3 +238,79 @@ def test_a_corrected_case_says_so_and_lists_its_corrections(analyzed_samples, tm
     text = _text(hidden)
     assert f"erase {new.lesion_id}" in text
     assert "Dr Reader" not in text and "artefact" not in text and "ses-20230322" not in text
+
+
+# ------------------------------------------------------------ measurement uncertainty (issue 16)
+def _flat(text: str) -> str:
+    """pdftotext's text with its line breaks and runs of spaces as single spaces."""
+    return " ".join(text.split())
+
+
+def test_the_report_gives_each_volume_its_interval_and_says_within_noise(tmp_path):
+    """Hand-made outputs with the interval columns: the session table shows each value's 95 %
+    interval and each volume change, "within measurement noise" where the label says so; the
+    methods say how the intervals were obtained; a corrected value keeps its *."""
+
+    sessions = SESSIONS.assign(corrected=["", "flair"])
+    folder = write_case(tmp_path / "sub-ci", sessions)
+    text = _flat(_text(write_report(folder, tmp_path / "ci.pdf")))
+    assert "4.38 (4.10-4.66)" in text and "1.20 (1.05-1.35)" in text
+    assert "6.48* (6.10-6.90)" in text  # the reader's mark, then the interval
+    assert "0.70 (0.65-0.76)" in text  # rADC
+    assert "+2.10, beyond noise: increase" in text
+    assert "+0.05, within measurement noise" in text
+    assert (
+        "95 % intervals from 8 re-segmentations with registration jitter and resampled image "
+        "noise, plus the partial-volume band (uncertainty level: standard)." in text
+    )
+    assert "at least 30 % and beyond the measurement noise" in text
+    plain = SESSIONS.assign(dwi_lesion_volume_change_beyond_noise=["", "decrease"])
+    folder = write_case(tmp_path / "plain" / "sub-ci", plain)
+    text = _flat(_text(write_report(folder, tmp_path / "plain.pdf")))
+    assert "within measurement noise" not in text and "beyond noise: decrease" in text
+
+
+def test_the_report_of_an_older_output_shows_no_interval(tmp_path):
+
+    folder = write_case(tmp_path / "sub-ci", old_output(SESSIONS), old_output(LESIONS))
+    text = _flat(_text(write_report(folder, tmp_path / "old.pdf")))
+    assert "4.38" in text and "6.48" in text
+    assert "(4.10" not in text and "change mL" not in text
+    assert "95 % intervals" not in text and "within measurement noise" not in text
+    assert "at least 30 %, stable" in text
+
+
+def test_the_course_panel_draws_the_intervals_as_error_bars(tmp_path):
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+
+    from followup.report import _course, lesion_summary
+
+    outputs = load_case_outputs(write_case(tmp_path / "sub-ci"))
+    page = Figure(figsize=(8.27, 11.69))
+    _course(page, [0.1, 0.1, 0.8, 0.8], outputs, 0, "first MRI")
+    volumes, radc = page.axes[2], page.axes[3]
+    bars = {c.get_label(): c for c in volumes.containers}
+    for column in ("flair_lesion_volume_ml", "dwi_lesion_volume_ml"):
+        (segments,) = [
+            c.get_segments()
+            for c in bars[f"_ci_{column}"].lines[2]
+            if isinstance(c, LineCollection)
+        ]
+        ends = [(s[0][1], s[1][1]) for s in segments]
+        expected = zip(SESSIONS[f"{column}_ci_low"], SESSIONS[f"{column}_ci_high"], strict=True)
+        assert ends == [pytest.approx(pair) for pair in expected]
+    assert "_ci_radc" in {c.get_label() for c in radc.containers}
+    old = load_case_outputs(
+        write_case(tmp_path / "old" / "sub-ci", old_output(SESSIONS), old_output(LESIONS))
+    )
+    page = Figure(figsize=(8.27, 11.69))
+    _course(page, [0.1, 0.1, 0.8, 0.8], old, 0, "first MRI")
+    assert not page.axes[2].containers and not page.axes[3].containers
+    summary = lesion_summary(outputs, 0).set_index("lesion")
+    assert summary.loc["F002", "peak mL"] == "2.00 (1.80-2.20)"
+    assert summary.loc["F001", "last change vs previous"] == (
+        "+0.02 mL (-0.05 to +0.09), within measurement noise"
+    )
+    plain = lesion_summary(old, 0).set_index("lesion")
+    assert plain.loc["F002", "peak mL"] == "2.00" and "last change vs previous" not in plain

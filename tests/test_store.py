@@ -7,15 +7,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from followup.analyze import SESSION_COLUMNS, analyze_case
-from followup.store import Store
-from followup.store.db import migrate
+from followup.store import COHORT_COLUMNS, Store
+from followup.store.db import _MIGRATIONS, migrate
 from followup.store.models import Base
+from tests.interval_case import LESIONS, SESSIONS, old_output, write_case
 
 
 @pytest.fixture(scope="module")
@@ -113,4 +116,57 @@ def test_the_cohort_view_carries_the_template_fit_flag(cns_output: Path, tmp_pat
             text("SELECT value FROM measurements WHERE name = 'template_fit_ok'")
         ).scalar_one()
     assert measured == 0
+    store.close()
+
+
+def test_the_store_keeps_the_volume_intervals_labels_and_level(tmp_path):
+    """Issue 16: a case whose sessions.tsv has the uncertainty columns keeps the FLAIR and DWI
+    volume intervals, their change labels and the level in the cohort view (and cohort.tsv); an
+    older output without the columns ingests with them empty."""
+    store = Store(tmp_path)
+    store.ingest_case(write_case(tmp_path / "sub-ci"), Path("ci"), None)
+    first, second = store.cohort_rows()
+    assert second["session_id"] == "ses-2"
+    assert second["flair_lesion_volume_ml_ci_low"] == pytest.approx(6.10)
+    assert second["flair_lesion_volume_ml_ci_high"] == pytest.approx(6.90)
+    assert second["dwi_lesion_volume_ml_ci_low"] == pytest.approx(1.10)
+    assert second["dwi_lesion_volume_ml_ci_high"] == pytest.approx(1.40)
+    assert second["flair_lesion_volume_change_beyond_noise"] == "increase"
+    assert second["dwi_lesion_volume_change_beyond_noise"] == "within noise"
+    assert second["uncertainty_level"] == "standard"
+    assert first["flair_lesion_volume_change_beyond_noise"] is None  # a first session: no change
+    assert set(COHORT_COLUMNS) <= set(second)
+    with store.engine.connect() as connection:  # the numbers are measurements too
+        names = set(
+            connection.execute(text("SELECT name FROM measurements WHERE session_id = 'ses-2'"))
+            .scalars()
+            .all()
+        )
+    assert {"radc_ci_low", "flair_lesion_volume_change_ml_ci_high"} <= names
+    old = tmp_path / "old" / "sub-ci"
+    store.ingest_case(write_case(old, old_output(SESSIONS), old_output(LESIONS)), old, None)
+    for row in store.cohort_rows():
+        assert row["flair_lesion_volume_ml"] is not None
+        assert row["flair_lesion_volume_ml_ci_low"] is None and row["uncertainty_level"] is None
+    store.close()
+
+
+def test_the_interval_migration_upgrades_and_downgrades(tmp_path):
+    """Revision 0004 adds the sessions' uncertainty columns to the table and the cohort view;
+    its downgrade restores revision 0003's view, rows kept."""
+
+    store = Store(tmp_path)
+    store.ingest_case(write_case(tmp_path / "sub-ci"), Path("ci"), None)
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0003")
+    rows = store.cohort_rows()
+    assert [r["session_id"] for r in rows] == ["ses-1", "ses-2"]
+    assert "uncertainty_level" not in rows[0] and "corrected" in rows[0]
+    migrate(store.engine)
+    rows = store.cohort_rows()
+    assert [r["uncertainty_level"] for r in rows] == [None, None]  # re-ingest fills them
+    assert _schema_differences(store) == []
     store.close()

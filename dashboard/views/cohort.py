@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import data
 from dashboard.state import framed, request_case
 
-__all__ = ["show"]
+__all__ = ["UNCERTAINTY_COLUMNS", "show", "shown_columns"]
+
+
+#: Cohort columns that older outputs leave empty (no intervals): hidden when no case has them.
+UNCERTAINTY_COLUMNS = (
+    "peak_flair_ci_ml",
+    "peak_dwi_ci_ml",
+    "last_flair_change",
+    "last_dwi_change",
+    "uncertainty_level",
+)
+
+
+def shown_columns(table: pd.DataFrame) -> list[str]:
+    """The cohort table's columns in order, without the uncertainty columns no case fills."""
+    empty = {c for c in UNCERTAINTY_COLUMNS if c in table and table[c].isna().all()}
+    return [c for c in table.columns if c not in empty]
 
 
 @framed("Cohort")
@@ -41,6 +58,7 @@ def show() -> None:
     event = st.dataframe(
         shown,
         hide_index=True,
+        column_order=shown_columns(table),
         width="stretch",
         on_select="rerun",
         selection_mode="single-row",
@@ -53,7 +71,23 @@ def show() -> None:
             "peak_flair_ml": st.column_config.NumberColumn(
                 "Peak FLAIR lesions (mL)", format="%.2f"
             ),
+            "peak_flair_ci_ml": st.column_config.TextColumn(
+                "Peak FLAIR 95 % CI (mL)", help="95 % interval of the peak FLAIR lesion volume"
+            ),
             "peak_dwi_ml": st.column_config.NumberColumn("Peak DWI lesions (mL)", format="%.2f"),
+            "peak_dwi_ci_ml": st.column_config.TextColumn(
+                "Peak DWI 95 % CI (mL)", help="95 % interval of the peak DWI lesion volume"
+            ),
+            "last_flair_change": st.column_config.TextColumn(
+                "Last FLAIR change",
+                help="Latest FLAIR volume change from the previous session: increase, decrease "
+                "(beyond the measurement noise) or within measurement noise",
+            ),
+            "last_dwi_change": st.column_config.TextColumn(
+                "Last DWI change",
+                help="Latest DWI volume change from the previous session: increase, decrease "
+                "(beyond the measurement noise) or within measurement noise",
+            ),
             "latest_radc": st.column_config.NumberColumn(
                 "Latest rADC",
                 format="%.2f",
@@ -65,6 +99,10 @@ def show() -> None:
             "first_study": st.column_config.TextColumn("First MRI"),
             "last_study": st.column_config.TextColumn("Last MRI"),
             "index_date": st.column_config.TextColumn("Day 0"),
+            "uncertainty_level": st.column_config.TextColumn(
+                "Uncertainty level",
+                help="How the 95 % intervals were obtained: off, fast, standard or full",
+            ),
             "error": st.column_config.TextColumn("Error", width="large"),
         },
     )

@@ -7,12 +7,25 @@ import streamlit as st
 
 from dashboard import data
 from dashboard.state import case_in_view, current_index, framed, viewer_target
-from followup.results import drug_states, template_fit_warning
+from followup.intervals import (
+    SESSION_CHANGES,
+    SESSION_MEASURES,
+    SOURCE_VOLUMES,
+    change_text,
+    ci_columns,
+    method_sentence,
+    value_text,
+)
+from followup.results import CaseOutputs, drug_states, template_fit_warning
 
 __all__ = ["show"]
 
 
 def _session_table(sessions: pd.DataFrame, offset: int) -> pd.DataFrame:
+    """The overview's session table: volumes and rADC with their 95 % interval where the analysis
+    wrote one, and each volume's change from the previous session in words ("+2.10 mL (+1.20 to
+    +3.00), beyond noise: increase", "within measurement noise"); outputs without intervals show
+    the values alone and no change columns."""
     columns = {
         "session_id": "Session",
         "study_date": "Date",
@@ -27,8 +40,18 @@ def _session_table(sessions: pd.DataFrame, offset: int) -> pd.DataFrame:
         "flair_lesion_volume_right_ml": "FLAIR right (mL)",
         "template_fit_quality": "Template fit (Dice)",
     }
-    table = sessions[[c for c in columns if c in sessions]].rename(columns=columns)
+    table = sessions[[c for c in columns if c in sessions]].copy()
+    for column in SESSION_MEASURES:
+        if ci_columns(column)[0] in sessions:
+            table[column] = [value_text(row, column) for _, row in sessions.iterrows()]
+    table = table.rename(columns=columns)
     table["Day"] = pd.to_numeric(table["Day"], errors="coerce") + offset
+    for source, measure in SOURCE_VOLUMES.items():
+        change, label = SESSION_CHANGES[measure]
+        if change in sessions or label in sessions:
+            table[f"{source} change vs previous"] = [
+                change_text(row, change, label, unit="mL") for _, row in sessions.iterrows()
+            ]
     table["Drugs at the MRI"] = ["; ".join(drug_states(row)) for _, row in sessions.iterrows()]
     if "corrected" in sessions or "rejected" in sessions:  # a reader's corrections, said
         table["Corrected by a reader"] = [
@@ -36,6 +59,15 @@ def _session_table(sessions: pd.DataFrame, offset: int) -> pd.DataFrame:
             for _, row in sessions.iterrows()
         ]
     return table
+
+
+def _interval_caption(outputs: CaseOutputs) -> str:
+    """The caption's words on the error bars (" Error bars and brackets: 95 % intervals from
+    ..."), "" for outputs without intervals."""
+    said = method_sentence(outputs.sessions, outputs.provenance)
+    if not said.startswith("95 %"):  # none, or level off
+        return f" {said}" if said else ""
+    return f" Error bars and brackets: {said}"
 
 
 def _corrections_cell(corrected: object, rejected: object) -> str:
@@ -123,6 +155,7 @@ def show() -> None:
     st.caption(
         "Exposure: the daratumumab curve is an indicative population curve (published model, "
         "typical patient), not a patient estimate; dots are measured levels."
+        + _interval_caption(outputs)
     )
     _report_download(case, key)
     if not outputs.sessions.empty:

@@ -31,6 +31,7 @@ from dashboard.niivue import (
 )
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
 from dashboard.views.correct import corrections, take_pick
+from followup.intervals import SESSION_CHANGES, change_text, interval_text, value_text
 from followup.results import CaseOutputs, drug_states, finite, lesions_of, marked_labels
 from imaging.display import (
     DWI_RGB,
@@ -217,7 +218,9 @@ def _step(grid_key: str, plane: Plane, by: int) -> None:
 
 
 def _row_parts(outputs: CaseOutputs, session: str, offset: int) -> list[str]:
-    """What is said of a session beside its images: id, day, date, volumes, rADC, drug state."""
+    """What is said of a session beside its images: id, day, date, volumes with their 95 %
+    interval and their change from the previous session where the analysis wrote them, rADC,
+    drug state."""
     row = outputs.sessions[outputs.sessions["session_id"] == session].iloc[0]
     day = finite(row.get("day"))
     parts = [
@@ -236,10 +239,17 @@ def _row_parts(outputs: CaseOutputs, session: str, offset: int) -> list[str]:
         if state == "rejected":
             parts.append(f"{name} rejected by a reader")
         elif value is not None:
-            parts.append(f"{name} {value:.2f} mL" + (" (corrected)" if state else ""))
-    radc = finite(row.get("radc"))
-    if radc is not None:
-        parts.append(f"rADC {radc:.2f}")
+            span = interval_text(row, column)
+            parts.append(
+                f"{name} {value:.2f} mL"
+                + (" (corrected)" if state else "")
+                + (f", 95 % CI {span}" if span else "")
+            )
+            change = change_text(row, *SESSION_CHANGES[column], unit="mL", interval=False)
+            if change:
+                parts.append(f"{name} change: {change}")
+    if finite(row.get("radc")) is not None:
+        parts.append(f"rADC {value_text(row, 'radc')}")
     return [p for p in [*parts, *drug_states(row)] if p]
 
 

@@ -109,6 +109,15 @@ class SessionRow(_PerCase, Base):
     #: Sources a reader corrected (``flair``, ``dwi``, ``flair;dwi``) or rejected; empty otherwise.
     corrected: Mapped[str | None] = mapped_column(String(16))
     rejected: Mapped[str | None] = mapped_column(String(16))
+    #: How the 95 % intervals were obtained (``off``, ``fast``, ``standard``, ``full``; issue 16).
+    uncertainty_level: Mapped[str | None] = mapped_column(String(16))
+    flair_lesion_volume_ml_ci_low: Mapped[float | None] = mapped_column(Float)
+    flair_lesion_volume_ml_ci_high: Mapped[float | None] = mapped_column(Float)
+    dwi_lesion_volume_ml_ci_low: Mapped[float | None] = mapped_column(Float)
+    dwi_lesion_volume_ml_ci_high: Mapped[float | None] = mapped_column(Float)
+    #: The volume change from the previous session: ``increase``, ``decrease``, ``within noise``.
+    flair_lesion_volume_change_beyond_noise: Mapped[str | None] = mapped_column(String(16))
+    dwi_lesion_volume_change_beyond_noise: Mapped[str | None] = mapped_column(String(16))
 
 
 class Series(_PerCase, Base):

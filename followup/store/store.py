@@ -33,8 +33,19 @@ from followup.store.models import (
     StoredEdit,
 )
 
-__all__ = ["COHORT_COLUMNS", "CaseState", "Store"]
+__all__ = ["COHORT_COLUMNS", "SESSION_INTERVAL_COLUMNS", "CaseState", "Store"]
 
+#: The sessions' uncertainty columns the store keeps (issue 16; empty for older outputs): the
+#: level, the 95 % intervals of the FLAIR and DWI lesion volumes and their change labels.
+SESSION_INTERVAL_COLUMNS = [
+    "uncertainty_level",
+    "flair_lesion_volume_ml_ci_low",
+    "flair_lesion_volume_ml_ci_high",
+    "dwi_lesion_volume_ml_ci_low",
+    "dwi_lesion_volume_ml_ci_high",
+    "flair_lesion_volume_change_beyond_noise",
+    "dwi_lesion_volume_change_beyond_noise",
+]
 #: Columns of cohort.tsv and of the store's ``cohort`` view.
 COHORT_COLUMNS = [
     "case_id",
@@ -58,6 +69,7 @@ COHORT_COLUMNS = [
     "template_fit_ok",
     "corrected",
     "rejected",
+    *SESSION_INTERVAL_COLUMNS,
 ]
 _PER_CASE = (SessionRow, Series, Measurement, Lesion, Exposure, Event, Lab)
 _SESSION_KEYS = ("case_id", "session_id", "study_date", "day", "adc_source")
@@ -87,6 +99,15 @@ def _float(value: str | None) -> float | None:
 def _int(value: str | None) -> int | None:
     number = _float(value)
     return None if number is None else round(number)
+
+
+def _intervals(row: dict[str, str]) -> dict[str, Any]:
+    """A sessions.tsv row's uncertainty cells for :class:`SessionRow` (None where empty or
+    absent, as in older outputs): numbers for the intervals, text for the level and labels."""
+    return {
+        name: _float(row.get(name)) if "_ci_" in name else (row.get(name) or "").strip() or None
+        for name in SESSION_INTERVAL_COLUMNS
+    }
 
 
 @dataclass(frozen=True)
@@ -237,6 +258,7 @@ class Store:
                         ),
                         corrected=row.get("corrected") or None,
                         rejected=row.get("rejected") or None,
+                        **_intervals(row),
                     )
                 )
                 for name, value in row.items():
