@@ -17,8 +17,12 @@ against the truth:
   within ``MATCH_MM`` in the first session's world): the same coverages and the false change rate;
 * the median interval half-width (% of the volume), the median volume error, wall time per pair.
 
-The truth volume is the continuous one (the sum of the lesion fraction over the 1 mm render
-grid), not the binary ``fraction >= 0.5`` volume (given too in the JSON).
+The truth volume (``--truth``) is by default the binary one: the voxels of the 1 mm render grid
+(patient space, pose-independent) whose lesion fraction is at least 0.5, the definition of every
+other volume figure of README (an expert marks a voxel as lesion when it is mostly lesion).
+``--truth continuous`` scores against the sum of the lesion fraction instead (lesion tissue
+volume: it holds the partial volume of lesions smaller than a voxel, which no voxel-wise method
+counts).
 
 Sets (disjoint masks and seeds):
 
@@ -239,13 +243,25 @@ def match_lesions(
     return matches, ambiguous
 
 
+#: Which truth the intervals are scored against (``--truth``): "binary" or "continuous".
+TRUTH = {"kind": "binary"}
+
+
+def true_volumes(record: dict[str, Any]) -> list[float]:
+    """The two scans' true volumes (mL) of a truth.json record or of one of its lesions."""
+    if TRUTH["kind"] == "binary" and "binary_volume_ml" in record:
+        return [float(v) for v in record["binary_volume_ml"]]
+    return [float(v) for v in record["volume_ml"]]
+
+
 def score_pair(
     record: dict[str, Any], sessions: list[dict[str, Any]], lesions: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The measured numbers of one pair beside its truth (``record`` is the truth.json)."""
     by_session = {str(r.get("session_id")): r for r in sessions}
     rows = [by_session.get("ses-01", {}), by_session.get("ses-02", {})]
-    true_volume = record["volume_ml"]
+    true_volume = true_volumes(record)
+    true_change = true_volume[1] - true_volume[0]
     out: dict[str, Any] = {"sessions": []}
     for row, truth in zip(rows, true_volume, strict=True):
         volume = number(row.get("flair_lesion_volume_ml"))
@@ -269,11 +285,11 @@ def score_pair(
     high = number(second.get("flair_lesion_volume_change_ml_ci_high"))
     out.update(
         {
-            "true_change_ml": record["change_ml"],
+            "true_change_ml": true_change,
             "change_ml": change,
             "change_ci_low": low,
             "change_ci_high": high,
-            "change_covered": covered(record["change_ml"], low, high),
+            "change_covered": covered(true_change, low, high),
             "label": str(second.get("flair_lesion_volume_change_beyond_noise", "")),
             "uncertainty_level": str(second.get("uncertainty_level", "")),
         }
@@ -289,8 +305,8 @@ def score_pair(
         k = int(lesion["lesion"])
         entry: dict[str, Any] = {
             "lesion": k,
-            "true_ml": lesion["volume_ml"],
-            "true_change_ml": lesion["change_ml"],
+            "true_ml": true_volumes(lesion),
+            "true_change_ml": true_volumes(lesion)[1] - true_volumes(lesion)[0],
             "merged_in_ses02": lesion["merged_in_ses02"],
             "matched": k in matches,
             "ambiguous": k in ambiguous,
@@ -306,7 +322,7 @@ def score_pair(
                     "volume_ml": volume,
                     "ci_low": lo,
                     "ci_high": hi,
-                    "covered": covered(lesion["volume_ml"][s], lo, hi),
+                    "covered": covered(true_volumes(lesion)[s], lo, hi),
                 }
             row = by_id.get((lesion_id, "ses-02"), {})
             lo = number(row.get("volume_change_ml_ci_low"))
@@ -316,7 +332,9 @@ def score_pair(
                     "change_ml": number(row.get("volume_change_ml")),
                     "change_ci_low": lo,
                     "change_ci_high": hi,
-                    "change_covered": covered(lesion["change_ml"], lo, hi),
+                    "change_covered": covered(
+                        true_volumes(lesion)[1] - true_volumes(lesion)[0], lo, hi
+                    ),
                     "label": str(row.get("change_beyond_noise", "")),
                     "change": str(row.get("change", "")),
                 }
@@ -662,8 +680,12 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, command: str
         "",
         f"Run {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; --uncertainty "
         f"{args.uncertainty} (recorded level: {level or 'none'}); {args.workers} worker(s). "
-        "Truth volume: continuous (sum of the lesion fraction over the 1 mm render grid); see "
-        "benchmarks/calibrate_uncertainty.py and synthetic/test_retest.py.",
+        + (
+            "Truth volume: binary (voxels of the 1 mm render grid with lesion fraction >= 0.5); "
+            if TRUTH["kind"] == "binary"
+            else "Truth volume: continuous (sum of the lesion fraction over the 1 mm render grid); "
+        )
+        + "see benchmarks/calibrate_uncertainty.py and synthetic/test_retest.py.",
         "",
     ]
     return "\n".join(head + summary(records) + pair_table(records))
@@ -682,6 +704,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, help="stop after this many pairs (quick runs)")
     parser.add_argument("--uncertainty", default="standard", help="level (default standard)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--truth",
+        choices=("binary", "continuous"),
+        default="binary",
+        help="truth volume: voxels with lesion fraction >= 0.5 (default) or the fraction's sum",
+    )
     parser.add_argument("--keep", type=Path, help="build and keep the cases here")
     parser.add_argument("--out", type=Path, help="results markdown (JSON beside it)")
     parser.add_argument(
@@ -690,6 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         help="only score again what an earlier --keep run left in this folder",
     )
     args = parser.parse_args(argv)
+    TRUTH["kind"] = args.truth
     command = "python benchmarks/calibrate_uncertainty.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

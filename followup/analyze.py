@@ -59,7 +59,7 @@ from imaging.track import (
     TrackingParams,
     track_lesions,
 )
-from imaging.uncertainty import change_estimate, estimate
+from imaging.uncertainty import UncertaintyParams, change_estimate, estimate
 from imaging.units import mm3_to_ml
 from imaging.walk import walk_files
 from safeio import atomic_folder, write_text
@@ -396,7 +396,9 @@ def _spread(images: SessionImages) -> _Spread | None:
     return _Spread(draws, bands, other_sd)
 
 
-def _interval_cells(row: dict[str, Any], spread: _Spread | None, z: float) -> None:
+def _interval_cells(
+    row: dict[str, Any], spread: _Spread | None, settings: UncertaintyParams
+) -> None:
     """Fill a session row's ``*_ci_low`` and ``*_ci_high`` from its spread."""
     for measure in SESSION_CHANGES:
         value = row.get(measure)
@@ -406,14 +408,20 @@ def _interval_cells(row: dict[str, Any], spread: _Spread | None, z: float) -> No
             float(value),
             spread.draws[measure],
             band=spread.bands.get(measure),
-            other_sd=spread.other_sd.get(measure, 0.0),
-            z=z,
+            band_weight=settings.band_weight,
+            other_sd=math.hypot(
+                spread.other_sd.get(measure, 0.0),
+                settings.volume_relative_sd * float(value) if measure.endswith("_ml") else 0.0,
+            ),
+            z=settings.z,
             non_negative=measure.endswith("_ml"),
         )
         row[f"{measure}_ci_low"], row[f"{measure}_ci_high"] = found.low, found.high
 
 
-def _change_cells(rows: list[dict[str, Any]], spreads: list[_Spread | None], z: float) -> None:
+def _change_cells(
+    rows: list[dict[str, Any]], spreads: list[_Spread | None], settings: UncertaintyParams
+) -> None:
     """Fill each session row's changes from the previous session that measured the same thing,
     with their intervals and noise labels (paired draws, imaging.uncertainty.change_estimate)."""
     for measure, (change, label) in SESSION_CHANGES.items():
@@ -430,10 +438,15 @@ def _change_cells(rows: list[dict[str, Any]], spreads: list[_Spread | None], z: 
                     spread.draws[measure],
                     band_before=before[1].bands.get(measure),
                     band_after=spread.bands.get(measure),
+                    band_weight=settings.band_weight,
                     other_sd=math.hypot(
-                        before[1].other_sd.get(measure, 0.0), spread.other_sd.get(measure, 0.0)
+                        before[1].other_sd.get(measure, 0.0),
+                        spread.other_sd.get(measure, 0.0),
+                        settings.change_relative_sd * (before[0] + float(value)) / 2
+                        if measure.endswith("_ml")
+                        else 0.0,
                     ),
-                    z=z,
+                    z=settings.z,
                 )
                 row[change] = found.value
                 row[f"{change}_ci_low"], row[f"{change}_ci_high"] = found.low, found.high
@@ -453,7 +466,7 @@ def _track(case: CaseImages) -> dict[str, list[TrackedSession]]:
     fit = case.template
     hemispheres = fit.prior(baseline, "hemispheres")
     regions = fit.prior(baseline, "regions")
-    z = case.params.uncertainty.z
+    settings = case.params.uncertainty
     tracked = {}
     for source in ("flair", "dwi"):
         masks: list[tuple[str, MRImage | None]] = []
@@ -467,7 +480,7 @@ def _track(case: CaseImages) -> dict[str, list[TrackedSession]]:
             to_baseline = images.to_baseline if source == "flair" else images.dwi_to_baseline
             inverse = np.linalg.inv(to_baseline)
             masks.append((images.label, mask_onto(result.lesion_mask, baseline, inverse)))
-            spreads.append(_lesion_spread(images, source, baseline, inverse, z))
+            spreads.append(_lesion_spread(images, source, baseline, inverse, settings))
         tracked[source] = track_lesions(
             masks,
             source=source,
@@ -480,7 +493,11 @@ def _track(case: CaseImages) -> dict[str, list[TrackedSession]]:
 
 
 def _lesion_spread(
-    images: SessionImages, source: str, baseline: MRImage, inverse: np.ndarray, z: float
+    images: SessionImages,
+    source: str,
+    baseline: MRImage,
+    inverse: np.ndarray,
+    settings: UncertaintyParams,
 ) -> LesionSpread | None:
     """A session's perturbed masks of one source carried onto the baseline grid through each draw's
     jittered registration, and its band cuts through the registration itself."""
@@ -501,7 +518,10 @@ def _lesion_spread(
         ],
         inner=np.asarray(mask_onto(inner, baseline, inverse).data) > 0,
         outer=np.asarray(mask_onto(outer, baseline, inverse).data) > 0,
-        z=z,
+        z=settings.z,
+        band_weight=settings.band_weight,
+        volume_relative_sd=settings.volume_relative_sd,
+        change_relative_sd=settings.change_relative_sd,
     )
 
 
@@ -644,11 +664,11 @@ def analyze_case(
     spreads: list[_Spread | None] = []
     if case is not None:
         spreads = [_spread(images) for images in case.sessions]
-        z = case.params.uncertainty.z
+        settings = case.params.uncertainty
         for row, spread in zip(session_rows, spreads, strict=True):
-            row["uncertainty_level"] = case.params.uncertainty.name
-            _interval_cells(row, spread, z)
-        _change_cells(session_rows, spreads, z)
+            row["uncertainty_level"] = settings.name
+            _interval_cells(row, spread, settings)
+        _change_cells(session_rows, spreads, settings)
     drug_columns: list[str] = []
     if course is not None:
         for row in session_rows:

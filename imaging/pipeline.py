@@ -76,11 +76,12 @@ from imaging.uncertainty import (
     Draw,
     UncertaintyParams,
     brain_centre_mm,
+    grid_motion,
     noise_sd,
     partial_volume_masks,
+    perturbed_image,
     probability_sd_voxels,
     rigid_jitter,
-    with_noise,
 )
 
 __all__ = [
@@ -597,18 +598,41 @@ def _draw(
     nawm = math.nan
     if images.flair_result is not None and images.flair is not None:
         assert images.flair_brain is not None
-        flair = with_noise(
-            images.flair, images.flair_brain, settings.noise_scale * noise["flair"], rng
+        flair = perturbed_image(
+            images.flair,
+            images.flair_brain,
+            noise_sd_units=settings.noise_scale * noise["flair"],
+            motion=grid_motion(
+                rng, images.flair, brain_centre_mm(images.flair_brain), settings.pose_rotation_deg
+            ),
+            rng=rng,
         )
         inputs = _flair_inputs(case, images, flair, to_mni)
         flair_mask = flair_seg.segment(inputs).checked(flair, flair_seg.info.name).lesion_mask
     if images.dwi_result is not None and images.b1000 is not None:
         assert images.dwi_brain is not None
-        trace = with_noise(
-            images.b1000, images.dwi_brain, settings.noise_scale * noise["trace"], rng
+        motion = (
+            grid_motion(
+                rng, images.b1000, brain_centre_mm(images.dwi_brain), settings.pose_rotation_deg
+            )
+            if images.dwi_registrable
+            else np.eye(4)
+        )
+        trace = perturbed_image(
+            images.b1000,
+            images.dwi_brain,
+            noise_sd_units=settings.noise_scale * noise["trace"],
+            motion=motion,
+            rng=rng,
         )
         if images.adc is not None:
-            adc = with_noise(images.adc, images.dwi_brain, settings.noise_scale * noise["adc"], rng)
+            adc = perturbed_image(
+                images.adc,
+                images.dwi_brain,
+                noise_sd_units=settings.noise_scale * noise["adc"],
+                motion=motion,
+                rng=rng,
+            )
         dwi_to_mni = to_mni @ dwi_to_reference if images.flair is not None else to_mni
         inputs_dwi = _dwi_inputs(case, images, trace, adc, dwi_to_mni)
         try:

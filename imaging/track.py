@@ -121,12 +121,17 @@ class LesionSpread:
         The lesion mask cut at the two ends of the partial-volume band.
     z : float
         Normal quantile of the intervals.
+    band_weight, volume_relative_sd, change_relative_sd : float
+        As in :class:`imaging.uncertainty.UncertaintyParams`.
     """
 
     draws: list[NDArray[np.bool_]]
     inner: NDArray[np.bool_]
     outer: NDArray[np.bool_]
     z: float = 1.96
+    band_weight: float = 1.0
+    volume_relative_sd: float = 0.0
+    change_relative_sd: float = 0.0
 
 
 @dataclass
@@ -136,7 +141,7 @@ class _Spread:
     draws_ml: NDArray[np.float64]
     inner_ml: NDArray[np.float64]
     outer_ml: NDArray[np.float64]
-    z: float
+    settings: LesionSpread
 
     @classmethod
     def of(cls, spread: LesionSpread, components: NDArray[np.int32], spacing: Any) -> _Spread:
@@ -144,14 +149,16 @@ class _Spread:
             components, [*spread.draws, spread.inner, spread.outer], tuple(spacing)
         )
         volumes_ml = volumes / 1000.0
-        return cls(volumes_ml[:-2], volumes_ml[-2], volumes_ml[-1], spread.z)
+        return cls(volumes_ml[:-2], volumes_ml[-2], volumes_ml[-1], spread)
 
     def volume(self, c: int, volume_ml: float) -> Estimate:
         return estimate(
             volume_ml,
             list(self.draws_ml[:, c]),
             band=(float(self.inner_ml[c]), float(self.outer_ml[c])),
-            z=self.z,
+            band_weight=self.settings.band_weight,
+            other_sd=self.settings.volume_relative_sd * volume_ml,
+            z=self.settings.z,
         )
 
     def change(
@@ -164,7 +171,9 @@ class _Spread:
             list(self.draws_ml[:, c]),
             band_before=(float(before.inner_ml[p]), float(before.outer_ml[p])),
             band_after=(float(self.inner_ml[c]), float(self.outer_ml[c])),
-            z=self.z,
+            band_weight=self.settings.band_weight,
+            other_sd=self.settings.change_relative_sd * (volume_ml + before_ml) / 2,
+            z=self.settings.z,
         )
 
 

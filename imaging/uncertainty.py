@@ -10,13 +10,20 @@ module estimates, per measurement, the spread that those sources give, by measur
   again and, for tracking, its mask is carried to baseline through the moved registration. The
   template fit's jitter is shared by all sessions of one draw (there is one fit per case), so it
   largely cancels in session-to-session changes, as it does in reality;
-* **image noise**: each draw adds white noise at the level estimated from the image itself
-  (:func:`noise_sd`) before segmenting; to first order the spread of ``segment(image + noise)``
-  equals that of ``segment(truth + noise)`` over independent scans;
+* **head pose, sampling and image noise**: each draw resamples the image on its grid turned by a
+  small random rotation and moved by a random fraction of a voxel (a new scan samples the head at
+  another pose: small lesions and lesion edges fall differently into voxels and slices) and adds
+  white noise at the level estimated from the image
+  itself (:func:`noise_sd`) before segmenting; to first order the spread of
+  ``segment(image + noise)`` equals that of ``segment(truth + noise)`` over independent scans;
 * **the partial-volume band**: voxels whose lesion fraction (:func:`lesion_fraction`) lies between
   0.3 and 0.7 could be counted either way; the volume is taken as uniformly uncertain between the
   volume with only the voxels above 0.7 and that with every voxel above 0.3 (SD = width / sqrt(12));
-* **the engine's own probability**, when it gives one: SD = sqrt(sum p (1 - p)) voxels.
+* **the engine's own probability**, when it gives one: SD = sqrt(sum p (1 - p)) voxels;
+* **the engine's response to a change** (changes only): on the development set of synthetic
+  test-retest pairs the engine followed only part of some lesion loads' growth (thick slices, small
+  lesions), an error no perturbation of one image reproduces; it enters as an SD of
+  ``change_relative_sd`` times the mean of the two volumes (measured there, README *Uncertainty*).
 
 The sources are combined in quadrature; a 95 % interval is ``value +- z * SD`` (volumes clipped at
 0). A session-to-session change gets the same from the paired draws (draw ``d`` of both sessions
@@ -41,6 +48,7 @@ from scipy import ndimage as ndi
 
 from imaging.errors import ImagingError
 from imaging.image import MRImage
+from imaging.register import resample
 
 __all__ = [
     "LEVELS",
@@ -50,10 +58,13 @@ __all__ = [
     "change_estimate",
     "change_label",
     "estimate",
+    "grid_motion",
     "label_volumes_mm3",
     "lesion_fraction",
+    "moved_grid",
     "noise_sd",
     "partial_volume_masks",
+    "perturbed_image",
     "probability_sd_voxels",
     "rigid_jitter",
     "with_noise",
@@ -80,10 +91,23 @@ class UncertaintyParams:
     session_rotation_deg, session_translation_mm : float
         SD per axis of the rigid jitter of each session's registration to baseline and of each
         DWI's registration to its FLAIR.
+    pose_rotation_deg : float
+        SD per axis of the rotation of each draw's sampling grid (a new head pose).
     noise_scale : float
         The added noise's SD as a multiple of the estimated image noise.
     pv_low, pv_high : float
         The partial-volume band: lesion fractions between these are ambiguous.
+    band_weight : float
+        The band's SD (its width / sqrt(12)) is scaled by this before it joins the draws' SD.
+    volume_relative_sd : float
+        The engine's own volume error that none of the perturbations reproduces (lesions too small
+        or too faint to find in any draw), as an SD relative to the volume (0: on the development
+        set of ``benchmarks/calibrate_uncertainty.py`` the volume intervals covered 97 % without
+        it; README, *Uncertainty*).
+    change_relative_sd : float
+        The same for a change between two sessions, relative to the mean of their volumes
+        (0.025: on the development set the engine followed part of a lesion load's growth only;
+        the smallest value that brought the change intervals' coverage there into 90-98 %).
     z : float
         Normal quantile of the intervals (1.96: 95 %).
     seed : int
@@ -96,9 +120,13 @@ class UncertaintyParams:
     template_translation_mm: float = 1.0
     session_rotation_deg: float = 0.3
     session_translation_mm: float = 0.3
+    pose_rotation_deg: float = 2.0
     noise_scale: float = 1.0
     pv_low: float = 0.3
     pv_high: float = 0.7
+    band_weight: float = 1.0
+    volume_relative_sd: float = 0.0
+    change_relative_sd: float = 0.025
     z: float = 1.96
     seed: int = 16
 
@@ -249,6 +277,42 @@ def with_noise(
     return image.with_data(noisy)
 
 
+def moved_grid(image: MRImage, motion: NDArray[np.float64]) -> MRImage:
+    """The image resampled (linear) onto its own grid moved by the rigid ``motion`` (4, 4, world
+    mm): the same tissue sampled at other voxel and slice positions and orientation, as a scan
+    with another head pose would sample it."""
+    moved = np.asarray(motion, np.float64) @ np.asarray(image.affine, np.float64)
+    grid = MRImage(np.zeros(image.spatial_shape, np.uint8), moved)
+    return resample(image, grid, np.eye(4), interpolation="linear")
+
+
+def grid_motion(
+    rng: np.random.Generator, image: MRImage, centre_mm: NDArray[np.float64], rotation_deg: float
+) -> NDArray[np.float64]:
+    """A new head pose for a draw: a rotation (normal, SD ``rotation_deg`` per axis) about
+    ``centre_mm`` and a shift of up to half a voxel along each grid axis (uniform), (4, 4)."""
+    motion = rigid_jitter(rng, centre_mm, rotation_deg, 0.0)
+    shift_vox = rng.uniform(-0.5, 0.5, 3)
+    motion[:3, 3] += np.asarray(image.affine, np.float64)[:3, :3] @ shift_vox
+    return motion
+
+
+def perturbed_image(
+    image: MRImage,
+    brain: MRImage,
+    *,
+    noise_sd_units: float,
+    motion: NDArray[np.float64],
+    rng: np.random.Generator,
+    floor: float | None = 0.0,
+) -> MRImage:
+    """One draw's image: resampled on a moved grid (:func:`moved_grid`), then with white noise of
+    ``noise_sd_units`` added inside the brain (carried onto the new grid)."""
+    moved = moved_grid(image, motion)
+    inside = resample(brain, moved, np.eye(4), interpolation="nearest")
+    return with_noise(moved, inside, noise_sd_units, rng, floor=floor)
+
+
 def lesion_fraction(
     image: MRImage, mask: MRImage, brain: MRImage, *, shell_mm: tuple[float, float] = (1.5, 4.0)
 ) -> NDArray[np.float32]:
@@ -338,6 +402,7 @@ def estimate(
     draws: Sequence[float],
     *,
     band: tuple[float, float] | None = None,
+    band_weight: float = 1.0,
     other_sd: float = 0.0,
     z: float = 1.96,
     non_negative: bool = True,
@@ -352,6 +417,8 @@ def estimate(
         The same measurement on each perturbed re-segmentation (at least 2 finite).
     band : (float, float), optional
         The measurement with only the voxels above the band and with every voxel above it.
+    band_weight : float
+        Scale of the band's SD (``|band| / sqrt(12)``).
     other_sd : float
         Further independent SD (e.g. the engine's probability), same unit.
     z : float
@@ -367,7 +434,7 @@ def estimate(
     spread = _sd(draws)
     if not math.isfinite(value) or not math.isfinite(spread):
         return Estimate(value, math.nan, math.nan, math.nan)
-    band_sd = abs(band[1] - band[0]) / math.sqrt(12.0) if band is not None else 0.0
+    band_sd = band_weight * abs(band[1] - band[0]) / math.sqrt(12.0) if band is not None else 0.0
     sd = math.sqrt(spread**2 + band_sd**2 + other_sd**2)
     low, high = value - z * sd, value + z * sd
     if non_negative:
@@ -394,6 +461,7 @@ def change_estimate(
     *,
     band_before: tuple[float, float] | None = None,
     band_after: tuple[float, float] | None = None,
+    band_weight: float = 1.0,
     other_sd: float = 0.0,
     z: float = 1.96,
 ) -> Estimate:
@@ -412,7 +480,15 @@ def change_estimate(
     band = None
     if band_before is not None and band_after is not None:
         band = (band_after[0] - band_before[0], band_after[1] - band_before[1])
-    found = estimate(after - before, paired, band=band, other_sd=other_sd, z=z, non_negative=False)
+    found = estimate(
+        after - before,
+        paired,
+        band=band,
+        band_weight=band_weight,
+        other_sd=other_sd,
+        z=z,
+        non_negative=False,
+    )
     return replace(found, label=change_label(found.low, found.high))
 
 

@@ -530,7 +530,9 @@ def lesion_truth(
     -------
     lesions : list of dict
         One per 26-connected component of the first scan's ``f >= 0.5``, largest first: ``lesion``
-        (1, 2, ...), ``volume_ml`` [scan 1, scan 2], ``change_ml``, ``voxels_1mm`` (component size),
+        (1, 2, ...), ``volume_ml`` [scan 1, scan 2] (continuous), ``change_ml``,
+        ``binary_volume_ml`` [scan 1, scan 2] (its voxels with ``f >= 0.5``, 1 mm),
+        ``voxels_1mm`` (component size),
         ``centroid_patient_mm``, ``centroid_ses01_mm``, ``centroid_ses02_mm`` (x, y, z),
         ``merged_in_ses02`` (its scan-2 component holds another lesion) and ``gone_in_ses02`` (no
         voxel >= 0.5 left).
@@ -550,6 +552,8 @@ def lesion_truth(
     index = np.arange(1, n + 1)
     vol1 = ndi.sum_labels(f1, owner, index) * truth.voxel_ml
     vol2 = ndi.sum_labels(fraction2, owner, index) * truth.voxel_ml
+    binary1 = ndi.sum_labels(f1 >= 0.5, owner, index) * truth.voxel_ml
+    binary2 = ndi.sum_labels(fraction2 >= 0.5, owner, index) * truth.voxel_ml
     size = ndi.sum_labels(np.ones_like(f1), components, index)
     centres = np.array(ndi.center_of_mass(f1, owner, index), dtype=np.float64).reshape(n, 3)
     patient = centres @ truth.grid_affine[:3, :3].T + truth.grid_affine[:3, 3]
@@ -573,6 +577,7 @@ def lesion_truth(
                 "lesion": 0,
                 "volume_ml": [float(vol1[k]), float(vol2[k])],
                 "change_ml": float(vol2[k] - vol1[k]),
+                "binary_volume_ml": [float(binary1[k]), float(binary2[k])],
                 "voxels_1mm": int(size[k]),
                 "centroid_patient_mm": patient[k].tolist(),
                 "centroid_ses01_mm": worlds[0][k].tolist(),

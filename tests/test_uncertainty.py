@@ -18,10 +18,13 @@ from imaging.uncertainty import (
     change_estimate,
     change_label,
     estimate,
+    grid_motion,
     label_volumes_mm3,
     lesion_fraction,
+    moved_grid,
     noise_sd,
     partial_volume_masks,
+    perturbed_image,
     probability_sd_voxels,
     rigid_jitter,
     with_noise,
@@ -251,3 +254,49 @@ def test_new_and_resolved_lesions_are_judged_by_their_own_interval() -> None:
     )
     assert rows[1].rows[0]["change_beyond_noise"] == WITHIN
     assert rows[2].rows[0]["change_beyond_noise"] == WITHIN
+
+
+def test_moved_grid_samples_the_tissue_between_the_voxels() -> None:
+    # a linear ramp along each axis: linear interpolation is exact on it
+    i, j, k = np.indices(SHAPE, dtype=np.float64)
+    ramp = 100.0 + 3.0 * i + 5.0 * j + 7.0 * k
+    shift = np.array([0.5, -0.25, 0.4])
+    motion = np.eye(4)
+    motion[:3, 3] = np.asarray(SPACING) * shift
+    moved = moved_grid(_image(ramp), motion)
+    assert np.allclose(
+        moved.affine[:3, 3], _affine()[:3, 3] + np.asarray(SPACING) * shift, atol=1e-9
+    )
+    inner = (slice(1, -1), slice(1, -1), slice(1, -1))  # edge voxels sample outside the image
+    expected = ramp + 3.0 * shift[0] + 5.0 * shift[1] + 7.0 * shift[2]
+    assert np.allclose(np.asarray(moved.data)[inner], expected[inner], atol=1e-3)
+    # a draw's image: the same grid with noise added only inside the brain
+    brain = np.zeros(SHAPE, np.uint8)
+    brain[5:30, 6:30, 3:11] = 1
+    drawn = perturbed_image(
+        _image(ramp),
+        _image(brain),
+        noise_sd_units=4.0,
+        motion=motion,
+        rng=np.random.default_rng(0),
+    )
+    assert np.allclose(drawn.affine, moved.affine)
+    difference = np.asarray(drawn.data) - np.asarray(moved.data)
+    inside = np.asarray(moved_grid(_image(brain.astype(np.float32)), motion).data) > 0.99
+    assert float(np.std(difference[inside])) == pytest.approx(4.0, rel=0.05)
+    outside = np.asarray(moved_grid(_image(brain.astype(np.float32)), motion).data) < 0.01
+    assert np.all(difference[outside] == 0)
+
+
+def test_grid_motion_turns_about_the_centre_and_shifts_within_half_a_voxel() -> None:
+    rng = np.random.default_rng(5)
+    image = _image(np.zeros(SHAPE, np.float32))
+    centre = np.array([0.0, 2.0, -1.0])
+    for _ in range(50):
+        motion = grid_motion(rng, image, centre, rotation_deg=0.0)
+        assert np.allclose(motion[:3, :3], np.eye(3))
+        shift_vox = np.linalg.solve(image.affine[:3, :3], motion[:3, 3])
+        assert np.all(np.abs(shift_vox) <= 0.5)
+    turned = grid_motion(rng, image, centre, rotation_deg=3.0)
+    assert not np.allclose(turned[:3, :3], np.eye(3))
+    assert np.linalg.det(turned[:3, :3]) == pytest.approx(1.0)
