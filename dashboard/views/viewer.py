@@ -31,7 +31,13 @@ from dashboard.niivue import (
 )
 from dashboard.state import TARGET_KEY, case_in_view, current_index, framed
 from dashboard.views.correct import corrections, take_pick
-from followup.intervals import SESSION_CHANGES, change_text, interval_text, value_text
+from followup.intervals import (
+    SESSION_CHANGES,
+    WITHIN_NOISE,
+    interval_text,
+    label_of,
+    value_text,
+)
 from followup.results import CaseOutputs, drug_states, finite, lesions_of, marked_labels
 from imaging.display import (
     DWI_RGB,
@@ -239,15 +245,19 @@ def _row_parts(outputs: CaseOutputs, session: str, offset: int) -> list[str]:
         if state == "rejected":
             parts.append(f"{name} rejected by a reader")
         elif value is not None:
+            # short lines (the label column stays as narrow as the drug lines): the value with
+            # its interval, then the change and whether it is beyond the measurement noise
             span = interval_text(row, column)
             parts.append(
                 f"{name} {value:.2f} mL"
                 + (" (corrected)" if state else "")
-                + (f", 95 % CI {span}" if span else "")
+                + (f" ({span})" if span else "")
             )
-            change = change_text(row, *SESSION_CHANGES[column], unit="mL", interval=False)
-            if change:
-                parts.append(f"{name} change: {change}")
+            change_column, label_column = SESSION_CHANGES[column]
+            change, label = finite(row.get(change_column)), label_of(row, label_column)
+            if change is not None and label:
+                noise = "within noise" if label == WITHIN_NOISE else "beyond noise"
+                parts.append(f"{name} change {change:+.2f} mL, {noise}")
     if finite(row.get("radc")) is not None:
         parts.append(f"rADC {value_text(row, 'radc')}")
     return [p for p in [*parts, *drug_states(row)] if p]
