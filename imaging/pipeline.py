@@ -26,9 +26,12 @@ aligned (same scanner frame) with a note; as the only image of a session it rais
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -697,10 +700,15 @@ def _perturb(case: CaseImages, engines: tuple[FlairEngine, DwiEngine], progress:
                 high=settings.pv_high,
             )
             images.probability_sd_voxels[source] = probability_sd_voxels(result.probability)
-        session_rng = np.random.default_rng([settings.seed, case.sessions.index(images)])
-        images.draws = [
-            _draw(case, images, engines, jitter, session_rng) for jitter in template_jitters
-        ]
+        # each draw its own generator (the same numbers whatever the threads' order); the draws
+        # run on threads: the image maths (ndimage, SimpleITK) releases the GIL, so a 2-core
+        # machine runs two at once
+        n = case.sessions.index(images)
+        rngs = [np.random.default_rng([settings.seed, n, d]) for d in range(settings.draws)]
+        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+            images.draws = list(
+                pool.map(partial(_draw, case, images, engines), template_jitters, rngs)
+            )
 
 
 def process_case(
