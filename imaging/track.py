@@ -60,7 +60,7 @@ registered to baseline (lesions that moved by more than their own size are new +
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -452,10 +452,9 @@ def track_lesions(
                 volume_ml = mm3_to_ml(volumes[c])
                 found = spread.volume(c, volume_ml)
                 moved: Estimate | None = None
-                if change == "new":
-                    moved = Estimate(volume_ml, found.sd, found.low, found.high)
+                if change == "new":  # its change is its volume, beyond noise when that is
                     label = "increase" if found.low > 0 else WITHIN
-                    moved = Estimate(moved.value, moved.sd, moved.low, moved.high, label)
+                    moved = replace(found, label=label)
                 elif c in match.parent and previous is not None and previous.spread is not None:
                     p = match.parent[c]
                     moved = spread.change(
