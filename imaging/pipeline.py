@@ -65,7 +65,7 @@ from imaging.errors import ImageContentError, ImagingError, SeriesTooSmallError
 from imaging.image import MRImage
 from imaging.lesion_prior import lesion_prior_on
 from imaging.normalize import NormalizationError
-from imaging.quantify import nawm_for_adc
+from imaging.quantify import adc_in_mask, nawm_for_adc
 from imaging.register import Registration, RegistrationParams, register, resample
 from imaging.segment import DwiLesionParams, FlairLesionParams
 from imaging.sequence import SequenceClass
@@ -571,26 +571,31 @@ def _draw(
     case: CaseImages,
     images: SessionImages,
     engines: tuple[FlairEngine, DwiEngine],
+    centres_mm: dict[str, NDArray[np.float64]],
     template_jitter: NDArray[np.float64],
     rng: np.random.Generator,
 ) -> Draw:
-    """One perturbed re-segmentation of a session (module docstring of :mod:`imaging.uncertainty`)."""
+    """One perturbed re-segmentation of a session (module docstring of :mod:`imaging.uncertainty`).
+
+    ``centres_mm``: the brain centres (world mm) the jitters turn about: ``baseline`` (baseline
+    world), ``reference`` (this session's reference world), ``flair`` and ``dwi`` (their grids').
+    """
     settings = case.params.uncertainty
     flair_seg, dwi_seg = engines
-    centre = brain_centre_mm(case.baseline_brain) if case.baseline_brain is not None else None
     session_jitter = np.eye(4)
-    if images is not case.baseline and centre is not None:
+    if images is not case.baseline:
         session_jitter = rigid_jitter(
-            rng, centre, settings.session_rotation_deg, settings.session_translation_mm
+            rng,
+            centres_mm["baseline"],
+            settings.session_rotation_deg,
+            settings.session_translation_mm,
         )
     to_baseline = session_jitter @ images.to_baseline
     dwi_jitter = np.eye(4)
     if images.flair is not None and images.dwi_registrable and images.dwi_reference is not None:
         dwi_jitter = rigid_jitter(
             rng,
-            np.asarray(np.linalg.inv(images.to_baseline) @ np.append(centre, 1.0))[:3]
-            if centre is not None
-            else np.zeros(3),
+            centres_mm["reference"],
             settings.session_rotation_deg,
             settings.session_translation_mm,
         )
@@ -605,9 +610,7 @@ def _draw(
             images.flair,
             images.flair_brain,
             noise_sd_units=settings.noise_scale * noise["flair"],
-            motion=grid_motion(
-                rng, images.flair, brain_centre_mm(images.flair_brain), settings.pose_rotation_deg
-            ),
+            motion=grid_motion(rng, images.flair, centres_mm["flair"], settings.pose_rotation_deg),
             rng=rng,
         )
         inputs = _flair_inputs(case, images, flair, to_mni)
@@ -615,9 +618,7 @@ def _draw(
     if images.dwi_result is not None and images.b1000 is not None:
         assert images.dwi_brain is not None
         motion = (
-            grid_motion(
-                rng, images.b1000, brain_centre_mm(images.dwi_brain), settings.pose_rotation_deg
-            )
+            grid_motion(rng, images.b1000, centres_mm["dwi"], settings.pose_rotation_deg)
             if images.dwi_registrable
             else np.eye(4)
         )
@@ -651,9 +652,7 @@ def _draw(
                     params=case.params.dwi.nawm,
                     adc_min_um2s=case.params.dwi.adc_min_um2s,
                 )
-                inside = np.asarray(nawm_mask.data) > 0
-                if inside.any():
-                    nawm = float(np.mean(np.asarray(adc.data, np.float64)[inside]))
+                nawm = adc_in_mask(adc, nawm_mask)
         except NormalizationError:
             dwi_mask = None
     return Draw(
@@ -672,43 +671,63 @@ def _perturb(case: CaseImages, engines: tuple[FlairEngine, DwiEngine], progress:
     settings = case.params.uncertainty
     if settings.draws < 2:
         return
+    assert case.baseline_brain is not None  # set by process_case before the draws
     rng = np.random.default_rng(settings.seed)
-    centre = brain_centre_mm(case.baseline_brain) if case.baseline_brain is not None else None
+    centre = brain_centre_mm(case.baseline_brain)
     template_jitters = [
-        rigid_jitter(
-            rng,
-            centre if centre is not None else np.zeros(3),
-            settings.template_rotation_deg,
-            settings.template_translation_mm,
-        )
+        rigid_jitter(rng, centre, settings.template_rotation_deg, settings.template_translation_mm)
         for _ in range(settings.draws)
     ]
-    for images in case.sessions:
-        progress(f"{images.label}: uncertainty ({settings.draws} draws)")
-        images.noise_sd = _noise_levels(images)
-        for source, image, result, brain in (
-            ("flair", images.flair, images.flair_result, images.flair_brain),
-            ("dwi", images.b1000, images.dwi_result, images.dwi_brain),
-        ):
-            if image is None or result is None or brain is None:
-                continue
-            images.bands[source] = partial_volume_masks(
-                image,
-                result.lesion_mask,
-                brain,
-                low=settings.pv_low,
-                high=settings.pv_high,
-            )
-            images.probability_sd_voxels[source] = probability_sd_voxels(result.probability)
-        # each draw its own generator (the same numbers whatever the threads' order); the draws
-        # run on threads: the image maths (ndimage, SimpleITK) releases the GIL, so a 2-core
-        # machine runs two at once
-        n = case.sessions.index(images)
-        rngs = [np.random.default_rng([settings.seed, n, d]) for d in range(settings.draws)]
-        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
-            images.draws = list(
-                pool.map(partial(_draw, case, images, engines), template_jitters, rngs)
-            )
+    # each draw its own generator (the same numbers whatever the threads' order); the draws run
+    # on threads: the image maths (ndimage, SimpleITK) releases the GIL, so a 2-core machine runs
+    # two at once
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        for n, images in enumerate(case.sessions):
+            _perturb_session(case, images, engines, centre, template_jitters, pool, n, progress)
+
+
+def _perturb_session(
+    case: CaseImages,
+    images: SessionImages,
+    engines: tuple[FlairEngine, DwiEngine],
+    centre: NDArray[np.float64],
+    template_jitters: list[NDArray[np.float64]],
+    pool: ThreadPoolExecutor,
+    n: int,
+    progress: Progress,
+) -> None:
+    """One session's partial-volume bands and perturbed draws (the ``n``-th session)."""
+    settings = case.params.uncertainty
+    progress(f"{images.label}: uncertainty ({settings.draws} draws)")
+    images.noise_sd = _noise_levels(images)
+    for source, image, result, brain in (
+        ("flair", images.flair, images.flair_result, images.flair_brain),
+        ("dwi", images.b1000, images.dwi_result, images.dwi_brain),
+    ):
+        if image is None or result is None or brain is None:
+            continue
+        images.bands[source] = partial_volume_masks(
+            image,
+            result.lesion_mask,
+            brain,
+            low=settings.pv_low,
+            high=settings.pv_high,
+        )
+        images.probability_sd_voxels[source] = probability_sd_voxels(result.probability)
+    # each draw its own generator: the same numbers whatever the threads' order
+    centres = {
+        "baseline": centre,
+        "reference": (np.linalg.inv(images.to_baseline) @ np.append(centre, 1.0))[:3],
+        **{
+            name: brain_centre_mm(brain)
+            for name, brain in (("flair", images.flair_brain), ("dwi", images.dwi_brain))
+            if brain is not None
+        },
+    }
+    rngs = [np.random.default_rng([settings.seed, n, d]) for d in range(settings.draws)]
+    images.draws = list(
+        pool.map(partial(_draw, case, images, engines, centres), template_jitters, rngs)
+    )
 
 
 def process_case(

@@ -68,6 +68,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from imaging.image import MRImage
+from imaging.quantify import as_cell
 from imaging.regions import Hemisphere, Region
 from imaging.uncertainty import WITHIN, Estimate, change_estimate, estimate, label_volumes_mm3
 from imaging.units import mm3_to_ml
@@ -178,17 +179,13 @@ class _Spread:
 
 
 def _cells(volume: Estimate | None, change: Estimate | None, label: str = "") -> dict[str, Any]:
-    """The uncertainty columns of one lesion row (4 decimals; empty where unknown)."""
-
-    def cell(value: float | None) -> Any:
-        return round(value, 4) if value is not None and np.isfinite(value) else ""
-
+    """The uncertainty columns of one lesion row (table cells: 4 decimals, empty where unknown)."""
     return {
-        "volume_ml_ci_low": cell(volume.low if volume else None),
-        "volume_ml_ci_high": cell(volume.high if volume else None),
-        "volume_change_ml": cell(change.value if change else None),
-        "volume_change_ml_ci_low": cell(change.low if change else None),
-        "volume_change_ml_ci_high": cell(change.high if change else None),
+        "volume_ml_ci_low": as_cell(volume.low if volume else None),
+        "volume_ml_ci_high": as_cell(volume.high if volume else None),
+        "volume_change_ml": as_cell(change.value if change else None),
+        "volume_change_ml_ci_low": as_cell(change.low if change else None),
+        "volume_change_ml_ci_high": as_cell(change.high if change else None),
         "change_beyond_noise": label or (change.label if change else ""),
     }
 
