@@ -49,6 +49,12 @@ class RegistrationParams:
         Convergence: the smallest step.
     seed : int
         Seed of the metric sampling, so that results are repeatable.
+    threads : int
+        Threads of the metric. ITK sums the metric's per-thread shares in an order that changes
+        from run to run, and the optimiser amplifies the rounding: with more than one thread the
+        same pair of images gives a slightly different transform each run (SimpleITK's
+        *Reproducibility* notes). One thread (the default) makes every fit bit-reproducible; an
+        analysis still uses every core through its other filters and its parallel draws.
     working_spacing_mm : float or None
         When set, both images (and masks) are first resampled, with anti-aliasing, onto isotropic
         grids of this spacing (never finer than the images): the fit is then independent of the
@@ -64,6 +70,7 @@ class RegistrationParams:
     learning_rate: float = 2.0
     min_step: float = 1e-4
     seed: int = 20230314
+    threads: int = 1
     working_spacing_mm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +272,8 @@ def _mattes_method(
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(params.sampling_fraction, params.seed)
+    method.SetNumberOfThreads(params.threads)
+    method.SetNumberOfWorkUnits(params.threads)
     if fixed_mask is not None:
         method.SetMetricFixedMask(to_sitk(fixed_mask, dtype=np.uint8))
     method.SetInterpolator(sitk.sitkLinear)
