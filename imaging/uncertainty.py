@@ -494,7 +494,7 @@ def change_estimate(
 
 def label_volumes_mm3(
     labels: NDArray[np.integer[Any]],
-    masks: Sequence[NDArray[np.bool_]],
+    masks: Sequence[NDArray[Any]],
     spacing_mm: tuple[float, float, float],
     *,
     reach_mm: float = 3.0,
@@ -503,7 +503,8 @@ def label_volumes_mm3(
 
     A mask voxel counts for the nearest labelled lesion within ``reach_mm`` (a perturbed lesion is
     the same lesion a little larger, smaller or shifted); voxels farther from every lesion count for
-    none (column 0 stays 0).
+    none (column 0 stays 0). A boolean mask counts its voxels whole; a float mask is a lesion
+    fraction (0..1) and each voxel counts for its fraction.
     """
     count = int(labels.max(initial=0))
     out = np.zeros((len(masks), count + 1), np.float64)
@@ -515,7 +516,13 @@ def label_volumes_mm3(
     owner = np.where(distance <= reach_mm, labels[tuple(nearest)], 0)
     voxel_mm3 = float(np.prod(spacing_mm))
     for d, mask in enumerate(masks):
-        counts = np.bincount(owner[np.asarray(mask, bool)].ravel(), minlength=count + 1)
+        values = np.asarray(mask)
+        some = values > 0
+        # a boolean mask counts its voxels whole, a fraction each voxel for its share
+        weights = np.ones(int(some.sum())) if values.dtype == np.bool_ else values[some]
+        counts = np.bincount(
+            owner[some].ravel(), weights=weights.astype(np.float64), minlength=count + 1
+        )
         out[d] = counts[: count + 1] * voxel_mm3
     out[:, 0] = 0.0
     return out

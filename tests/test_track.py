@@ -255,3 +255,60 @@ def test_lesion_course_ends_with_merged_for_a_lesion_absorbed_by_another():
     assert courses.loc["F002", "last_day"] == 3  # last seen on its own
     assert courses.loc["F001", "changes"] == "baseline > stable > merged"
     assert courses.loc["F001", "last_ml"] == pytest.approx(104 * 3.6 / 1000)
+
+
+def _turned(affine: np.ndarray, degrees: float, shift_mm: tuple[float, float, float]) -> np.ndarray:
+    """``affine`` turned by ``degrees`` about z and y through the grid centre, then shifted."""
+    angle = np.deg2rad(degrees)
+    cz, sz = np.cos(angle), np.sin(angle)
+    rz = np.array([[cz, -sz, 0.0], [sz, cz, 0.0], [0.0, 0.0, 1.0]])
+    ry = np.array([[cz, 0.0, sz], [0.0, 1.0, 0.0], [-sz, 0.0, cz]])
+    centre = affine[:3, :3] @ ((np.array([40, 36, 16]) - 1) / 2.0) + affine[:3, 3]
+    turn = np.eye(4)
+    turn[:3, :3] = rz @ ry
+    turn[:3, 3] = centre - turn[:3, :3] @ centre + np.asarray(shift_mm)
+    return turn @ affine
+
+
+def test_a_lesion_carried_onto_a_turned_grid_keeps_its_volume():
+    """Small ellipsoid lesions on a 0.9 x 1.1 x 3.3 mm grid carried onto the same grid turned by
+    12 degrees and shifted by part of a voxel (a follow-up session carried onto the baseline): the
+    lesion fractions keep each lesion's native volume within 1 %; the cut at 0.5 loses over 2 %."""
+    from imaging.edit import mask_onto
+
+    native_affine = np.diag([0.9, 1.1, 3.3, 1.0])
+    shape = (40, 36, 16)
+    ijk = np.indices(shape).astype(float)
+    world = np.einsum("ij,jklm->iklm", native_affine[:3, :3], ijk)
+    data = np.zeros(shape, np.uint8)
+    centres = [(9.0, 9.0, 20.0), (26.0, 27.0, 26.0)]
+    radii = [(4.0, 3.0, 7.0), (5.5, 4.5, 8.0)]
+    for centre, radius in zip(centres, radii, strict=True):
+        inside = sum(((world[a] - centre[a]) / radius[a]) ** 2 for a in range(3)) <= 1.0
+        data[inside] = 1
+    native = MRImage(data, native_affine)
+    labels, _ = ndi.label(data, structure=np.ones((3, 3, 3)))
+    native_mm3 = [float((labels == n).sum()) * 0.9 * 1.1 * 3.3 for n in (1, 2)]
+    baseline = MRImage(np.zeros(shape, np.uint8), _turned(native_affine, 12.0, (0.4, -0.3, 1.2)))
+    fraction = mask_onto(native, baseline, as_fraction=True)  # both grids in one world
+    cut = mask_onto(native, baseline)
+    assert np.asarray(fraction.data).dtype == np.float32
+    regions = MRImage(np.full(shape, 2, np.uint8), baseline.affine)
+
+    def volumes(mask: MRImage) -> list[float]:
+        (session,) = track_lesions(
+            [("ses-1", mask)],
+            source="flair",
+            hemispheres=regions,
+            regions=regions,
+            params=TrackingParams(min_lesion_volume_mm3=1.0),
+        )
+        found = sorted(r["volume_ml"] * 1000.0 for r in session.rows)
+        assert len(found) == 2
+        return found
+
+    kept = volumes(fraction)
+    lost = volumes(cut)
+    for truth, by_fraction, by_cut in zip(sorted(native_mm3), kept, lost, strict=True):
+        assert by_fraction == pytest.approx(truth, rel=0.01)
+        assert by_cut < 0.98 * truth  # the cut at 0.5 loses the corners: 2.7-2.8 % here
