@@ -678,9 +678,8 @@ def _perturb(case: CaseImages, engines: tuple[FlairEngine, DwiEngine], progress:
         rigid_jitter(rng, centre, settings.template_rotation_deg, settings.template_translation_mm)
         for _ in range(settings.draws)
     ]
-    # each draw its own generator (the same numbers whatever the threads' order); the draws run
-    # on threads: the image maths (ndimage, SimpleITK) releases the GIL, so a 2-core machine runs
-    # two at once
+    # the draws run on threads: the image maths (ndimage, SimpleITK) releases the GIL, so a
+    # 2-core machine runs two at once
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         for n, images in enumerate(case.sessions):
             _perturb_session(case, images, engines, centre, template_jitters, pool, n, progress)
