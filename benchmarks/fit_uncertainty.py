@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth", choices=("binary", "continuous"), default="binary")
     args = parser.parse_args(argv)
     pairs = load(args.folder, args.truth)
+    if not pairs:
+        print(f"no kept calibration pairs under {args.folder} (run calibrate_uncertainty.py --keep)")
+        return 2
     print(f"{len(pairs)} pairs, {args.truth} truth")
     print(
         "| band_weight | change_relative_sd | volume coverage | change coverage | false | +25 % |"

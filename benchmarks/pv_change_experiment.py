@@ -20,9 +20,9 @@ Usage: ``python benchmarks/pv_change_experiment.py DEV_KEEP_DIR``
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -81,7 +81,12 @@ def pv_volumes(
 
 
 def main(argv: list[str] | None = None) -> int:
-    folder = Path((argv or sys.argv[1:])[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="the --keep folder of a dev calibration run")
+    folder = parser.parse_args(argv).folder
+    if not any(folder.glob("truth*/cases/*/truth.json")):
+        print(f"no kept calibration pairs under {folder} (run calibrate_uncertainty.py --keep)")
+        return 2
     binary_errors, pv_errors, binary_rel, pv_rel = [], [], [], []
     for case in sorted(folder.glob("truth*/cases/*")):
         truth = json.loads((case / "truth.json").read_text())
@@ -117,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: true {true_binary:+.2f} / {true_continuous:+.2f} mL, "
             f"binary {binary[1] - binary[0]:+.2f}, partial volume {pv[1] - pv[0]:+.2f}"
         )
+    if not pv_errors:
+        print(f"no analysed pair under {folder}")
+        return 2
     print(
         f"{len(pv_errors)} pairs: SD of the change error {np.std(binary_errors):.2f} mL (binary) / "
         f"{np.std(pv_errors):.2f} mL (partial volume); median relative error "
