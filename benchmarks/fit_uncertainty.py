@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     pairs = load(args.folder, args.truth)
     if not pairs:
-        print(f"no kept calibration pairs under {args.folder} (run calibrate_uncertainty.py --keep)")
+        print(
+            f"no kept calibration pairs under {args.folder} (run calibrate_uncertainty.py --keep)"
+        )
         return 2
     print(f"{len(pairs)} pairs, {args.truth} truth")
     print(
