@@ -107,6 +107,9 @@ class RetestTruth:
         Affine part of the deformation (patient world -> MNI world).
     settings : dict
         The contrast and protocol drawn for this truth.
+    tissue_fractions : dict of str to ndarray of float32, shape (I, J, K)
+        ``"gm"``, ``"wm"`` and ``"csf"`` fractions of each render voxel (0 outside the brain), for
+        other contrasts than FLAIR (:mod:`synthetic.test_retest_dwi`).
     """
 
     grid_affine: NDArray[np.float64]
@@ -117,6 +120,7 @@ class RetestTruth:
     edge_score: NDArray[np.float32]
     to_mni: NDArray[np.float64]
     settings: dict[str, Any] = field(default_factory=dict)
+    tissue_fractions: dict[str, NDArray[np.float32]] = field(default_factory=dict)
 
     @property
     def voxel_ml(self) -> float:
@@ -349,6 +353,10 @@ def make_truth(
         edge_score=_edge_score(fraction, spacing),
         to_mni=to_mni,
         settings=settings,
+        tissue_fractions={
+            name: np.where(brain, part, 0.0).astype(np.float32)
+            for name, part in (("gm", tissue["gm"]), ("wm", tissue["wm"]), ("csf", csf))
+        },
     )
 
 
