@@ -44,7 +44,7 @@ from followup.errors import CaseIdCollisionError, InvalidCaseIdError
 from followup.intervals import SESSION_CHANGES
 from followup.tsv import write_tsv
 from imaging.case import CaseIndex, case_id_from_folder, scan_case
-from imaging.edit import mask_onto
+from imaging.edit import mask_onto, mask_share_onto
 from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
 from imaging.pipeline import CaseImages, PipelineParams, SessionImages, process_case
@@ -270,11 +270,15 @@ def dwi_measures(
     nawm_adc_um2s: float,
     flair_mask: MRImage | None,
     dwi_to_flair: np.ndarray,
+    *,
+    flair_share: float = 0.5,
 ) -> dict[str, float]:
     """Lesion ADC (um2/s) and rADC of the DWI lesions, and of the FLAIR lesions seen on the ADC grid.
 
     ``dwi_to_flair`` maps the DWI world to the FLAIR's (4, 4); ``nawm_adc_um2s`` is the reference
-    of rADC (nan when unknown).
+    of rADC (nan when unknown). The FLAIR lesions' ADC is read in the ADC voxels that FLAIR lesion
+    fills to at least ``flair_share`` (0.5: mostly lesion; the partial-volume band reads it at 0.7
+    and 0.3).
     """
     lesion_adc = adc_in_mask(adc_um2s, dwi_mask)
     ok = nawm_adc_um2s > 0
@@ -284,7 +288,12 @@ def dwi_measures(
         "radc": lesion_adc / nawm_adc_um2s if ok else math.nan,
     }
     if flair_mask is not None:
-        flair_adc = adc_in_mask(adc_um2s, mask_onto(flair_mask, adc_um2s, dwi_to_flair))
+        # the ADC voxels mostly inside a FLAIR lesion: a thick ADC voxel whose centre lies in a
+        # lesion but which holds mostly normal tissue is not the lesion's ADC (on 2 x 2 x 4 mm ADC
+        # maps the centre rule read the FLAIR lesions' rADC 0.03-0.12 too high)
+        share = np.asarray(mask_share_onto(flair_mask, adc_um2s, dwi_to_flair).data)
+        inside = (share >= flair_share).astype(np.uint8)
+        flair_adc = adc_in_mask(adc_um2s, adc_um2s.with_data(inside))
         row["flair_lesion_adc_mean_um2s"] = flair_adc
         row["flair_lesion_radc"] = flair_adc / nawm_adc_um2s if ok else math.nan
     return row
@@ -380,11 +389,18 @@ def _spread(images: SessionImages) -> _Spread | None:
         cuts = [dwi_measures(images.adc, m, nawm, None, np.eye(4))["radc"] for m in (inner, outer)]
         bands["radc"] = (cuts[0], cuts[1])
         if "flair" in images.bands:
+            # the band at both grids: the FLAIR lesion's own 0.7 / 0.3 cuts, each read in the ADC
+            # voxels it fills to 0.7 / 0.3 (an ADC voxel is 10-20 FLAIR voxels)
             cuts = [
                 dwi_measures(
-                    images.adc, images.dwi_result.lesion_mask, nawm, m, images.dwi_to_reference
+                    images.adc,
+                    images.dwi_result.lesion_mask,
+                    nawm,
+                    m,
+                    images.dwi_to_reference,
+                    flair_share=share,
                 )["flair_lesion_radc"]
-                for m in images.bands["flair"]
+                for m, share in zip(images.bands["flair"], (0.7, 0.3), strict=True)
             ]
             bands["flair_lesion_radc"] = (cuts[0], cuts[1])
     other_sd = {

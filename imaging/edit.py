@@ -26,6 +26,7 @@ __all__ = [
     "erase_lesion",
     "grow_region",
     "mask_onto",
+    "mask_share_onto",
     "paint_sphere",
     "sphere",
     "world_to_voxel",
@@ -231,3 +232,57 @@ def mask_onto(
         fraction = np.clip(np.asarray(warped.data, np.float32), 0.0, 1.0)
         return warped.with_data(fraction, sequence="OTHER")
     return warped.with_data((np.asarray(warped.data) >= 0.5).astype(np.uint8), sequence="OTHER")
+
+
+def mask_share_onto(
+    mask: MRImage, grid: MRImage, grid_to_mask_world: NDArray[Any] | None = None
+) -> MRImage:
+    """The share of each voxel of a coarser ``grid`` that a binary mask covers (float32, 0..1).
+
+    :func:`mask_onto` reads the mask at each target voxel's centre only. Onto a grid whose voxels
+    are larger than the mask's (a 1 mm FLAIR lesion mask onto a 2 x 2 x 5 mm ADC map) that counts a
+    thick voxel as lesion when its centre is, however little of it the lesion fills. Here every
+    target voxel is sampled at ``n_a`` evenly spaced points along each of its axes ``a`` (``n_a`` =
+    its length over the mask's finest spacing, rounded up; the sub-voxel centres, trilinear) and the
+    samples are averaged: the mask's share of the voxel's volume, as a scanner's voxel averages the
+    tissue it holds.
+
+    Parameters
+    ----------
+    mask : MRImage
+        Binary mask, shape (I, J, K).
+    grid : MRImage
+        The target grid (its data are not used), shape (I', J', K').
+    grid_to_mask_world : ndarray, optional
+        (4, 4) matrix mapping the target's world to the mask's world (identity when both share one
+        world).
+
+    Returns
+    -------
+    MRImage
+        float32 share on ``grid``.
+
+    A lesion in slices 2 and 3 of a 1 mm mask fills half of a 4 mm voxel that spans slices 2-5:
+
+    >>> mask = MRImage(np.pad(np.ones((8, 8, 2), np.uint8), ((0, 0), (0, 0), (2, 4))), np.eye(4))
+    >>> coarse = np.diag([1.0, 1.0, 4.0, 1.0])
+    >>> coarse[2, 3] = 3.5
+    >>> share = mask_share_onto(mask, MRImage(np.zeros((8, 8, 2), np.uint8), coarse))
+    >>> [round(float(v), 2) for v in share.data[3, 3]]
+    [0.5, 0.0]
+    """
+    finest = float(min(mask.spacing_mm))
+    steps = [max(1, int(np.ceil(s / finest - 1e-6))) for s in grid.spacing_mm]
+    source = mask.with_data(np.asarray(mask.data, np.float32))
+    blank = np.zeros(grid.spatial_shape, np.uint8)
+    total = np.zeros(grid.spatial_shape, np.float32)
+    offsets = [[(k + 0.5) / n - 0.5 for k in range(n)] for n in steps]
+    for di in offsets[0]:
+        for dj in offsets[1]:
+            for dk in offsets[2]:
+                shift = np.eye(4)
+                shift[:3, 3] = (di, dj, dk)
+                sub = MRImage(blank, grid.affine @ shift)
+                total += np.asarray(resample(source, sub, grid_to_mask_world).data, np.float32)
+    share = np.clip(total / float(np.prod(steps)), 0.0, 1.0)
+    return grid.with_data(share, sequence="OTHER")
