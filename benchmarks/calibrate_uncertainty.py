@@ -36,8 +36,12 @@ Sets (disjoint masks and seeds):
 patient07 (the real validation case) is in neither. The shipped lesion-frequency prior was built
 from all masks but patient07, so both sets have their lesions in the prior.
 
+With ``--dwi`` every session also gets a diffusion series (b = 0 and trace or the trace alone, and
+the scanner's ADC; :mod:`synthetic.test_retest_dwi`) and the DWI lesion volume, rADC and
+FLAIR-lesion rADC are scored too (:mod:`calibrate_dwi`; results in ``..._dwi.md``).
+
 Usage: ``python benchmarks/calibrate_uncertainty.py [--set dev|report] [--truths N]
-[--controls N] [--changes 0,5,10,25] [--pairs N] [--uncertainty LEVEL] [--workers N]
+[--controls N] [--changes 0,5,10,25] [--pairs N] [--uncertainty LEVEL] [--workers N] [--dwi]
 [--keep DIR] [--out FILE.md]``
 """
 
@@ -69,6 +73,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from flair_cohort import COHORT, VALIDATION, realdata_root  # noqa: E402
 
 from synthetic.test_retest import make_pair, make_truth, write_pair  # noqa: E402
+from synthetic.test_retest_dwi import write_dwi  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 #: A truth lesion and a tracked lesion are the same when their centroids are this close (mm).
@@ -352,7 +357,11 @@ def scored(
     analyse_s: float,
 ) -> dict[str, Any]:
     """A pair's record: its truth (``truth.json``), what was measured, and the times (s)."""
+    from calibrate_dwi import score_dwi  # imports this module: not at the top
+
+    dwi = {"dwi": score_dwi(truth_record, sessions)} if "dwi" in truth_record else {}
     return {
+        **dwi,
         "true_volume_ml": truth_record["volume_ml"],
         "true_change_ml": truth_record["change_ml"],
         "binary_volume_ml": truth_record["binary_volume_ml"],
@@ -406,8 +415,13 @@ def rescore(folder: Path) -> list[dict[str, Any]]:
     return records
 
 
-def run_task(task: TruthTask, work: str, level: str, keep: bool) -> list[dict[str, Any]]:
-    """Build a truth's pairs, analyse and score each; one record per pair (errors recorded)."""
+def run_task(
+    task: TruthTask, work: str, level: str, keep: bool, dwi: bool = False
+) -> list[dict[str, Any]]:
+    """Build a truth's pairs, analyse and score each; one record per pair (errors recorded).
+
+    With ``dwi`` every session also gets a diffusion series (:mod:`synthetic.test_retest_dwi`).
+    """
     root = Path(work)
     results = []
     start = time.perf_counter()
@@ -437,6 +451,8 @@ def run_task(task: TruthTask, work: str, level: str, keep: bool) -> list[dict[st
                 root / "cases" / pair_plan.name,
                 extra={"mask": pair_plan.mask, "truth_seed": pair_plan.truth_seed},
             )
+            if dwi:
+                write_dwi(pair, case, truth_seed=pair_plan.truth_seed)
             truth_record = json.loads((case / "truth.json").read_text())
             generate_s = time.perf_counter() - t0 + truth_s / len(task.pairs)
             t1 = time.perf_counter()
@@ -688,7 +704,10 @@ def report(records: list[dict[str, Any]], args: argparse.Namespace, command: str
         + "see benchmarks/calibrate_uncertainty.py and synthetic/test_retest.py.",
         "",
     ]
-    return "\n".join(head + summary(records) + pair_table(records))
+    from calibrate_dwi import dwi_summary, dwi_table  # imports this module: not at the top
+
+    tables = summary(records) + dwi_summary(records) + pair_table(records) + dwi_table(records)
+    return "\n".join(head + tables)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -710,6 +729,11 @@ def main(argv: list[str] | None = None) -> int:
         default="binary",
         help="truth volume: voxels with lesion fraction >= 0.5 (default) or the fraction's sum",
     )
+    parser.add_argument(
+        "--dwi",
+        action="store_true",
+        help="give every session a diffusion series too and score DWI volume and rADC",
+    )
     parser.add_argument("--keep", type=Path, help="build and keep the cases here")
     parser.add_argument("--out", type=Path, help="results markdown (JSON beside it)")
     parser.add_argument(
@@ -723,7 +747,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     out = args.out or RESULTS / (
-        "uncertainty_calibration.md" if args.set == "report" else "uncertainty_calibration_dev.md"
+        ("uncertainty_calibration" if args.set == "report" else "uncertainty_calibration_dev")
+        + ("_dwi" if args.dwi else "")
+        + ".md"
     )
     if args.rescore:
         write_results(rescore(args.rescore), args, command.strip(), out, [])
@@ -759,11 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         keep = args.keep is not None
         if args.workers <= 1:
             for task, work in zip(tasks, works, strict=True):
-                records += run_task(task, work, args.uncertainty, keep)
+                records += run_task(task, work, args.uncertainty, keep, args.dwi)
         else:
             with ProcessPoolExecutor(max_workers=args.workers) as pool:
                 futures = [
-                    pool.submit(run_task, task, work, args.uncertainty, keep)
+                    pool.submit(run_task, task, work, args.uncertainty, keep, args.dwi)
                     for task, work in zip(tasks, works, strict=True)
                 ]
                 for future in futures:
