@@ -573,13 +573,16 @@ def _draw(
     engines: tuple[FlairEngine, DwiEngine],
     centres_mm: dict[str, NDArray[np.float64]],
     template_jitter: NDArray[np.float64],
-    rng: np.random.Generator,
+    rngs: tuple[np.random.Generator, np.random.Generator],
 ) -> Draw:
     """One perturbed re-segmentation of a session (module docstring of :mod:`imaging.uncertainty`).
 
     ``centres_mm``: the brain centres (world mm) the jitters turn about: ``baseline`` (baseline
     world), ``reference`` (this session's reference world), ``flair`` and ``dwi`` (their grids').
+    ``rngs``: the draw's generators, one for the session and its FLAIR, one for its DWI, so that a
+    session's FLAIR draws are the same with or without a DWI beside it.
     """
+    rng, dwi_rng = rngs
     settings = case.params.uncertainty
     flair_seg, dwi_seg = engines
     session_jitter = np.eye(4)
@@ -594,7 +597,7 @@ def _draw(
     dwi_jitter = np.eye(4)
     if images.flair is not None and images.dwi_registrable and images.dwi_reference is not None:
         dwi_jitter = rigid_jitter(
-            rng,
+            dwi_rng,
             centres_mm["reference"],
             settings.session_rotation_deg,
             settings.session_translation_mm,
@@ -618,7 +621,7 @@ def _draw(
     if images.dwi_result is not None and images.b1000 is not None:
         assert images.dwi_brain is not None
         motion = (
-            grid_motion(rng, images.b1000, centres_mm["dwi"], settings.pose_rotation_deg)
+            grid_motion(dwi_rng, images.b1000, centres_mm["dwi"], settings.pose_rotation_deg)
             if images.dwi_registrable
             else np.eye(4)
         )
@@ -627,7 +630,7 @@ def _draw(
             images.dwi_brain,
             noise_sd_units=settings.noise_scale * noise["trace"],
             motion=motion,
-            rng=rng,
+            rng=dwi_rng,
         )
         if images.adc is not None:
             adc = perturbed_image(
@@ -635,7 +638,7 @@ def _draw(
                 images.dwi_brain,
                 noise_sd_units=settings.noise_scale * noise["adc"],
                 motion=motion,
-                rng=rng,
+                rng=dwi_rng,
             )
         dwi_to_mni = to_mni @ dwi_to_reference if images.flair is not None else to_mni
         inputs_dwi = _dwi_inputs(case, images, trace, adc, dwi_to_mni)
@@ -723,7 +726,13 @@ def _perturb_session(
             if brain is not None
         },
     }
-    rngs = [np.random.default_rng([settings.seed, n, d]) for d in range(settings.draws)]
+    rngs = [
+        (
+            np.random.default_rng([settings.seed, n, d]),
+            np.random.default_rng([settings.seed, n, d, 1]),
+        )
+        for d in range(settings.draws)
+    ]
     images.draws = list(
         pool.map(partial(_draw, case, images, engines, centres), template_jitters, rngs)
     )

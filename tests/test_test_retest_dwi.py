@@ -118,3 +118,45 @@ def test_the_series_is_written_as_the_loader_reads_it(
     # the grown lesion keeps its tissue: its rADC moves only by the share of partial-volume voxels
     first, second = record["dwi"]["radc"]
     assert 0.3 < first < 0.75 and abs(second - first) < 0.05
+
+
+@pytest.mark.realdata
+def test_a_dwi_beside_the_flair_leaves_the_flair_intervals_as_they_are(
+    realdata: Path, tmp_path: Path
+) -> None:
+    """Each draw perturbs a session's DWI with its own generator: exporting the DWI with the FLAIR
+    (or not) must not move the FLAIR's intervals (it did when both shared one generator)."""
+    import shutil
+
+    from followup.analyze import analyze_case
+    from imaging.pipeline import PipelineParams
+    from imaging.uncertainty import UncertaintyParams
+
+    path = realdata / "open_ms_masks_mni" / "patient13_lesions_mni.nii.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    image = nib.load(path)
+    assert isinstance(image, nib.Nifti1Image)
+    real = make_truth(np.asarray(image.dataobj) > 0, image.affine, truth_seed=5, slice_mm=4.0)
+    pair = make_pair(real, 0.25, scan_seeds=(51, 52))
+    with_dwi = write_pair(pair, tmp_path / "withdwi")
+    write_dwi(pair, with_dwi, truth_seed=5, input_kind="trace+adc")
+    flair_only = tmp_path / "flaironly"
+    shutil.copytree(with_dwi, flair_only)
+    for folder in flair_only.glob("ses-*/dwi"):
+        shutil.rmtree(folder)
+    params = PipelineParams(uncertainty=UncertaintyParams.level("fast"))
+    rows = {
+        name: analyze_case(case, tmp_path / f"out-{name}", params=params).sessions
+        for name, case in (("dwi", with_dwi), ("flair", flair_only))
+    }
+    columns = [
+        "flair_lesion_volume_ml",
+        "flair_lesion_volume_ml_ci_low",
+        "flair_lesion_volume_ml_ci_high",
+        "flair_lesion_volume_change_ml_ci_low",
+        "flair_lesion_volume_change_ml_ci_high",
+    ]
+    assert rows["dwi"][1]["dwi_lesion_volume_ml_ci_high"] > 0
+    for with_row, without_row in zip(rows["dwi"], rows["flair"], strict=True):
+        assert {c: with_row.get(c) for c in columns} == {c: without_row.get(c) for c in columns}
