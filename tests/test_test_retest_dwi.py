@@ -14,17 +14,8 @@ from imaging.case import scan_case
 from imaging.sequence import SequenceClass
 from synthetic.test_retest import RetestTruth, make_pair, make_truth, write_pair
 from synthetic.test_retest_dwi import RADC_RESTRICTED, dwi_settings, render_dwi, true_dwi, write_dwi
+from tests.test_test_retest import AFFINE, ELLIPSOIDS, SHAPE
 
-# the small grid and ellipsoid lesions of tests/test_test_retest.py
-AFFINE = np.array(
-    [[-1.0, 0, 0, 32.0], [0, 1.0, 0, -46.0], [0, 0, 1.0, -10.0], [0, 0, 0, 1]], dtype=np.float64
-)
-SHAPE = (64, 72, 60)
-ELLIPSOIDS = (
-    ((-24.0, -12.0, 28.0), (5.0, 8.0, 4.0)),
-    ((22.0, 0.0, 24.0), (3.0, 4.0, 3.0)),
-    ((12.0, -30.0, 12.0), (2.0, 2.0, 2.5)),
-)
 SEED = 11
 
 
