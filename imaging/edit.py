@@ -245,7 +245,9 @@ def mask_share_onto(
     voxel is split into sub-voxels no longer than half the target's finest spacing along any of its
     axes, and each sub-voxel's volume goes to the target voxel that holds its centre: the mask's
     share of each target voxel's volume, as a scanner's voxel averages the tissue it holds. The
-    shares sum to the mask's volume (over the target's field of view).
+    shares sum to the mask's volume over the target's field of view (exactly on aligned grids;
+    within 1 % on turned ones, where a voxel may receive a little more than its own volume of
+    sub-voxel centres and is cut at 1).
 
     Parameters
     ----------
