@@ -54,7 +54,9 @@ from synthetic.test_retest import RetestPair, RetestTruth, _points, _sample, cha
 __all__ = [
     "B_VALUE_S_MM2",
     "RADC_RESTRICTED",
+    "DwiContrast",
     "DwiScan",
+    "dwi_contrast",
     "dwi_settings",
     "render_dwi",
     "true_dwi",
@@ -111,10 +113,28 @@ def dwi_settings(truth_seed: int) -> dict[str, Any]:
     }
 
 
-def _signals(
-    truth: RetestTruth, fraction: NDArray[np.float32], dwi: dict[str, Any]
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Noiseless b = 0 and b = 1000 signals on the render grid (white matter b = 0 = 1)."""
+@dataclass(frozen=True)
+class DwiContrast:
+    """A patient's diffusion contrast on the render grid (white matter b = 0 = 1), any lesion share.
+
+    Attributes
+    ----------
+    s0, sb : ndarray of float32, shape (I, J, K)
+        b = 0 and b = 1000 signals of the tissue without lesion.
+    lesion_s0 : float
+        b = 0 signal of lesion.
+    lesion_adc_um2s : ndarray of float32, shape (I, J, K)
+        ADC of lesion at each voxel (its lesion's restriction, the texture).
+    """
+
+    s0: NDArray[np.float32]
+    sb: NDArray[np.float32]
+    lesion_s0: float
+    lesion_adc_um2s: NDArray[np.float32]
+
+
+def dwi_contrast(truth: RetestTruth, dwi: dict[str, Any]) -> DwiContrast:
+    """The diffusion contrast of ``truth`` with the settings ``dwi`` (see the module docstring)."""
     tissue = truth.tissue_fractions
     wm_adc = float(dwi["wm_adc_um2s"])
     texture = smooth_noise(
@@ -142,10 +162,18 @@ def _signals(
     )
     share = np.clip(truth.lesion_level / np.float32(base), 0.9, 1.1)
     lesion_adc = np.float32(float(dwi["lesion_radc"]) * wm_adc) * (2.0 - share) * adc_scale
-    lesion_s0 = np.float32(dwi["lesion_over_wm_s0"])
+    return DwiContrast(s0, sb, float(dwi["lesion_over_wm_s0"]), lesion_adc.astype(np.float32))
+
+
+def _signals(
+    truth: RetestTruth, fraction: NDArray[np.float32], contrast: DwiContrast, b_value_s_mm2: float
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Noiseless b = 0 and b = ``b_value_s_mm2`` signals of lesion ``fraction`` (render grid)."""
     f = fraction.astype(np.float32)
-    s0_all = (1.0 - f) * s0 + f * lesion_s0
-    sb_all = (1.0 - f) * sb + f * lesion_s0 * np.exp(-b * lesion_adc).astype(np.float32)
+    lesion_s0 = np.float32(contrast.lesion_s0)
+    attenuation = np.exp(-b_value_s_mm2 * 1e-6 * contrast.lesion_adc_um2s).astype(np.float32)
+    s0_all = (1.0 - f) * contrast.s0 + f * lesion_s0
+    sb_all = (1.0 - f) * contrast.sb + f * lesion_s0 * attenuation
     return (
         np.where(truth.brain, s0_all, 0.0).astype(np.float32),
         np.where(truth.brain, sb_all, 0.0).astype(np.float32),
@@ -153,9 +181,15 @@ def _signals(
 
 
 def true_dwi(
-    truth: RetestTruth, fraction: NDArray[np.float32], dwi: dict[str, Any]
+    truth: RetestTruth,
+    fraction: NDArray[np.float32],
+    dwi: dict[str, Any],
+    *,
+    contrast: DwiContrast | None = None,
 ) -> dict[str, float]:
     """The diffusion truth of one scan's lesion ``fraction`` (see the module docstring).
+
+    ``contrast`` is :func:`dwi_contrast` of ``truth`` and ``dwi`` when already computed.
 
     Returns
     -------
@@ -171,13 +205,13 @@ def true_dwi(
     if not lesion.any():
         nan = float("nan")
         return {"volume_ml": 0.0, "radc": nan, "flair_radc": nan, "lesion_tissue_radc": nan}
-    s0, sb = _signals(truth, fraction, dwi)
+    contrast = contrast or dwi_contrast(truth, dwi)
+    s0, sb = _signals(truth, fraction, contrast, float(dwi["b_value_s_mm2"]))
     b = float(dwi["b_value_s_mm2"]) * 1e-6
     wm_adc = float(dwi["wm_adc_um2s"])
     apparent = np.log(s0[lesion] / sb[lesion]) / b / wm_adc
     restricted = apparent < RADC_RESTRICTED
-    _, sb_pure = _signals(truth, lesion.astype(np.float32), dwi)
-    own = np.log(float(dwi["lesion_over_wm_s0"]) / sb_pure[lesion]) / b / wm_adc
+    own = contrast.lesion_adc_um2s[lesion] / wm_adc
     return {
         "volume_ml": float(np.count_nonzero(restricted)) * voxel_ml,
         "radc": float(apparent[restricted].mean()) if restricted.any() else float("nan"),
@@ -193,6 +227,7 @@ def render_dwi(
     *,
     scan_seed: int,
     head_pose: NDArray[np.float64],
+    contrast: DwiContrast | None = None,
 ) -> DwiScan:
     """Scan ``truth`` with lesion ``fraction`` with the diffusion protocol ``dwi`` once.
 
@@ -207,6 +242,8 @@ def render_dwi(
         The scan's seed (the FLAIR's: the DWI draws its own streams from it).
     head_pose : ndarray, shape (4, 4)
         The session's head pose (patient world -> scanner world), the FLAIR's.
+    contrast : DwiContrast, optional
+        :func:`dwi_contrast` of ``truth`` and ``dwi`` when already computed.
 
     Returns
     -------
@@ -230,7 +267,8 @@ def render_dwi(
     affine[:3, :3] = direction
     affine[:3, 3] = centre[:3] - direction @ ((n - 1) / 2.0 + offset_vox)
     to_render = np.linalg.inv(truth.grid_affine) @ np.linalg.inv(pose) @ affine
-    s0, sb = _signals(truth, fraction, dwi)
+    contrast = contrast or dwi_contrast(truth, dwi)
+    s0, sb = _signals(truth, fraction, contrast, float(dwi["b_value_s_mm2"]))
     bias = np.exp(
         bias_sd * smooth_noise(rng_for(scan_seed, "test_retest", "dwi_bias"), shape, 40.0, 4)
     )
@@ -315,13 +353,19 @@ def write_dwi(
         dwi["input_kind"] = input_kind
     fraction2, _ = changed_fraction(pair.truth, pair.change)
     fractions = (pair.truth.fraction, fraction2)
+    contrast = dwi_contrast(pair.truth, dwi)  # once for both scans and their truth
     name = case_dir.name
     keys = ("volume_ml", "radc", "flair_radc", "lesion_tissue_radc")
     entry: dict[str, Any] = {**dwi, "scans": [], **{key: [] for key in keys}}
     for i, (scan, fraction) in enumerate(zip(pair.scans, fractions, strict=True)):
         session = f"ses-0{i + 1}"
         series = render_dwi(
-            pair.truth, fraction, dwi, scan_seed=pair.scan_seeds[i], head_pose=scan.head_pose
+            pair.truth,
+            fraction,
+            dwi,
+            scan_seed=pair.scan_seeds[i],
+            head_pose=scan.head_pose,
+            contrast=contrast,
         )
         folder = case_dir / session / "dwi"
         folder.mkdir(parents=True, exist_ok=True)
@@ -343,7 +387,7 @@ def write_dwi(
             nib.save(image, path)
         Path(f"{stem}_dwi.bval").write_text(bval)
         entry["scans"].append({"session_id": session, **series.settings})
-        for key, value in true_dwi(pair.truth, fraction, dwi).items():
+        for key, value in true_dwi(pair.truth, fraction, dwi, contrast=contrast).items():
             entry[key].append(value)
     truth_path = case_dir / "truth.json"
     record = json.loads(truth_path.read_text())
