@@ -752,7 +752,15 @@ def main(argv: list[str] | None = None) -> int:
         + ".md"
     )
     if args.rescore:
-        write_results(rescore(args.rescore), args, command.strip(), out, [])
+        kept = rescore(args.rescore)
+        if not kept:
+            print(
+                f"nothing to rescore: {args.rescore} holds no truth*/cases/*/truth.json of a "
+                "--keep run; give the folder an earlier run kept",
+                file=sys.stderr,
+            )
+            return 2
+        write_results(kept, args, command.strip(), out, [])
         return 0
     missing = uncertainty_ready()
     if missing:
