@@ -48,7 +48,7 @@ from imaging.edit import mask_onto, mask_share_onto
 from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
 from imaging.pipeline import CaseImages, PipelineParams, SessionImages, process_case
-from imaging.quantify import adc_in_mask, lesion_count, lesion_volumes
+from imaging.quantify import adc_in_mask, lesion_count, lesion_volumes, pure_lesion_adc
 from imaging.regions import Region
 from imaging.register import resample
 from imaging.template import template_map
@@ -59,7 +59,12 @@ from imaging.track import (
     TrackingParams,
     track_lesions,
 )
-from imaging.uncertainty import UncertaintyParams, change_estimate, estimate
+from imaging.uncertainty import (
+    UncertaintyParams,
+    change_estimate,
+    estimate,
+    hidden_restricted_ml,
+)
 from imaging.units import mm3_to_ml
 from imaging.walk import walk_files
 from safeio import atomic_folder, write_text
@@ -359,7 +364,7 @@ class _Spread:
     other_sd: dict[str, float]
 
 
-def _spread(images: SessionImages) -> _Spread | None:
+def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | None:
     """The session's measures on its perturbed draws (None when intervals are off)."""
     if not images.draws:
         return None
@@ -385,7 +390,7 @@ def _spread(images: SessionImages) -> _Spread | None:
         bands[f"{source}_lesion_volume_ml"] = (_mask_ml(inner), _mask_ml(outer))
     nawm = _nawm_adc(images)
     if images.adc is not None and images.dwi_result is not None and "dwi" in images.bands:
-        inner, outer = images.bands["dwi"]
+        inner, outer = images.radc_band or images.bands["dwi"]
         cuts = [dwi_measures(images.adc, m, nawm, None, np.eye(4))["radc"] for m in (inner, outer)]
         bands["radc"] = (cuts[0], cuts[1])
         if "flair" in images.bands:
@@ -402,14 +407,72 @@ def _spread(images: SessionImages) -> _Spread | None:
                 )["flair_lesion_radc"]
                 for m, share in zip(images.bands["flair"], (0.7, 0.3), strict=True)
             ]
-            bands["flair_lesion_radc"] = (cuts[0], cuts[1])
+            # the band's low end reaches the lesion tissue's own ADC: on 4-5 mm ADC maps even the
+            # voxels a small lesion fills to 0.7 hold normal tissue
+            pure = math.nan
+            if images.flair_result is not None:
+                filled = mask_share_onto(
+                    images.flair_result.lesion_mask, images.adc, images.dwi_to_reference
+                )
+                pure = pure_lesion_adc(images.adc, filled, nawm) / nawm
+            bands["flair_lesion_radc"] = (
+                min(cuts[0], pure) if math.isfinite(pure) else cuts[0],
+                cuts[1],
+            )
     other_sd = {
         f"{source}_lesion_volume_ml": mm3_to_ml(sd * image.voxel_volume_mm3)
         for source, image in (("flair", images.flair), ("dwi", images.b1000))
         if image is not None and (sd := images.probability_sd_voxels.get(source, 0.0))
     }
+    hidden = _hidden_restricted_ml(images, nawm) if settings.hidden_restricted else 0.0
+    if hidden > 0 and "dwi_lesion_volume_ml" in bands:
+        inner_ml, outer_ml = bands["dwi_lesion_volume_ml"]
+        bands["dwi_lesion_volume_ml"] = (inner_ml, outer_ml + hidden)
     bands = {k: v for k, v in bands.items() if all(map(math.isfinite, v))}
     return _Spread(draws, bands, other_sd)
+
+
+#: ``1 - rADC`` of pure restricted tissue when the session has no DWI lesion to measure it on:
+#: rADC 0.5 (toxic leukoencephalopathy 0.40-0.48, acute infarcts about 0.5-0.6; see
+#: ``exposure-and-biomarkers.md`` section 3.2).
+DEFAULT_PURE_DEFICIT = 0.5
+
+
+def _hidden_restricted_ml(images: SessionImages, nawm_adc_um2s: float) -> float:
+    """The restricted tissue the FLAIR lesions may hold beyond the DWI band's reach, mL
+    (:func:`imaging.uncertainty.hidden_restricted_ml`; 0 when a part is missing)."""
+    dwi, flair = images.dwi_result, images.flair_result
+    if (
+        images.adc is None
+        or dwi is None
+        or flair is None
+        or images.dwi_brain is None
+        or images.dwi_nawm_mask is None
+        or "dwi" not in images.bands
+        or not nawm_adc_um2s > 0
+    ):
+        return 0.0
+    adc = np.asarray(images.adc.data, np.float64)
+    radc = images.adc.with_data((adc / nawm_adc_um2s).astype(np.float32), sequence="OTHER")
+    nawm = np.asarray(images.dwi_nawm_mask.data) > 0
+    normal = adc[nawm & (adc > 0)] / nawm_adc_um2s
+    if normal.size < 10:
+        return 0.0
+    deficit_sd = 1.4826 * float(np.median(np.abs(normal - np.median(normal))))
+    lesion = np.asarray(dwi.lesion_mask.data) > 0
+    pure = DEFAULT_PURE_DEFICIT
+    if lesion.any():
+        own = 1.0 - adc[lesion] / nawm_adc_um2s
+        pure = float(np.median(own[own >= np.median(own)]))  # the lesions' restricted half
+    share = mask_share_onto(flair.lesion_mask, images.adc, images.dwi_to_reference)
+    return hidden_restricted_ml(
+        radc,
+        share,
+        images.bands["dwi"][1],
+        images.dwi_brain,
+        pure_deficit=max(pure, 0.25),
+        deficit_sd=deficit_sd,
+    )
 
 
 def _interval_cells(
@@ -431,6 +494,7 @@ def _interval_cells(
             ),
             z=settings.z,
             non_negative=measure.endswith("_ml"),
+            band_centred=measure in settings.band_centred,
         )
         row[f"{measure}_ci_low"], row[f"{measure}_ci_high"] = found.low, found.high
 
@@ -681,8 +745,8 @@ def analyze_case(
     )
     spreads: list[_Spread | None] = []
     if case is not None:
-        spreads = [_spread(images) for images in case.sessions]
         settings = case.params.uncertainty
+        spreads = [_spread(images, settings) for images in case.sessions]
         for row, spread in zip(session_rows, spreads, strict=True):
             row["uncertainty_level"] = settings.name
             _interval_cells(row, spread, settings)

@@ -78,6 +78,7 @@ from imaging.template import (
 from imaging.uncertainty import (
     Draw,
     UncertaintyParams,
+    adc_deficit,
     brain_centre_mm,
     grid_motion,
     noise_sd,
@@ -227,8 +228,12 @@ class SessionImages:
     notes: list[str] = field(default_factory=list)
     #: Perturbed re-segmentations (:mod:`imaging.uncertainty`); empty when intervals are off.
     draws: list[Draw] = field(default_factory=list)
-    #: The lesion masks cut at the partial-volume band's ends (inner, outer), by source.
+    #: The lesion masks cut at the partial-volume band's ends (inner, outer), by source. The DWI
+    #: lesion's band is cut on the ADC deficit when there is an ADC map (see
+    #: :func:`imaging.uncertainty.adc_deficit`), on the trace otherwise.
     bands: dict[str, tuple[MRImage, MRImage]] = field(default_factory=dict)
+    #: The DWI lesion cut on the trace's partial-volume band (inner, outer): the rADC's band.
+    radc_band: tuple[MRImage, MRImage] | None = None
     #: SD of the lesion voxel count from the engine's own probability, by source (0 without one).
     probability_sd_voxels: dict[str, float] = field(default_factory=dict)
     #: Estimated image noise SD (image units) of ``flair``, ``trace`` and ``adc``.
@@ -715,6 +720,16 @@ def _perturb_session(
             low=settings.pv_low,
             high=settings.pv_high,
         )
+        radc = result.maps.get("radc") if source == "dwi" else None
+        if radc is not None:  # the engine measured restriction (see ``SessionImages.bands``)
+            images.radc_band = images.bands[source]
+            images.bands[source] = partial_volume_masks(
+                adc_deficit(radc, brain),
+                result.lesion_mask,
+                brain,
+                low=settings.pv_low,
+                high=settings.pv_high,
+            )
         images.probability_sd_voxels[source] = probability_sd_voxels(result.probability)
     # each draw its own generator: the same numbers whatever the threads' order
     centres = {

@@ -19,6 +19,8 @@ module estimates, per measurement, the spread that those sources give, by measur
 * **the partial-volume band**: voxels whose lesion fraction (:func:`lesion_fraction`) lies between
   0.3 and 0.7 could be counted either way; the volume is taken as uniformly uncertain between the
   volume with only the voxels above 0.7 and that with every voxel above 0.3 (SD = width / sqrt(12));
+  the DWI lesion's fraction is read on the ADC deficit (:func:`adc_deficit`), and its band also
+  holds the restricted tissue of FLAIR lesions the DWI lesion misses (:func:`hidden_restricted_ml`);
 * **the engine's own probability**, when it gives one: SD = sqrt(sum p (1 - p)) voxels;
 * **the engine's response to a change** (changes only): on the development set of synthetic
   test-retest pairs the engine followed only part of some lesion loads' growth (thick slices, small
@@ -26,9 +28,11 @@ module estimates, per measurement, the spread that those sources give, by measur
   ``change_relative_sd`` times the mean of the two volumes (measured there, README *Uncertainty*).
 
 The sources are combined in quadrature; a 95 % interval is ``value +- z * SD`` (volumes clipped at
-0). A session-to-session change gets the same from the paired draws (draw ``d`` of both sessions
-shares its template jitter) and from the partial-volume band of the change (the change measured
-with the 0.7 cut against the change with the 0.3 cut). A change is **beyond measurement noise**
+0), for a measure whose value sits at one end of its band (the DWI volume) widened to hold the
+interval about the band's midpoint too (``UncertaintyParams.band_centred``). A session-to-session
+change gets the same from the paired draws (draw ``d`` of both sessions shares its template
+jitter) and from the partial-volume band of the change (the change measured with the 0.7 cut
+against the change with the 0.3 cut). A change is **beyond measurement noise**
 (``increase`` or ``decrease``) when its interval excludes 0, else **within noise**.
 
 Everything here is image maths on :class:`~imaging.image.MRImage`; the pipeline draws
@@ -55,10 +59,12 @@ __all__ = [
     "Draw",
     "Estimate",
     "UncertaintyParams",
+    "adc_deficit",
     "change_estimate",
     "change_label",
     "estimate",
     "grid_motion",
+    "hidden_restricted_ml",
     "label_volumes_mm3",
     "lesion_fraction",
     "moved_grid",
@@ -109,6 +115,14 @@ class UncertaintyParams:
         (0.01: on the development set the engine followed part of a lesion load's growth only;
         the smallest value of ``benchmarks/fit_uncertainty.py``'s grid that brings the change
         intervals' coverage there into 90-98 % with the final code).
+    band_centred : tuple of str
+        The sessions.tsv measures whose interval is also centred on their band's midpoint (the
+        union of the intervals about the value and about the midpoint): the DWI lesion volume,
+        whose value sits at the band's low end, because the engine thresholds the ADC of mixed
+        voxels (see :func:`estimate`).
+    hidden_restricted : bool
+        Extend the DWI lesion volume's band by the restricted tissue the FLAIR lesions hold where
+        the DWI lesion's band does not reach (:func:`hidden_restricted_ml`).
     z : float
         Normal quantile of the intervals (1.96: 95 %).
     seed : int
@@ -128,6 +142,8 @@ class UncertaintyParams:
     band_weight: float = 1.0
     volume_relative_sd: float = 0.0
     change_relative_sd: float = 0.01
+    band_centred: tuple[str, ...] = ("dwi_lesion_volume_ml",)
+    hidden_restricted: bool = True
     z: float = 1.96
     seed: int = 16
 
@@ -361,6 +377,85 @@ def lesion_fraction(
     return fraction
 
 
+def adc_deficit(radc: MRImage, brain: MRImage) -> MRImage:
+    """The ADC deficit ``1 - rADC`` in the brain (0 outside), float32, on ``radc``'s grid.
+
+    The DWI lesion's partial-volume band is cut on it rather than on the trace: the lesion is
+    *restricted* tissue, and on 4-5 mm slices the voxels around a mildly restricted lesion (rADC
+    0.6-0.65) are partly restricted without being bright enough on the trace, nor low enough in
+    ADC, to pass the engine's thresholds. Their share of lesion, measured on the quantity that
+    defines the lesion, is what the band's outer cut (fraction 0.3) must take in.
+    """
+    inside = np.asarray(brain.data) > 0
+    deficit = np.where(inside, 1.0 - np.asarray(radc.data, np.float32), 0.0)
+    return radc.with_data(deficit.astype(np.float32), sequence="OTHER")
+
+
+def hidden_restricted_ml(
+    radc: MRImage,
+    flair_share: MRImage,
+    reached: MRImage,
+    brain: MRImage,
+    *,
+    pure_deficit: float,
+    deficit_sd: float,
+    min_share: float = 0.3,
+    z: float = 2.0,
+) -> float:
+    """Restricted tissue the FLAIR lesions hold where the DWI lesion's band does not reach, mL.
+
+    On 4-5 mm DWI slices a small or mildly restricted lesion never reads restricted: its voxels mix
+    it with normal tissue, and the engine finds nothing there. The FLAIR lesion, on a finer grid,
+    says where such tissue may be. For each FLAIR lesion seen on the ADC grid (26-connected voxels
+    it fills to at least ``min_share``), outside ``reached``: a voxel filled to share ``s`` with
+    lesion tissue of which a part ``rho`` is restricted, of pure deficit ``pure_deficit``
+    (``1 - rADC``), has an ADC deficit of about ``s rho pure_deficit``; the least-squares
+    ``rho`` over the lesion's voxels (``sum s d / sum s^2 / pure_deficit``, clipped to 0..1)
+    times the lesion's volume ``sum s`` counts when its deficit is beyond noise (``z`` standard
+    errors, from the voxels' deficit SD ``deficit_sd``).
+
+    Parameters
+    ----------
+    radc : MRImage
+        ADC over normal white matter's, shape (I, J, K) (the ADC grid).
+    flair_share : MRImage
+        The share of each ADC voxel the FLAIR lesion fills, 0..1, same grid
+        (:func:`imaging.edit.mask_share_onto`).
+    reached : MRImage
+        The DWI lesion band's outer cut (voxels already counted), same grid.
+    brain : MRImage
+        Brain mask, same grid.
+    pure_deficit : float
+        ``1 - rADC`` of pure restricted tissue.
+    deficit_sd : float
+        SD of one voxel's deficit in normal tissue (the ADC map's noise over its median).
+    min_share, z : float
+        See above.
+
+    Returns
+    -------
+    float
+        The volume, mL (0 when no FLAIR lesion holds restricted tissue beyond noise).
+    """
+    share = np.asarray(flair_share.data, np.float64)
+    inside = (np.asarray(brain.data) > 0) & (np.asarray(radc.data) > 0)
+    candidates = (share >= min_share) & inside & ~(np.asarray(reached.data) > 0)
+    if not candidates.any() or pure_deficit <= 0:
+        return 0.0
+    deficit = 1.0 - np.asarray(radc.data, np.float64)
+    labels, count = ndi.label(candidates, structure=_FULL)
+    index = np.arange(1, count + 1)
+    s1 = ndi.sum(share, labels, index)
+    s2 = ndi.sum(share * share, labels, index)
+    sd = ndi.sum(share * deficit, labels, index)
+    scaled = sd / s2  # rho x pure deficit
+    standard_error = deficit_sd / np.sqrt(s2)
+    rho = np.clip(scaled / pure_deficit, 0.0, 1.0)
+    counted = scaled > z * standard_error
+    voxel_ml = radc.voxel_volume_mm3 / 1000.0
+    return float(np.sum(rho[counted] * s1[counted]) * voxel_ml)
+
+
 def partial_volume_masks(
     image: MRImage, mask: MRImage, brain: MRImage, *, low: float = 0.3, high: float = 0.7
 ) -> tuple[MRImage, MRImage]:
@@ -407,6 +502,7 @@ def estimate(
     other_sd: float = 0.0,
     z: float = 1.96,
     non_negative: bool = True,
+    band_centred: bool = False,
 ) -> Estimate:
     """A value's interval from its perturbed draws, its partial-volume band and other SDs.
 
@@ -426,6 +522,12 @@ def estimate(
         Normal quantile of the interval.
     non_negative : bool
         Clip the interval at 0 (volumes).
+    band_centred : bool
+        Also take in the interval about the band's midpoint: ``[min(value, mid) - z sd,
+        max(value, mid) + z sd]``. The band says the truth lies anywhere between its cuts; when the
+        value sits near one end of it (the DWI engine's threshold on the ADC of mixed voxels keeps
+        mostly the voxels above the band's centre), an interval about the value alone leaves
+        out the other end.
 
     Returns
     -------
@@ -438,6 +540,9 @@ def estimate(
     band_sd = band_weight * abs(band[1] - band[0]) / math.sqrt(12.0) if band is not None else 0.0
     sd = math.sqrt(spread**2 + band_sd**2 + other_sd**2)
     low, high = value - z * sd, value + z * sd
+    if band_centred and band is not None:
+        mid = (band[0] + band[1]) / 2.0
+        low, high = min(value, mid) - z * sd, max(value, mid) + z * sd
     if non_negative:
         low, high = max(low, 0.0), max(high, 0.0)
     return Estimate(value, sd, low, high)
