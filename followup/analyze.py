@@ -362,6 +362,8 @@ class _Spread:
     draws: dict[str, list[float]]
     bands: dict[str, tuple[float, float]]
     other_sd: dict[str, float]
+    #: A session's own band where it is wider than the band its changes use (by column).
+    session_bands: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | None:
@@ -386,6 +388,7 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
         draws["radc"].append(radc["radc"])
         draws["flair_lesion_radc"].append(radc["flair_lesion_radc"])
     bands: dict[str, tuple[float, float]] = {}
+    session_bands: dict[str, tuple[float, float]] = {}
     for source, (inner, outer) in images.bands.items():
         bands[f"{source}_lesion_volume_ml"] = (_mask_ml(inner), _mask_ml(outer))
     nawm = _nawm_adc(images)
@@ -407,18 +410,17 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
                 )["flair_lesion_radc"]
                 for m, share in zip(images.bands["flair"], (0.7, 0.3), strict=True)
             ]
-            # the band's low end reaches the lesion tissue's own ADC: on 4-5 mm ADC maps even the
-            # voxels a small lesion fills to 0.7 hold normal tissue
-            pure = math.nan
+            bands["flair_lesion_radc"] = (cuts[0], cuts[1])
+            # the session's band reaches down to the lesion tissue's own ADC: on 4-5 mm ADC maps
+            # even the voxels a small lesion fills to 0.7 hold normal tissue. Not its changes':
+            # the two cuts' change is the ambiguity of the change of the reading itself
             if images.flair_result is not None:
                 filled = mask_share_onto(
                     images.flair_result.lesion_mask, images.adc, images.dwi_to_reference
                 )
                 pure = pure_lesion_adc(images.adc, filled, nawm) / nawm
-            bands["flair_lesion_radc"] = (
-                min(cuts[0], pure) if math.isfinite(pure) else cuts[0],
-                cuts[1],
-            )
+                if math.isfinite(pure) and pure < cuts[0]:
+                    session_bands["flair_lesion_radc"] = (pure, cuts[1])
     other_sd = {
         f"{source}_lesion_volume_ml": mm3_to_ml(sd * image.voxel_volume_mm3)
         for source, image in (("flair", images.flair), ("dwi", images.b1000))
@@ -429,7 +431,7 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
         inner_ml, outer_ml = bands["dwi_lesion_volume_ml"]
         bands["dwi_lesion_volume_ml"] = (inner_ml, outer_ml + hidden)
     bands = {k: v for k, v in bands.items() if all(map(math.isfinite, v))}
-    return _Spread(draws, bands, other_sd)
+    return _Spread(draws, bands, other_sd, session_bands)
 
 
 #: ``1 - rADC`` of pure restricted tissue when the session has no DWI lesion to measure it on:
@@ -486,7 +488,7 @@ def _interval_cells(
         found = estimate(
             float(value),
             spread.draws[measure],
-            band=spread.bands.get(measure),
+            band=spread.session_bands.get(measure, spread.bands.get(measure)),
             band_weight=settings.band_weight,
             other_sd=math.hypot(
                 spread.other_sd.get(measure, 0.0),
@@ -846,6 +848,9 @@ def _uncertainty_provenance(case: CaseImages, spreads: list[_Spread | None]) -> 
                 "draws": [number(v) for v in spread.draws[measure]],
                 "band": [number(v) for v in spread.bands[measure]]
                 if measure in spread.bands
+                else None,
+                "session_band": [number(v) for v in spread.session_bands[measure]]
+                if measure in spread.session_bands
                 else None,
                 "other_sd": number(spread.other_sd.get(measure, 0.0)),
             }
