@@ -228,12 +228,12 @@ class SessionImages:
     notes: list[str] = field(default_factory=list)
     #: Perturbed re-segmentations (:mod:`imaging.uncertainty`); empty when intervals are off.
     draws: list[Draw] = field(default_factory=list)
-    #: The lesion masks cut at the partial-volume band's ends (inner, outer), by source. The DWI
-    #: lesion's band is cut on the ADC deficit when there is an ADC map (see
-    #: :func:`imaging.uncertainty.adc_deficit`), on the trace otherwise.
+    #: The lesion masks cut at the partial-volume band's ends (inner, outer), by source: the
+    #: band of the changes, the per-lesion volumes and the rADC.
     bands: dict[str, tuple[MRImage, MRImage]] = field(default_factory=dict)
-    #: The DWI lesion cut on the trace's partial-volume band (inner, outer): the rADC's band.
-    radc_band: tuple[MRImage, MRImage] | None = None
+    #: The DWI lesion cut at the band's ends on the ADC deficit (inner, outer), when there is an
+    #: ADC map (:func:`imaging.uncertainty.adc_deficit`): the band of the session's DWI volume.
+    dwi_volume_band: tuple[MRImage, MRImage] | None = None
     #: SD of the lesion voxel count from the engine's own probability, by source (0 without one).
     probability_sd_voxels: dict[str, float] = field(default_factory=dict)
     #: Estimated image noise SD (image units) of ``flair``, ``trace`` and ``adc``.
@@ -721,9 +721,8 @@ def _perturb_session(
             high=settings.pv_high,
         )
         radc = result.maps.get("radc") if source == "dwi" else None
-        if radc is not None:  # the engine measured restriction (see ``SessionImages.bands``)
-            images.radc_band = images.bands[source]
-            images.bands[source] = partial_volume_masks(
+        if radc is not None:  # the engine measured restriction
+            images.dwi_volume_band = partial_volume_masks(
                 adc_deficit(radc, brain),
                 result.lesion_mask,
                 brain,
