@@ -47,6 +47,7 @@ from imaging.case import CaseIndex, case_id_from_folder, scan_case
 from imaging.edit import mask_onto, mask_share_onto
 from imaging.errors import NoImagesFoundError
 from imaging.image import MRImage
+from imaging.normalize import robust_location_scale
 from imaging.pipeline import CaseImages, PipelineParams, SessionImages, process_case
 from imaging.quantify import adc_in_mask, lesion_count, lesion_volumes, pure_lesion_adc
 from imaging.regions import Region
@@ -392,6 +393,13 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
     for source, (inner, outer) in images.bands.items():
         bands[f"{source}_lesion_volume_ml"] = (_mask_ml(inner), _mask_ml(outer))
     nawm = _nawm_adc(images)
+    # the share of each ADC voxel the session's FLAIR lesion fills, for the FLAIR-lesion rADC's
+    # two-tissue fit and the DWI volume's hidden restricted tissue
+    filled = (
+        mask_share_onto(images.flair_result.lesion_mask, images.adc, images.dwi_to_reference)
+        if images.adc is not None and images.flair_result is not None
+        else None
+    )
     if images.adc is not None and images.dwi_result is not None and "dwi" in images.bands:
         inner, outer = images.bands["dwi"]
         cuts = [dwi_measures(images.adc, m, nawm, None, np.eye(4))["radc"] for m in (inner, outer)]
@@ -414,10 +422,7 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
             # the session's band reaches down to the lesion tissue's own ADC: on 4-5 mm ADC maps
             # even the voxels a small lesion fills to 0.7 hold normal tissue. Not its changes':
             # the two cuts' change is the ambiguity of the change of the reading itself
-            if images.flair_result is not None:
-                filled = mask_share_onto(
-                    images.flair_result.lesion_mask, images.adc, images.dwi_to_reference
-                )
+            if filled is not None:
                 pure = pure_lesion_adc(images.adc, filled, nawm) / nawm
                 if math.isfinite(pure) and pure < cuts[0]:
                     session_bands["flair_lesion_radc"] = (pure, cuts[1])
@@ -432,7 +437,11 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
         # set the deficit band and the hidden tissue in the change band narrowed the change of
         # the smallest load (0.18 -> 0.04 mL) to a false "decrease" (README, *Uncertainty*)
         inner, outer = images.dwi_volume_band
-        hidden = _hidden_restricted_ml(images, nawm) if settings.hidden_restricted else 0.0
+        hidden = (
+            _hidden_restricted_ml(images, nawm, filled)
+            if settings.hidden_restricted and filled is not None
+            else 0.0
+        )
         session_bands["dwi_lesion_volume_ml"] = (_mask_ml(inner), _mask_ml(outer) + hidden)
     bands = {k: v for k, v in bands.items() if all(map(math.isfinite, v))}
     return _Spread(draws, bands, other_sd, session_bands)
@@ -442,16 +451,20 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
 #: rADC 0.5 (toxic leukoencephalopathy 0.40-0.48, acute infarcts about 0.5-0.6; see
 #: ``exposure-and-biomarkers.md`` section 3.2).
 DEFAULT_PURE_DEFICIT = 0.5
+#: The pure deficit is never taken below the engine's own cut, ``1 - DwiLesionParams.radc_max``.
+MIN_PURE_DEFICIT = 0.25
 
 
-def _hidden_restricted_ml(images: SessionImages, nawm_adc_um2s: float) -> float:
+def _hidden_restricted_ml(
+    images: SessionImages, nawm_adc_um2s: float, flair_share: MRImage
+) -> float:
     """The restricted tissue the FLAIR lesions may hold beyond the DWI band's reach, mL
-    (:func:`imaging.uncertainty.hidden_restricted_ml`; 0 when a part is missing)."""
-    dwi, flair = images.dwi_result, images.flair_result
+    (:func:`imaging.uncertainty.hidden_restricted_ml`; ``flair_share`` is the FLAIR lesion's share
+    of each ADC voxel; 0 when a part is missing)."""
+    dwi = images.dwi_result
     if (
         images.adc is None
         or dwi is None
-        or flair is None
         or images.dwi_brain is None
         or images.dwi_nawm_mask is None
         or images.dwi_volume_band is None
@@ -464,19 +477,18 @@ def _hidden_restricted_ml(images: SessionImages, nawm_adc_um2s: float) -> float:
     normal = adc[nawm & (adc > 0)] / nawm_adc_um2s
     if normal.size < 10:
         return 0.0
-    deficit_sd = 1.4826 * float(np.median(np.abs(normal - np.median(normal))))
+    _, deficit_sd, _ = robust_location_scale(normal, n_trim_iterations=0)
     lesion = np.asarray(dwi.lesion_mask.data) > 0
     pure = DEFAULT_PURE_DEFICIT
     if lesion.any():
         own = 1.0 - adc[lesion] / nawm_adc_um2s
         pure = float(np.median(own[own >= np.median(own)]))  # the lesions' restricted half
-    share = mask_share_onto(flair.lesion_mask, images.adc, images.dwi_to_reference)
     return hidden_restricted_ml(
         radc,
-        share,
+        flair_share,
         images.dwi_volume_band[1],
         images.dwi_brain,
-        pure_deficit=max(pure, 0.25),
+        pure_deficit=max(pure, MIN_PURE_DEFICIT),
         deficit_sd=deficit_sd,
     )
 

@@ -539,10 +539,8 @@ def estimate(
         return Estimate(value, math.nan, math.nan, math.nan)
     band_sd = band_weight * abs(band[1] - band[0]) / math.sqrt(12.0) if band is not None else 0.0
     sd = math.sqrt(spread**2 + band_sd**2 + other_sd**2)
-    low, high = value - z * sd, value + z * sd
-    if band_centred and band is not None:
-        mid = (band[0] + band[1]) / 2.0
-        low, high = min(value, mid) - z * sd, max(value, mid) + z * sd
+    centres = (value, (band[0] + band[1]) / 2.0) if band_centred and band is not None else (value,)
+    low, high = min(centres) - z * sd, max(centres) + z * sd
     if non_negative:
         low, high = max(low, 0.0), max(high, 0.0)
     return Estimate(value, sd, low, high)
