@@ -41,7 +41,7 @@ the scanner's ADC; :mod:`synthetic.test_retest_dwi`) and the DWI lesion volume, 
 FLAIR-lesion rADC are scored too (:mod:`calibrate_dwi`; results in ``..._dwi.md``).
 
 Usage: ``python benchmarks/calibrate_uncertainty.py [--set dev|report] [--truths N]
-[--controls N] [--changes 0,5,10,25] [--pairs N] [--uncertainty LEVEL] [--workers N] [--dwi]
+[--controls N] [--changes 0,5,10,25] [--first I] [--pairs N] [--uncertainty LEVEL] [--workers N] [--dwi]
 [--keep DIR] [--out FILE.md]``
 """
 
@@ -721,6 +721,12 @@ def main(argv: list[str] | None = None) -> int:
         help="true changes in %% per lesional truth, comma-separated (default 0,5,10,25)",
     )
     parser.add_argument("--pairs", type=int, help="stop after this many pairs (quick runs)")
+    parser.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="start at this lesional truth (the truths before it are not run; default 0)",
+    )
     parser.add_argument("--uncertainty", default="standard", help="level (default standard)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
@@ -778,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         controls=args.controls,
         changes_percent=changes,
     )
+    tasks = [t for t in tasks if t.mask is None or t.truth_seed - SEEDS[args.set][0] >= args.first]
     if args.pairs is not None:
         left = args.pairs
         for task in tasks:
