@@ -41,8 +41,8 @@ the scanner's ADC; :mod:`synthetic.test_retest_dwi`) and the DWI lesion volume, 
 FLAIR-lesion rADC are scored too (:mod:`calibrate_dwi`; results in ``..._dwi.md``).
 
 Usage: ``python benchmarks/calibrate_uncertainty.py [--set dev|report] [--truths N]
-[--controls N] [--changes 0,5,10,25] [--first I] [--pairs N] [--uncertainty LEVEL] [--workers N] [--dwi]
-[--keep DIR] [--out FILE.md]``
+[--controls N] [--changes 0,5,10,25] [--first I] [--pairs N] [--uncertainty LEVEL] [--workers N]
+[--dwi] [--keep DIR] [--reanalyse DIR | --rescore DIR] [--out FILE.md]``
 """
 
 from __future__ import annotations
@@ -474,6 +474,31 @@ def run_task(
     return results
 
 
+def reanalyse_truth(truth_dir: str, level: str) -> list[str]:
+    """Analyse again every pair an earlier ``--keep`` run left in one truth folder (the same scans,
+    the same draws: only the code differs); the earlier output is moved to ``out_prev`` (replacing
+    an older one). Returns one line per pair."""
+    root = Path(truth_dir)
+    out = root / "out"
+    if out.exists():
+        shutil.rmtree(root / "out_prev", ignore_errors=True)
+        out.rename(root / "out_prev")
+    lines = []
+    for case in sorted((root / "cases").iterdir()):
+        if not (case / "truth.json").is_file():
+            continue
+        start = time.perf_counter()
+        analyse(case, out, level)
+        seconds = time.perf_counter() - start
+        timing_path = case / "timing.json"
+        timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+        timing["analyse_s"] = seconds
+        timing_path.write_text(json.dumps(timing) + "\n")
+        lines.append(f"{case.name}: analysed again in {seconds:.0f} s")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
+
+
 def _mni_affine() -> np.ndarray:
     """The 1 mm MNI grid of the expert masks (182 x 218 x 182)."""
     return np.array([[-1.0, 0, 0, 90], [0, 1.0, 0, -126], [0, 0, 1.0, -72], [0, 0, 0, 1]])
@@ -747,6 +772,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="only score again what an earlier --keep run left in this folder",
     )
+    parser.add_argument(
+        "--reanalyse",
+        type=Path,
+        help="analyse again (at --uncertainty) what an earlier --keep run left in this folder, "
+        "then score it as --rescore does",
+    )
     args = parser.parse_args(argv)
     TRUTH["kind"] = args.truth
     command = "python benchmarks/calibrate_uncertainty.py " + " ".join(
@@ -757,6 +788,11 @@ def main(argv: list[str] | None = None) -> int:
         + ("_dwi" if args.dwi else "")
         + ".md"
     )
+    if args.reanalyse:
+        truths = sorted(str(p) for p in args.reanalyse.glob("truth*") if (p / "cases").is_dir())
+        with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
+            list(pool.map(reanalyse_truth, truths, [args.uncertainty] * len(truths)))
+        args.rescore = args.reanalyse
     if args.rescore:
         kept = rescore(args.rescore)
         if not kept:

@@ -65,6 +65,7 @@ from imaging.uncertainty import (
     change_estimate,
     estimate,
     hidden_restricted_ml,
+    missed_lesions,
 )
 from imaging.units import mm3_to_ml
 from imaging.walk import walk_files
@@ -455,19 +456,34 @@ DEFAULT_PURE_DEFICIT = 0.5
 MIN_PURE_DEFICIT = 0.25
 
 
-def _hidden_restricted_ml(
-    images: SessionImages, nawm_adc_um2s: float, flair_share: MRImage
+def _pure_deficit(images: SessionImages, nawm_adc_um2s: float) -> float:
+    """``1 - rADC`` of the session's pure restricted tissue: its DWI lesions' restricted half
+    (:data:`DEFAULT_PURE_DEFICIT` without one), at least :data:`MIN_PURE_DEFICIT`."""
+    pure = DEFAULT_PURE_DEFICIT
+    if images.adc is not None and images.dwi_result is not None and nawm_adc_um2s > 0:
+        lesion = np.asarray(images.dwi_result.lesion_mask.data) > 0
+        if lesion.any():
+            own = 1.0 - np.asarray(images.adc.data, np.float64)[lesion] / nawm_adc_um2s
+            pure = float(np.median(own[own >= np.median(own)]))  # the lesions' restricted half
+    return max(pure, MIN_PURE_DEFICIT)
+
+
+def _restricted_ml(
+    images: SessionImages,
+    nawm_adc_um2s: float,
+    lesion_share: MRImage,
+    reached: MRImage | None,
+    pure_deficit: float,
 ) -> float:
-    """The restricted tissue the FLAIR lesions may hold beyond the DWI band's reach, mL
-    (:func:`imaging.uncertainty.hidden_restricted_ml`; ``flair_share`` is the FLAIR lesion's share
-    of each ADC voxel; 0 when a part is missing)."""
-    dwi = images.dwi_result
+    """The restricted tissue the session's ADC reads where ``lesion_share`` (a lesion seen
+    elsewhere, as its share of each ADC voxel) lies beyond ``reached``, mL
+    (:func:`imaging.uncertainty.hidden_restricted_ml`; 0 when a part is missing)."""
     if (
         images.adc is None
-        or dwi is None
+        or images.dwi_result is None
         or images.dwi_brain is None
         or images.dwi_nawm_mask is None
-        or images.dwi_volume_band is None
+        or reached is None
         or not nawm_adc_um2s > 0
     ):
         return 0.0
@@ -478,19 +494,45 @@ def _hidden_restricted_ml(
     if normal.size < 10:
         return 0.0
     _, deficit_sd, _ = robust_location_scale(normal, n_trim_iterations=0)
-    lesion = np.asarray(dwi.lesion_mask.data) > 0
-    pure = DEFAULT_PURE_DEFICIT
-    if lesion.any():
-        own = 1.0 - adc[lesion] / nawm_adc_um2s
-        pure = float(np.median(own[own >= np.median(own)]))  # the lesions' restricted half
     return hidden_restricted_ml(
         radc,
-        flair_share,
-        images.dwi_volume_band[1],
+        lesion_share,
+        reached,
         images.dwi_brain,
-        pure_deficit=max(pure, MIN_PURE_DEFICIT),
+        pure_deficit=pure_deficit,
         deficit_sd=deficit_sd,
     )
+
+
+def _hidden_restricted_ml(
+    images: SessionImages, nawm_adc_um2s: float, flair_share: MRImage
+) -> float:
+    """The restricted tissue the FLAIR lesions may hold beyond the DWI volume band's reach, mL
+    (``flair_share``: the FLAIR lesion's share of each ADC voxel)."""
+    reached = images.dwi_volume_band[1] if images.dwi_volume_band is not None else None
+    pure = _pure_deficit(images, nawm_adc_um2s)
+    return _restricted_ml(images, nawm_adc_um2s, flair_share, reached, pure)
+
+
+def _dwi_unseen(before: SessionImages, after: SessionImages) -> tuple[float, float]:
+    """The restricted tissue each session's ADC reads where only the other session found a DWI
+    lesion, mL: ``(in before, in after)``, the change's reach down and up
+    (:func:`imaging.uncertainty.change_estimate`). Each lesion is carried onto the other
+    session's ADC grid as its share of each voxel; lesions that touch that session's band (seen
+    there too) are left out."""
+    out = []
+    for seer, other in ((after, before), (before, after)):
+        band = other.bands.get("dwi")
+        if seer.dwi_result is None or other.adc is None or band is None:
+            out.append(0.0)
+            continue
+        # the other session's DWI world -> baseline -> the seer's DWI world
+        to_seer = np.linalg.inv(seer.dwi_to_baseline) @ other.dwi_to_baseline
+        share = mask_share_onto(seer.dwi_result.lesion_mask, other.adc, to_seer)
+        missed = missed_lesions(share, band[1])
+        pure = _pure_deficit(seer, _nawm_adc(seer))
+        out.append(_restricted_ml(other, _nawm_adc(other), missed, band[1], pure))
+    return out[0], out[1]
 
 
 def _interval_cells(
@@ -517,18 +559,76 @@ def _interval_cells(
         row[f"{measure}_ci_low"], row[f"{measure}_ci_high"] = found.low, found.high
 
 
+def _flair_radc_footprints(before: SessionImages, after: SessionImages) -> tuple[float, float]:
+    """The FLAIR-lesion rADC's change read on one lesion footprint in both sessions:
+    ``(on before's FLAIR lesions, on after's)`` (nan when a part is missing).
+
+    Each session reads its own FLAIR lesions; when the segmentations differ (a lesion found on one
+    scan only, a boundary drawn elsewhere) the change holds the difference of the footprints as
+    well as the tissue's. Read on the same footprint, each session's ADC measures the same tissue.
+    """
+
+    def read(reader: SessionImages, lesions: SessionImages) -> float:
+        if (
+            reader.adc is None
+            or reader.dwi_result is None
+            or lesions.flair_result is None
+            or lesions.flair is None
+        ):
+            return math.nan
+        # the reader's ADC world -> its reference -> baseline -> the lesions' FLAIR world
+        to_flair = np.linalg.inv(lesions.to_baseline) @ reader.dwi_to_baseline
+        return dwi_measures(
+            reader.adc,
+            reader.dwi_result.lesion_mask,
+            _nawm_adc(reader),
+            lesions.flair_result.lesion_mask,
+            to_flair,
+        )["flair_lesion_radc"]
+
+    return (
+        read(after, before) - read(before, before),
+        read(after, after) - read(before, after),
+    )
+
+
+def _change_reach(
+    measure: str, change: float, before: SessionImages, after: SessionImages
+) -> tuple[float, float]:
+    """How much further down and up a change may lie, whole (``change_estimate(reach=...)``):
+    the DWI volume's lesions seen in one session only (:func:`_dwi_unseen`), the FLAIR-lesion
+    rADC's change on either session's footprint (:func:`_flair_radc_footprints`)."""
+    if measure == "dwi_lesion_volume_ml":
+        return _dwi_unseen(before, after)
+    if measure == "flair_lesion_radc":
+        readings = [c for c in _flair_radc_footprints(before, after) if math.isfinite(c)]
+        if readings:
+            return max(0.0, change - min(readings)), max(0.0, max(readings) - change)
+    return 0.0, 0.0
+
+
 def _change_cells(
-    rows: list[dict[str, Any]], spreads: list[_Spread | None], settings: UncertaintyParams
+    rows: list[dict[str, Any]],
+    spreads: list[_Spread | None],
+    settings: UncertaintyParams,
+    sessions: list[SessionImages] | None = None,
 ) -> None:
     """Fill each session row's changes from the previous session that measured the same thing,
-    with their intervals and noise labels (paired draws, imaging.uncertainty.change_estimate)."""
+    with their intervals and noise labels (paired draws, imaging.uncertainty.change_estimate).
+    With ``sessions`` (the rows' images), the DWI volume's and the FLAIR-lesion rADC's changes
+    also reach over what the two sessions' segmentations differ by (:func:`_change_reach`)."""
     for measure, (change, label) in SESSION_CHANGES.items():
-        before: tuple[float, _Spread] | None = None
-        for row, spread in zip(rows, spreads, strict=True):
+        before: tuple[float, _Spread, int] | None = None
+        for index, (row, spread) in enumerate(zip(rows, spreads, strict=True)):
             value = row.get(measure)
             if not isinstance(value, float | int) or not math.isfinite(value) or spread is None:
                 continue
             if before is not None:
+                reach = (0.0, 0.0)
+                if sessions is not None:
+                    reach = _change_reach(
+                        measure, float(value) - before[0], sessions[before[2]], sessions[index]
+                    )
                 found = change_estimate(
                     before[0],
                     float(value),
@@ -545,11 +645,12 @@ def _change_cells(
                         else 0.0,
                     ),
                     z=settings.z,
+                    reach=reach,
                 )
                 row[change] = found.value
                 row[f"{change}_ci_low"], row[f"{change}_ci_high"] = found.low, found.high
                 row[label] = found.label
-            before = (float(value), spread)
+            before = (float(value), spread, index)
 
 
 def _nawm_adc(images: SessionImages) -> float:
@@ -768,7 +869,7 @@ def analyze_case(
         for row, spread in zip(session_rows, spreads, strict=True):
             row["uncertainty_level"] = settings.name
             _interval_cells(row, spread, settings)
-        _change_cells(session_rows, spreads, settings)
+        _change_cells(session_rows, spreads, settings, case.sessions)
     drug_columns: list[str] = []
     if course is not None:
         for row in session_rows:

@@ -22,6 +22,13 @@ module estimates, per measurement, the spread that those sources give, by measur
   the DWI lesion's fraction is read on the ADC deficit (:func:`adc_deficit`), and its band also
   holds the restricted tissue of FLAIR lesions the DWI lesion misses (:func:`hidden_restricted_ml`);
 * **the engine's own probability**, when it gives one: SD = sqrt(sum p (1 - p)) voxels;
+* **lesions seen in one session only** (DWI volume changes): a lesion of a few DWI voxels is
+  found on one scan and missed on the next, and no re-segmentation of one image reproduces that.
+  Where a session's ADC still reads restricted tissue at a lesion only the other session found
+  (:func:`missed_lesions`, :func:`hidden_restricted_ml`), the change's interval reaches over that
+  tissue whole (``change_estimate(reach=...)``); likewise the FLAIR-lesion rADC's change reaches
+  over the change read on either session's lesion footprint in both sessions (the two
+  segmentations differ; :mod:`followup.analyze` reads them);
 * **the engine's response to a change** (changes only): on the development set of synthetic
   test-retest pairs the engine followed only part of some lesion loads' growth (thick slices, small
   lesions), an error no perturbation of one image reproduces; it enters as an SD of
@@ -67,6 +74,7 @@ __all__ = [
     "hidden_restricted_ml",
     "label_volumes_mm3",
     "lesion_fraction",
+    "missed_lesions",
     "moved_grid",
     "noise_sd",
     "partial_volume_masks",
@@ -393,7 +401,7 @@ def adc_deficit(radc: MRImage, brain: MRImage) -> MRImage:
 
 def hidden_restricted_ml(
     radc: MRImage,
-    flair_share: MRImage,
+    lesion_share: MRImage,
     reached: MRImage,
     brain: MRImage,
     *,
@@ -402,12 +410,14 @@ def hidden_restricted_ml(
     min_share: float = 0.3,
     z: float = 2.0,
 ) -> float:
-    """Restricted tissue the FLAIR lesions hold where the DWI lesion's band does not reach, mL.
+    """Restricted tissue that lesions seen elsewhere hold where the DWI lesion's band does not
+    reach, mL.
 
     On 4-5 mm DWI slices a small or mildly restricted lesion never reads restricted: its voxels mix
-    it with normal tissue, and the engine finds nothing there. The FLAIR lesion, on a finer grid,
-    says where such tissue may be. For each FLAIR lesion seen on the ADC grid (26-connected voxels
-    it fills to at least ``min_share``), outside ``reached``: a voxel filled to share ``s`` with
+    it with normal tissue, and the engine finds nothing there. A lesion seen elsewhere says where
+    such tissue may be: the session's FLAIR lesion, on a finer grid, or the DWI lesion another
+    session found there. For each such lesion on the ADC grid (26-connected voxels it fills to at
+    least ``min_share``), outside ``reached``: a voxel filled to share ``s`` with
     lesion tissue of which a part ``rho`` is restricted, of pure deficit ``pure_deficit``
     (``1 - rADC``), has an ADC deficit of about ``s rho pure_deficit``; the least-squares
     ``rho`` over the lesion's voxels (``sum s d / sum s^2 / pure_deficit``, clipped to 0..1)
@@ -418,8 +428,8 @@ def hidden_restricted_ml(
     ----------
     radc : MRImage
         ADC over normal white matter's, shape (I, J, K) (the ADC grid).
-    flair_share : MRImage
-        The share of each ADC voxel the FLAIR lesion fills, 0..1, same grid
+    lesion_share : MRImage
+        The share of each ADC voxel the lesion seen elsewhere fills, 0..1, same grid
         (:func:`imaging.edit.mask_share_onto`).
     reached : MRImage
         The DWI lesion band's outer cut (voxels already counted), same grid.
@@ -435,9 +445,9 @@ def hidden_restricted_ml(
     Returns
     -------
     float
-        The volume, mL (0 when no FLAIR lesion holds restricted tissue beyond noise).
+        The volume, mL (0 when no such lesion holds restricted tissue beyond noise).
     """
-    share = np.asarray(flair_share.data, np.float64)
+    share = np.asarray(lesion_share.data, np.float64)
     inside = (np.asarray(brain.data) > 0) & (np.asarray(radc.data) > 0)
     candidates = (share >= min_share) & inside & ~(np.asarray(reached.data) > 0)
     if not candidates.any() or pure_deficit <= 0:
@@ -454,6 +464,24 @@ def hidden_restricted_ml(
     counted = scaled > z * standard_error
     voxel_ml = radc.voxel_volume_mm3 / 1000.0
     return float(np.sum(rho[counted] * s1[counted]) * voxel_ml)
+
+
+def missed_lesions(lesion_share: MRImage, found: MRImage, *, min_share: float = 0.3) -> MRImage:
+    """The part of ``lesion_share`` whose lesions ``found`` does not touch, same grid.
+
+    ``lesion_share`` is the share of each voxel that another session's lesions fill
+    (:func:`imaging.edit.mask_share_onto`); its lesions are the 26-connected voxels filled to at
+    least ``min_share``. A lesion that touches ``found`` (this session's band, grown by one voxel)
+    was seen here too, and its difference is the band's; the others were missed here.
+    """
+    share = np.asarray(lesion_share.data, np.float32)
+    labels, count = ndi.label(share >= min_share, structure=_FULL)
+    if count == 0:
+        return lesion_share.with_data(np.zeros_like(share), sequence="OTHER")
+    near = ndi.binary_dilation(np.asarray(found.data) > 0, structure=_FULL)
+    seen = np.unique(labels[near & (labels > 0)])
+    keep = (labels > 0) & ~np.isin(labels, seen)
+    return lesion_share.with_data(np.where(keep, share, np.float32(0.0)), sequence="OTHER")
 
 
 def partial_volume_masks(
@@ -568,6 +596,7 @@ def change_estimate(
     band_weight: float = 1.0,
     other_sd: float = 0.0,
     z: float = 1.96,
+    reach: tuple[float, float] = (0.0, 0.0),
 ) -> Estimate:
     """The change ``after - before`` with its interval and label.
 
@@ -575,6 +604,13 @@ def change_estimate(
     the SD of the change is that of the paired differences. The band of the change is the change
     measured at the band's two cuts (the partial-volume ambiguity shared by the two sessions
     cancels).
+
+    ``reach`` is how much further down and up the change may lie, ``(down, up)``, each >= 0, for
+    an ambiguity that is either there or not rather than spread: the lesion tissue one session
+    still reads where only the other found a lesion (a lesion at the resolution limit is found on
+    one scan and missed on the next; :func:`hidden_restricted_ml` for the DWI), or the change a
+    reading shows on the other session's lesion footprint. These ranges are added to the interval
+    whole, not as an SD.
     """
     paired = [
         a - b
@@ -593,7 +629,8 @@ def change_estimate(
         z=z,
         non_negative=False,
     )
-    return replace(found, label=change_label(found.low, found.high))
+    low, high = found.low - max(reach[0], 0.0), found.high + max(reach[1], 0.0)
+    return replace(found, low=low, high=high, label=change_label(low, high))
 
 
 def label_volumes_mm3(

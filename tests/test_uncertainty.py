@@ -4,13 +4,17 @@ voxels and non-cubic grids whose answers are known exactly."""
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from followup.analyze import _change_reach, _dwi_unseen, dwi_measures
+from imaging.engines import LesionMap
 from imaging.errors import ImagingError
 from imaging.image import MRImage
+from imaging.pipeline import SessionImages
 from imaging.track import LesionSpread, track_lesions
 from imaging.uncertainty import (
     WITHIN,
@@ -22,6 +26,7 @@ from imaging.uncertainty import (
     hidden_restricted_ml,
     label_volumes_mm3,
     lesion_fraction,
+    missed_lesions,
     moved_grid,
     noise_sd,
     partial_volume_masks,
@@ -183,6 +188,42 @@ def test_hidden_restricted_volume_of_flair_lesions_the_dwi_lesion_misses() -> No
         radc_normal, images[1], MRImage(reached, affine), brain, pure_deficit=pure, deficit_sd=0.08
     )
     assert none == 0.0
+
+
+def test_missed_lesions_keeps_only_the_lesions_this_session_did_not_touch() -> None:
+    shape = (12, 9, 7)  # non-cubic, anisotropic voxels
+    affine = np.diag([2.0, 2.0, 5.0, 1.0])
+    share = np.zeros(shape, np.float32)
+    share[1:3, 1:3, 1:3] = 0.8  # lesion A: found here too (its band touches it)
+    share[3, 1, 1] = 0.2  # a rim below min_share: not part of any lesion
+    share[8:10, 5:7, 4:6] = 0.6  # lesion B: missed here
+    found = np.zeros(shape, np.uint8)
+    found[3:5, 2, 2] = 1  # touches lesion A across a face (26-neighbourhood)
+    missed = missed_lesions(MRImage(share, affine), MRImage(found, affine))
+    out = np.asarray(missed.data)
+    assert out.shape == shape and np.allclose(missed.affine, affine)
+    expected = np.zeros(shape, np.float32)
+    expected[8:10, 5:7, 4:6] = 0.6
+    np.testing.assert_array_equal(out, expected)
+    nothing = missed_lesions(MRImage(share, affine), MRImage(np.zeros(shape, np.uint8), affine))
+    np.testing.assert_array_equal(np.asarray(nothing.data), np.where(share >= 0.3, share, 0))
+
+
+def test_change_estimate_reaches_over_lesions_seen_in_one_session_only() -> None:
+    before = [1.0, 1.1, 0.9, 1.0]
+    after = [0.5, 0.6, 0.4, 0.5]  # a lesion of 0.5 mL missed after: paired SD 0
+    plain = change_estimate(1.0, 0.5, before, after, other_sd=0.05)
+    assert (plain.low, plain.high) == pytest.approx((-0.5 - 1.96 * 0.05, -0.5 + 1.96 * 0.05))
+    assert plain.label == "decrease"
+    # the after-session still reads 0.45 mL of lesion tissue where it missed the lesion
+    found = change_estimate(1.0, 0.5, before, after, other_sd=0.05, reach=(0.0, 0.45))
+    assert found.value == pytest.approx(-0.5) and found.sd == pytest.approx(plain.sd)
+    assert (found.low, found.high) == pytest.approx((plain.low, plain.high + 0.45))
+    assert found.label == "within noise"
+    # the other way round: the before-session reads tissue where only the after-session found one
+    grown = change_estimate(0.5, 1.0, after, before, other_sd=0.05, reach=(0.3, 0.0))
+    assert (grown.low, grown.high) == pytest.approx((0.5 - 1.96 * 0.05 - 0.3, 0.5 + 1.96 * 0.05))
+    assert grown.label == "increase"
 
 
 def test_change_estimate_pairs_the_draws() -> None:
@@ -447,3 +488,86 @@ def test_pure_lesion_adc_separates_the_lesion_from_the_normal_tissue_of_its_voxe
     assert float(np.mean(adc[mostly])) > 1.1 * 380.0
     assert pure_lesion_adc(images[0], images[1], 720.0) == pytest.approx(380.0, rel=0.03)
     assert math.isnan(pure_lesion_adc(images[0], images[1], math.nan))
+
+
+def _dwi_session(
+    label: str, adc_um2s: np.ndarray, lesion: np.ndarray, affine: np.ndarray
+) -> SessionImages:
+    """A session with only what the DWI change's reach needs: ADC, its DWI lesion, brain, NAWM
+    and the band's cuts, on one 2 x 2 x 5 mm grid in the baseline world."""
+    adc = MRImage(adc_um2s.astype(np.float32), affine)
+    mask = adc.with_data(lesion.astype(np.uint8), sequence="OTHER")
+    images = SessionImages(label, date(2026, 1, 1), None, None, adc=adc)
+    images.dwi_result = LesionMap(lesion_mask=mask)
+    images.dwi_brain = adc.with_data(np.ones(lesion.shape, np.uint8), sequence="OTHER")
+    images.dwi_nawm_mask = adc.with_data((~lesion).astype(np.uint8), sequence="OTHER")
+    images.bands["dwi"] = (mask, mask)
+    return images
+
+
+def test_a_dwi_change_reaches_over_a_lesion_the_later_scan_missed_but_still_reads() -> None:
+    """Session 1 found a restricted lesion (rADC 0.5, 8 voxels of 2 x 2 x 5 mm = 0.16 mL). Session 2
+    holds the same tissue at 60 % of each voxel (rADC 0.7: above the engine's cut, not found);
+    session 3's ADC there is normal again (resolved). Only session 2's reading reaches the
+    change's interval, by about the restricted tissue it holds; session 3 adds nothing."""
+    shape, affine = (30, 24, 9), np.diag([2.0, 2.0, 5.0, 1.0])
+    rng = np.random.default_rng(7)
+    normal = 750.0
+    site = np.zeros(shape, bool)
+    site[10:12, 8:10, 4:6] = True
+
+    def adc_with(lesion_radc: float) -> np.ndarray:
+        adc = normal * (1.0 + rng.normal(0.0, 0.04, shape))
+        adc[site] = normal * lesion_radc * (1.0 + rng.normal(0.0, 0.04, int(site.sum())))
+        return adc
+
+    none = np.zeros(shape, bool)
+    first = _dwi_session("ses-01", adc_with(0.5), site, affine)
+    missed = _dwi_session("ses-02", adc_with(0.7), none, affine)
+    resolved = _dwi_session("ses-03", adc_with(1.0), none, affine)
+    in_before, in_after = _dwi_unseen(first, missed)
+    assert in_before == 0.0  # session 2 found nothing for session 1 to read
+    # 60 % of the site's 0.16 mL is restricted tissue of the lesion's own deficit
+    assert in_after == pytest.approx(0.6 * 0.16, rel=0.2), in_after
+    assert _dwi_unseen(first, resolved) == (0.0, 0.0)
+    # a lesion both sessions found is the band's, not a missed one
+    assert _dwi_unseen(first, _dwi_session("ses-04", adc_with(0.5), site, affine)) == (0.0, 0.0)
+
+
+def test_the_flair_lesion_radc_change_reaches_over_its_reading_on_either_footprint() -> None:
+    """The same lesion tissue (rADC 0.6) in two sessions; the first session's FLAIR lesion also
+    takes in a rim of normal tissue, the second's does not. Each reading on its own footprint
+    gives a false fall of rADC; read on either footprint in both sessions the change is 0, so the
+    change reaches up to 0 and no further down."""
+    shape, affine = (24, 20, 10), np.diag([2.0, 2.0, 4.0, 1.0])
+    rng = np.random.default_rng(11)
+    normal = 750.0
+    site = np.zeros(shape, bool)
+    site[8:12, 8:12, 4:6] = True
+    rim = ndi.binary_dilation(site, iterations=1) & ~site
+
+    def session(label: str, flair_lesion: np.ndarray) -> SessionImages:
+        adc = normal * (1.0 + rng.normal(0.0, 0.01, shape))
+        adc[site] *= 0.6
+        images = _dwi_session(label, adc, np.zeros(shape, bool), affine)
+        nawm = (~(site | rim)).astype(np.uint8)
+        images.dwi_nawm_mask = MRImage(nawm, affine)
+        images.flair = MRImage(np.ones(shape, np.float32), affine)
+        images.flair_result = LesionMap(lesion_mask=MRImage(flair_lesion.astype(np.uint8), affine))
+        return images
+
+    first, second = session("ses-01", site | rim), session("ses-02", site)
+    on_own = []
+    for s in (first, second):
+        assert s.adc is not None and s.dwi_result is not None and s.flair_result is not None
+        lesions = s.flair_result.lesion_mask
+        row = dwi_measures(s.adc, s.dwi_result.lesion_mask, 750.0, lesions, np.eye(4))
+        on_own.append(row["flair_lesion_radc"])
+    change = on_own[1] - on_own[0]
+    assert change < -0.1  # the rim of normal tissue in the first reading
+    down, up = _change_reach("flair_lesion_radc", change, first, second)
+    assert down == 0.0
+    assert up == pytest.approx(-change, abs=0.02)
+    # nothing to reach over when both sessions draw the same lesion
+    same = session("ses-03", site)
+    assert _change_reach("flair_lesion_radc", 0.0, second, same) == pytest.approx((0, 0), abs=0.01)

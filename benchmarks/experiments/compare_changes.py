@@ -33,9 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted(set.intersection(*(set(r) for r in runs)))
     print("| pair | true change mL | " + " | ".join(f.stem for f in args.runs) + " |")
     print("|---|---|" + "---|" * len(runs))
-    groups: list[dict[str, list[float]]] = [
-        {"all": [], "small": [], "growing": []} for _ in runs
-    ]
+    groups: list[dict[str, list[float]]] = [{"all": [], "small": [], "growing": []} for _ in runs]
     for name in names:
         true_change = runs[0][name]["true_change_ml"]
         cells = []
