@@ -554,7 +554,7 @@ def _interval_cells(
             ),
             z=settings.z,
             non_negative=measure.endswith("_ml"),
-            band_range=measure in settings.band_range,
+            band_centred=measure in settings.band_centred,
         )
         row[f"{measure}_ci_low"], row[f"{measure}_ci_high"] = found.low, found.high
 
@@ -646,7 +646,6 @@ def _change_cells(
                     ),
                     z=settings.z,
                     reach=reach,
-                    band_range=measure in settings.band_range,
                 )
                 row[change] = found.value
                 row[f"{change}_ci_low"], row[f"{change}_ci_high"] = found.low, found.high

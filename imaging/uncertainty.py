@@ -35,17 +35,12 @@ module estimates, per measurement, the spread that those sources give, by measur
   ``change_relative_sd`` times the mean of the two volumes (measured there, README *Uncertainty*).
 
 The sources are combined in quadrature; a 95 % interval is ``value +- z * SD`` (volumes clipped at
-0). For the lesion volumes (``UncertaintyParams.band_range``) the partial-volume band is not an SD
-about the value but a range the truth lies in: the interval is the central 95 % of a value uniform
-over the band plus the other sources' normal noise (:func:`band_range_interval`), widened to hold
-``value +- z * SD`` of those sources. The engine's value need not sit at the band's middle (the DWI
-engine's threshold on the ADC of mixed voxels keeps mostly the voxels above the band's centre, so
-its volume sits at the low end), and an SD about the value would put half the band's weight where
-the truth cannot be. A session-to-session change gets the same from the paired draws (draw ``d``
-of both sessions shares its template jitter) and from the partial-volume band of the change (the
-change measured with the 0.7 cut against the change with the 0.3 cut). A change is **beyond
-measurement noise** (``increase`` or ``decrease``) when its interval excludes 0, else **within
-noise**.
+0), for a measure whose value sits at one end of its band (the DWI volume) widened to hold the
+interval about the band's midpoint too (``UncertaintyParams.band_centred``). A session-to-session
+change gets the same from the paired draws (draw ``d`` of both sessions shares its template
+jitter) and from the partial-volume band of the change (the change measured with the 0.7 cut
+against the change with the 0.3 cut). A change is **beyond measurement noise**
+(``increase`` or ``decrease``) when its interval excludes 0, else **within noise**.
 
 Everything here is image maths on :class:`~imaging.image.MRImage`; the pipeline draws
 (:mod:`imaging.pipeline`) and the tables are written in :mod:`followup.analyze`.
@@ -61,8 +56,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
-from scipy.optimize import brentq
-from scipy.special import ndtr
 
 from imaging.errors import ImagingError
 from imaging.image import MRImage
@@ -74,7 +67,6 @@ __all__ = [
     "Estimate",
     "UncertaintyParams",
     "adc_deficit",
-    "band_range_interval",
     "change_estimate",
     "change_label",
     "estimate",
@@ -131,13 +123,11 @@ class UncertaintyParams:
         (0.01: on the development set the engine followed part of a lesion load's growth only;
         the smallest value of ``benchmarks/fit_uncertainty.py``'s grid that brings the change
         intervals' coverage there into 90-98 % with the final code).
-    band_range : tuple of str
-        The sessions.tsv measures (and their changes) whose partial-volume band is a range the
-        truth lies in rather than an SD about the value (:func:`estimate`, ``band_range``): the
-        two lesion volumes. On the development set of ``benchmarks/calibrate_uncertainty.py``
-        this called 3/5 +25 % growths of FLAIR and DWI volume where the SD called 2/5 and 1/5,
-        with the same coverage and false changes (README, *Uncertainty*). The rADC keeps the SD:
-        its value is not bound to lie between its cuts' readings.
+    band_centred : tuple of str
+        The sessions.tsv measures whose interval is also centred on their band's midpoint (the
+        union of the intervals about the value and about the midpoint): the DWI lesion volume,
+        whose value sits at the band's low end, because the engine thresholds the ADC of mixed
+        voxels (see :func:`estimate`).
     hidden_restricted : bool
         Extend the DWI lesion volume's band by the restricted tissue the FLAIR lesions hold where
         the DWI lesion's band does not reach (:func:`hidden_restricted_ml`).
@@ -160,7 +150,7 @@ class UncertaintyParams:
     band_weight: float = 1.0
     volume_relative_sd: float = 0.0
     change_relative_sd: float = 0.01
-    band_range: tuple[str, ...] = ("flair_lesion_volume_ml", "dwi_lesion_volume_ml")
+    band_centred: tuple[str, ...] = ("dwi_lesion_volume_ml",)
     hidden_restricted: bool = True
     z: float = 1.96
     seed: int = 16
@@ -531,51 +521,6 @@ def _sd(draws: Sequence[float]) -> float:
     return float(np.std(values, ddof=1)) if values.size >= 2 else math.nan
 
 
-def band_range_interval(
-    band: tuple[float, float], sd: float, *, z: float = 1.96
-) -> tuple[float, float]:
-    """The central interval of a quantity uniform over ``band`` plus normal noise of SD ``sd``.
-
-    The interval holds ``2 Phi(z) - 1`` of the distribution (95 % at ``z = 1.96``): its ends are
-    the quantiles ``Phi(-z)`` and ``Phi(z)`` of ``U(a, b) + N(0, sd^2)``, whose distribution
-    function is ``(G(x - a) - G(x - b)) / (b - a)`` with ``G(t) = t Phi(t / sd) + sd phi(t / sd)``.
-
-    Parameters
-    ----------
-    band : (float, float)
-        The range's ends, in either order.
-    sd : float
-        SD of the noise, same unit, >= 0.
-    z : float
-        Normal quantile of the interval.
-
-    Returns
-    -------
-    (float, float)
-        The interval's ends. A band of no width gives ``+- z sd``; no noise gives the band's
-        central ``2 Phi(z) - 1``.
-    """
-    a, b = min(band), max(band)
-    width = b - a
-    tail = float(ndtr(-z))
-    if width <= 1e-12 * max(1.0, abs(a), abs(b)):
-        return a - z * sd, b + z * sd
-    if sd <= 1e-12 * width:
-        return a + tail * width, b - tail * width
-
-    def below(x: float) -> float:
-        def g(t: float) -> float:
-            u = t / sd
-            return t * float(ndtr(u)) + sd * math.exp(-0.5 * u * u) / math.sqrt(2.0 * math.pi)
-
-        return (g(x - a) - g(x - b)) / width
-
-    lo_x, hi_x = a - 10.0 * sd - width, b + 10.0 * sd + width
-    low = brentq(lambda x: below(x) - tail, lo_x, hi_x, xtol=1e-9 * (width + sd))
-    high = brentq(lambda x: below(x) - (1.0 - tail), lo_x, hi_x, xtol=1e-9 * (width + sd))
-    return float(low), float(high)
-
-
 def estimate(
     value: float,
     draws: Sequence[float],
@@ -585,7 +530,7 @@ def estimate(
     other_sd: float = 0.0,
     z: float = 1.96,
     non_negative: bool = True,
-    band_range: bool = False,
+    band_centred: bool = False,
 ) -> Estimate:
     """A value's interval from its perturbed draws, its partial-volume band and other SDs.
 
@@ -598,42 +543,32 @@ def estimate(
     band : (float, float), optional
         The measurement with only the voxels above the band and with every voxel above it.
     band_weight : float
-        Scale of the band: of its SD (``|band| / sqrt(12)``), or of its width about its middle
-        with ``band_range``.
+        Scale of the band's SD (``|band| / sqrt(12)``).
     other_sd : float
         Further independent SD (e.g. the engine's probability), same unit.
     z : float
         Normal quantile of the interval.
     non_negative : bool
         Clip the interval at 0 (volumes).
-    band_range : bool
-        Take the band as a range the truth lies in, uniformly, rather than as an SD about the
-        value: the interval is :func:`band_range_interval` of the band with the draws' and
-        ``other_sd``'s noise, widened to hold ``value +- z`` times that noise. A lesion volume
-        counted with only the voxels above 0.7 and with every voxel above 0.3 brackets the
-        truth wherever the engine's own cut put its value; an SD about a value near one end
-        (the DWI volume: the engine's threshold on the ADC of mixed voxels keeps mostly the
-        voxels above the band's centre) puts half the band's weight where the truth cannot be
-        and widens the interval on both sides.
+    band_centred : bool
+        Also take in the interval about the band's midpoint: ``[min(value, mid) - z sd,
+        max(value, mid) + z sd]``. The band says the truth lies anywhere between its cuts; when the
+        value sits near one end of it (the DWI engine's threshold on the ADC of mixed voxels keeps
+        mostly the voxels above the band's centre), an interval about the value alone leaves
+        out the other end.
 
     Returns
     -------
     Estimate
-        nan everywhere when ``value`` is not finite or fewer than 2 draws are. ``sd`` is the SD
-        of all sources together (with ``band_range``, that of the uniform band plus the noise).
+        nan everywhere when ``value`` is not finite or fewer than 2 draws are.
     """
     spread = _sd(draws)
     if not math.isfinite(value) or not math.isfinite(spread):
         return Estimate(value, math.nan, math.nan, math.nan)
-    width = band_weight * abs(band[1] - band[0]) if band is not None else 0.0
-    sd = math.sqrt(spread**2 + (width / math.sqrt(12.0)) ** 2 + other_sd**2)
-    if band_range and band is not None:
-        noise = math.hypot(spread, other_sd)
-        middle = (band[0] + band[1]) / 2.0
-        low, high = band_range_interval((middle - width / 2, middle + width / 2), noise, z=z)
-        low, high = min(low, value - z * noise), max(high, value + z * noise)
-    else:
-        low, high = value - z * sd, value + z * sd
+    band_sd = band_weight * abs(band[1] - band[0]) / math.sqrt(12.0) if band is not None else 0.0
+    sd = math.sqrt(spread**2 + band_sd**2 + other_sd**2)
+    centres = (value, (band[0] + band[1]) / 2.0) if band_centred and band is not None else (value,)
+    low, high = min(centres) - z * sd, max(centres) + z * sd
     if non_negative:
         low, high = max(low, 0.0), max(high, 0.0)
     return Estimate(value, sd, low, high)
@@ -662,14 +597,13 @@ def change_estimate(
     other_sd: float = 0.0,
     z: float = 1.96,
     reach: tuple[float, float] = (0.0, 0.0),
-    band_range: bool = False,
 ) -> Estimate:
     """The change ``after - before`` with its interval and label.
 
     ``draws_before[d]`` and ``draws_after[d]`` come from the same draw (shared template jitter), so
     the SD of the change is that of the paired differences. The band of the change is the change
     measured at the band's two cuts (the partial-volume ambiguity shared by the two sessions
-    cancels); with ``band_range`` it is a range the change lies in (:func:`estimate`).
+    cancels).
 
     ``reach`` is how much further down and up the change may lie, ``(down, up)``, each >= 0, for
     an ambiguity that is either there or not rather than spread: the lesion tissue one session
@@ -694,7 +628,6 @@ def change_estimate(
         other_sd=other_sd,
         z=z,
         non_negative=False,
-        band_range=band_range,
     )
     low, high = found.low - max(reach[0], 0.0), found.high + max(reach[1], 0.0)
     return replace(found, low=low, high=high, label=change_label(low, high))

@@ -8,7 +8,6 @@ from datetime import date
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
 from scipy import ndimage as ndi
 
 from followup.analyze import _change_reach, _dwi_unseen, dwi_measures
@@ -20,7 +19,6 @@ from imaging.track import LesionSpread, track_lesions
 from imaging.uncertainty import (
     WITHIN,
     UncertaintyParams,
-    band_range_interval,
     change_estimate,
     change_label,
     estimate,
@@ -138,78 +136,20 @@ def test_estimate_combines_the_sources_in_quadrature() -> None:
     assert math.isnan(estimate(math.nan, [1.0, 2.0]).high)
 
 
-@pytest.mark.parametrize(
-    ("band", "sd"), [((2.0, 8.0), 0.3), ((2.0, 8.0), 1.5), ((-0.4, 0.9), 0.05), ((5.0, 5.5), 2.0)]
-)
-def test_band_range_interval_holds_95_percent_of_a_uniform_band_with_noise(
-    band: tuple[float, float], sd: float
-) -> None:
-    """The ends hold 2.5 % of U(a, b) + N(0, sd^2) below and above, checked by integrating the
-    normal tail over the band (another route than the closed form the function inverts) and by
-    sampling."""
-    low, high = band_range_interval(band, sd, z=1.96)
-    a, b = band
-
-    def below(x: float) -> float:
-        return integrate.quad(lambda u: stats.norm.cdf((x - u) / sd), a, b)[0] / (b - a)
-
-    tail = stats.norm.cdf(-1.96)  # 0.0249979
-    assert below(low) == pytest.approx(tail, abs=1e-7)
-    assert below(high) == pytest.approx(1.0 - tail, abs=1e-7)
-    rng = np.random.default_rng(5)
-    sample = rng.uniform(a, b, 400_000) + rng.normal(0.0, sd, 400_000)
-    assert np.mean(sample < low) == pytest.approx(0.025, abs=0.002)
-    assert np.mean(sample > high) == pytest.approx(0.025, abs=0.002)
-
-
-def test_band_range_interval_limits() -> None:
-    # no noise: the band's central 95 %; no width: the normal interval; either order of the ends
-    assert band_range_interval((2.0, 8.0), 0.0) == pytest.approx((2.15, 7.85), abs=1e-3)
-    assert band_range_interval((8.0, 2.0), 0.0) == pytest.approx((2.15, 7.85), abs=1e-3)
-    assert band_range_interval((3.0, 3.0), 0.5, z=2.0) == pytest.approx((2.0, 4.0))
-
-
-def test_a_band_range_brackets_the_truth_wherever_the_value_sits_in_the_band() -> None:
-    """The DWI volume's value at its band's low end: as an SD about the value the band puts half
-    its weight below the value and misses the band's top; as a range the interval runs from
-    just under the band's low end to just under its top. A value outside the band stays inside
-    its interval with the draws' noise."""
+def test_a_band_centred_interval_also_covers_the_bands_middle() -> None:
+    """The value at the band's low end (the DWI engine's threshold): the interval about the value
+    is widened upwards to hold the interval about the band's midpoint; a value at the midpoint
+    keeps its interval."""
     draws, band = [3.0, 3.4], (2.0, 8.0)
-    noise = math.sqrt(0.08)
-    as_sd = estimate(3.2, draws, band=band, z=2.0)
-    as_range = estimate(3.2, draws, band=band, z=2.0, band_range=True)
+    plain = estimate(3.2, draws, band=band, z=2.0)
+    centred = estimate(3.2, draws, band=band, z=2.0, band_centred=True)
     sd = math.sqrt(0.08 + (6.0 / math.sqrt(12.0)) ** 2)
-    assert as_range.sd == pytest.approx(as_sd.sd) == pytest.approx(sd)
-    assert (as_sd.low, as_sd.high) == pytest.approx((max(3.2 - 2 * sd, 0.0), 3.2 + 2 * sd))
-    ends = band_range_interval(band, noise, z=2.0)
-    assert (as_range.low, as_range.high) == pytest.approx(ends)
-    assert 1.9 < as_range.low < 2.2 and 7.7 < as_range.high < 8.0
-    assert as_sd.high < 7.0  # the SD about the value leaves out the band's top
-    outside = estimate(9.0, draws, band=band, z=2.0, band_range=True)
-    assert outside.high == pytest.approx(9.0 + 2 * noise) and outside.low == pytest.approx(ends[0])
-    # band_weight narrows the range about its middle; without a band it is the plain estimate
-    half = estimate(5.0, draws, band=band, z=2.0, band_range=True, band_weight=0.5)
-    assert (half.low, half.high) == pytest.approx(band_range_interval((3.5, 6.5), noise, z=2.0))
-    assert estimate(3.2, draws, z=2.0, band_range=True) == estimate(3.2, draws, z=2.0)
-
-
-def test_a_change_with_a_band_range_is_called_where_the_band_lies_above_zero() -> None:
-    """A growth whose value sits at the low end of its band (1.0 to 4.9 mL): an SD about the
-    value reaches below 0 and calls it within noise; the band taken as a range calls the
-    increase, and a change whose band straddles 0 stays within noise either way."""
-    before, after = (
-        [1.2, 1.5, 1.1, 1.7, 1.9, 1.4, 1.1, 1.0],
-        [1.8, 1.7, 2.4, 2.1, 2.3, 1.7, 2.0, 2.4],
-    )
-    kwargs = {"band_before": (3.3, 7.1), "band_after": (4.3, 12.0), "z": 1.96}
-    as_sd = change_estimate(4.4, 6.2, before, after, **kwargs)
-    as_range = change_estimate(4.4, 6.2, before, after, band_range=True, **kwargs)
-    assert as_sd.label == WITHIN and as_sd.low < 0
-    assert as_range.label == "increase" and 0.5 < as_range.low < 1.0 < 4.5 < as_range.high
-    flat = change_estimate(
-        4.4, 4.5, before, before, band_before=(3.3, 7.1), band_after=(3.0, 7.4), band_range=True
-    )
-    assert flat.label == WITHIN and flat.low < -0.2 and flat.high > 0.2
+    assert centred.sd == pytest.approx(plain.sd) == pytest.approx(sd)
+    assert centred.low == pytest.approx(plain.low) == pytest.approx(max(3.2 - 2 * sd, 0.0))
+    assert centred.high == pytest.approx(5.0 + 2 * sd) and plain.high == pytest.approx(3.2 + 2 * sd)
+    middle = estimate(5.0, draws, band=band, z=2.0, band_centred=True)
+    assert (middle.low, middle.high) == pytest.approx((5.0 - 2 * sd, 5.0 + 2 * sd))
+    assert estimate(3.2, draws, z=2.0, band_centred=True) == estimate(3.2, draws, z=2.0)
 
 
 def test_hidden_restricted_volume_of_flair_lesions_the_dwi_lesion_misses() -> None:
