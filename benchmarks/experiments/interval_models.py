@@ -23,7 +23,7 @@ adopted (README.md of this folder).
 
 Usage::
 
-    python benchmarks/experiments/interval_models.py KEPT_DIR RUN.json [--run-model sd]
+    python benchmarks/experiments/interval_models.py KEPT_DIR RUN.json [--run-model sd] [--reach whole]
 
 ``--run-model`` is the model the kept cases were analysed with (their reach is read back against
 it): ``sd`` for the shipped code, ``range_hull`` with ``band_range.patch`` applied.
@@ -130,7 +130,27 @@ def truths(pair: dict[str, Any]) -> dict[str, list[float]]:
     return out
 
 
-def score(kept: Path, run: Path, run_model: str) -> dict[str, dict[str, list[int]]]:
+def reached(
+    value: float, low: float, high: float, reach: tuple[float, float], mode: str
+) -> tuple[float, float]:
+    """The interval with the change's reach (``(down, up)``) added as ``mode`` says: ``whole``
+    (the shipped rule), ``none``, ``half``, ``quadrature`` (with each half-width), or ``capN``
+    (whole, at most N mL)."""
+    if mode == "whole":
+        return low - reach[0], high + reach[1]
+    if mode == "half":
+        return low - reach[0] / 2, high + reach[1] / 2
+    if mode == "quadrature":
+        return value - math.hypot(value - low, reach[0]), value + math.hypot(high - value, reach[1])
+    if mode.startswith("cap"):
+        cap = float(mode[3:])
+        return low - min(reach[0], cap), high + min(reach[1], cap)
+    return low, high
+
+
+def score(
+    kept: Path, run: Path, run_model: str, reach_mode: str = "whole"
+) -> dict[str, dict[str, list[int]]]:
     """Per model, ``{"measure kind": [hits, count]}``."""
     pairs = {p["pair"]: p for p in json.loads(run.read_text())["pairs"]}
     stats: dict[str, dict[str, list[int]]] = {m: {} for m in MODELS}
@@ -194,7 +214,7 @@ def score(kept: Path, run: Path, run_model: str) -> dict[str, dict[str, list[int
                 continue
             for model in MODELS:
                 low, high = interval(model, value, paired, band, other, volume=volume, clip=False)
-                low, high = low - reach[0], high + reach[1]
+                low, high = reached(value, low, high, reach, reach_mode)
                 add(model, f"{measure} change", low <= true_change <= high)
                 label = "increase" if low > 0 else "decrease" if high < 0 else "within noise"
                 if pairs[name]["change"] == 0:
@@ -208,9 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kept", type=Path)
     parser.add_argument("run", type=Path)
-    parser.add_argument("--run-model", choices=MODELS, default="range_hull")
+    parser.add_argument("--run-model", choices=MODELS, default="sd")
+    parser.add_argument(
+        "--reach",
+        default="whole",
+        help="how a change's reach joins its interval: whole (shipped), none, half, quadrature, "
+        "capN (whole, at most N mL)",
+    )
     args = parser.parse_args(argv)
-    stats = score(args.kept, args.run, args.run_model)
+    stats = score(args.kept, args.run, args.run_model, args.reach)
     keys = sorted({k for s in stats.values() for k in s})
     print("| measure | " + " | ".join(MODELS) + " |")
     print("|---|" + "---|" * len(MODELS))
