@@ -420,13 +420,15 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
                 for m, share in zip(images.bands["flair"], (0.7, 0.3), strict=True)
             ]
             bands["flair_lesion_radc"] = (cuts[0], cuts[1])
-            # the session's band reaches down to the lesion tissue's own ADC: on 4-5 mm ADC maps
-            # even the voxels a small lesion fills to 0.7 hold normal tissue. Not its changes':
-            # the two cuts' change is the ambiguity of the change of the reading itself
+            # the session's band reaches down to the lower end of the lesion tissue's own ADC
+            # (the fit's interval): on 4-5 mm ADC maps even the voxels a small lesion fills to
+            # 0.7 hold normal tissue, and a small lesion fills few voxels to fit. Not its
+            # changes': the two cuts' change is the ambiguity of the change of the reading itself
+            # (also when no ADC voxel is filled to 0.7: a small load's 0.7 cut reads nothing)
             if filled is not None:
-                pure = pure_lesion_adc(images.adc, filled, nawm) / nawm
-                if math.isfinite(pure) and pure < cuts[0]:
-                    session_bands["flair_lesion_radc"] = (pure, cuts[1])
+                pure = pure_lesion_adc(images.adc, filled, nawm).lower(settings.z) / nawm
+                if math.isfinite(pure) and math.isfinite(cuts[1]) and not pure >= cuts[0]:
+                    session_bands["flair_lesion_radc"] = (max(pure, 0.0), cuts[1])
     other_sd = {
         f"{source}_lesion_volume_ml": mm3_to_ml(sd * image.voxel_volume_mm3)
         for source, image in (("flair", images.flair), ("dwi", images.b1000))

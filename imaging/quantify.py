@@ -7,17 +7,26 @@ included, as every volumetric tool computes them), converted to mL in :func:`ima
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy import stats
+from scipy.special import ndtr
 
 from imaging.image import MRImage
 from imaging.normalize import NawmParams, normalize_to_nawm
 from imaging.regions import Hemisphere, Region
 from imaging.units import mm3_to_ml
 
-__all__ = ["adc_in_mask", "lesion_count", "lesion_volumes", "nawm_for_adc"]
+__all__ = [
+    "LesionAdcFit",
+    "adc_in_mask",
+    "lesion_count",
+    "lesion_volumes",
+    "nawm_for_adc",
+    "pure_lesion_adc",
+]
 
 _FULL = np.ones((3, 3, 3), bool)
 
@@ -74,6 +83,32 @@ def adc_in_mask(adc_um2s: MRImage, mask: MRImage) -> float:
     return float(np.mean(np.asarray(adc_um2s.data, dtype=np.float64)[inside]))
 
 
+class LesionAdcFit(NamedTuple):
+    """A lesion tissue's own ADC fitted from voxels it fills in part (:func:`pure_lesion_adc`).
+
+    Attributes
+    ----------
+    adc_um2s : float
+        The fitted ADC, um2/s (nan without a voxel to fit).
+    se_um2s : float
+        Its standard error, um2/s (nan with fewer than 2 voxels).
+    voxels : int
+        The voxels fitted.
+    """
+
+    adc_um2s: float
+    se_um2s: float
+    voxels: int
+
+    def lower(self, z: float = 1.96) -> float:
+        """The lower end of its two-sided interval of normal quantile ``z`` (Student's t with
+        ``voxels - 1`` degrees of freedom: a small lesion fills few voxels), um2/s; the fit itself
+        when it has no error."""
+        if not math.isfinite(self.se_um2s):
+            return self.adc_um2s
+        return self.adc_um2s - float(stats.t.ppf(ndtr(z), self.voxels - 1)) * self.se_um2s
+
+
 def pure_lesion_adc(
     adc_um2s: MRImage,
     share: MRImage,
@@ -81,15 +116,19 @@ def pure_lesion_adc(
     *,
     min_share: float = 0.3,
     max_radc: float = 1.5,
-) -> float:
-    """The ADC of a lesion's own tissue, apart from the normal tissue its voxels also hold (um2/s).
+) -> LesionAdcFit:
+    """The ADC of a lesion's own tissue, apart from the normal tissue its voxels also hold, with
+    the standard error of that fit (um2/s).
 
     A voxel filled to share ``s`` with lesion of ADC ``L``, the rest normal white matter of ADC
     ``n``, reads about ``n + s (L - n)``; the least-squares ``L = n + sum s (a - n) / sum s^2``
     over the voxels filled to at least ``min_share`` whose ADC ``a`` is below ``max_radc`` times
     ``n`` (a voxel holding CSF, ADC about 3000, fits no two-tissue mix of lesion and white
     matter). On 4-5 mm ADC maps the voxels of small lesions are mostly part normal tissue, and
-    their mean ADC lies well above the lesion's.
+    their mean ADC lies well above the lesion's. The standard error is that of a least-squares
+    slope through the origin, ``sqrt(sum r^2 / (m - 1) / sum s^2)`` over the fit's ``m`` voxels
+    and residuals ``r``: it holds the ADC map's noise, the lesion's own heterogeneity and the
+    error of the shares, and is large where a small lesion fills few voxels.
 
     Parameters
     ----------
@@ -102,20 +141,24 @@ def pure_lesion_adc(
 
     Returns
     -------
-    float
-        um2/s; nan without such a voxel or a valid ``nawm_adc_um2s``.
+    LesionAdcFit
+        nan without such a voxel or a valid ``nawm_adc_um2s`` (the error also with one voxel).
     """
     if not nawm_adc_um2s > 0:
-        return math.nan
+        return LesionAdcFit(math.nan, math.nan, 0)
     s = np.asarray(share.data, np.float64)
     a = np.asarray(adc_um2s.data, np.float64)
     used = (s >= min_share) & (a > 0) & (a < max_radc * nawm_adc_um2s)
     if not used.any():
-        return math.nan
-    weights = s[used]
-    return float(
-        nawm_adc_um2s + np.sum(weights * (a[used] - nawm_adc_um2s)) / np.sum(weights * weights)
-    )
+        return LesionAdcFit(math.nan, math.nan, 0)
+    weights, excess = s[used], a[used] - nawm_adc_um2s
+    squares = float(np.sum(weights * weights))
+    slope = float(np.sum(weights * excess)) / squares
+    count = int(used.sum())
+    if count < 2:
+        return LesionAdcFit(nawm_adc_um2s + slope, math.nan, count)
+    residual = float(np.sum((excess - slope * weights) ** 2)) / (count - 1)
+    return LesionAdcFit(nawm_adc_um2s + slope, math.sqrt(residual / squares), count)
 
 
 def as_cell(value: Any) -> Any:
