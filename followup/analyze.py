@@ -427,7 +427,8 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
             # (also when no ADC voxel is filled to 0.7: a small load's 0.7 cut reads nothing)
             if filled is not None:
                 pure = pure_lesion_adc(images.adc, filled, nawm).lower(settings.z) / nawm
-                if math.isfinite(pure) and math.isfinite(cuts[1]) and not pure >= cuts[0]:
+                below_inner = not math.isfinite(cuts[0]) or pure < cuts[0]
+                if math.isfinite(pure) and math.isfinite(cuts[1]) and below_inner:
                     session_bands["flair_lesion_radc"] = (max(pure, 0.0), cuts[1])
     other_sd = {
         f"{source}_lesion_volume_ml": mm3_to_ml(sd * image.voxel_volume_mm3)

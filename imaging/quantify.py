@@ -151,10 +151,9 @@ def pure_lesion_adc(
     used = (s >= min_share) & (a > 0) & (a < max_radc * nawm_adc_um2s)
     if not used.any():
         return LesionAdcFit(math.nan, math.nan, 0)
-    weights, excess = s[used], a[used] - nawm_adc_um2s
+    weights, excess, count = s[used], a[used] - nawm_adc_um2s, int(used.sum())
     squares = float(np.sum(weights * weights))
     slope = float(np.sum(weights * excess)) / squares
-    count = int(used.sum())
     if count < 2:
         return LesionAdcFit(nawm_adc_um2s + slope, math.nan, count)
     residual = float(np.sum((excess - slope * weights) ** 2)) / (count - 1)

@@ -42,7 +42,7 @@ from typing import Any
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
-from imaging.uncertainty import estimate
+from imaging.uncertainty import UncertaintyParams, estimate
 
 MODELS = ("sd", "range", "range_hull")
 MEASURES = {
@@ -51,8 +51,9 @@ MEASURES = {
     "radc": "radc_change",
     "flair_lesion_radc": "flair_lesion_radc_change",
 }
-Z = 1.96
-CHANGE_RELATIVE_SD = 0.01
+#: The shipped settings: the intervals' quantile and the change-response term.
+Z = UncertaintyParams().z
+CHANGE_RELATIVE_SD = UncertaintyParams().change_relative_sd
 
 
 def number(cell: Any) -> float:
@@ -236,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         "capN (whole, at most N mL)",
     )
     args = parser.parse_args(argv)
+    if not args.run.is_file() or not args.kept.is_dir():
+        parser.error(
+            f"{args.run} must be the JSON a calibrate_uncertainty.py run wrote and {args.kept} "
+            "the folder its --keep left"
+        )
     stats = score(args.kept, args.run, args.run_model, args.reach)
     keys = sorted({k for s in stats.values() for k in s})
     print("| measure | " + " | ".join(MODELS) + " |")
