@@ -346,6 +346,17 @@ def score_pair(
             )
         per_lesion.append(entry)
     out["lesions"] = per_lesion
+    # every labelled follow-up row of both sources, matched to a truth lesion or not: a lesion
+    # found on one scan only is "new" or "resolved", which the matched rows above leave out
+    out["labelled_rows"] = [
+        {
+            "source": str(r.get("source", "flair")),
+            "change": str(r.get("change", "")),
+            "label": str(r.get("change_beyond_noise", "")),
+        }
+        for r in lesions
+        if r.get("session_id") == "ses-02" and r.get("change_beyond_noise")
+    ]
     return out
 
 
@@ -628,7 +639,40 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
         "",
     ]
     lines += lesion_summary(ok)
+    lines += labelled_row_summary(ok)
     return lines
+
+
+def labelled_row_summary(records: list[dict[str, Any]]) -> list[str]:
+    """False changes over every labelled follow-up lesion row of the 0 % pairs, by source and class
+    (one-to-one, new, resolved): what a reader of ``lesions.tsv`` sees on an unchanged brain."""
+    no_change = [r for r in records if r["change"] == 0 and "labelled_rows" in r]
+    if not no_change:
+        return []
+    lines = [
+        "## Per lesion, every labelled row of the 0 % pairs",
+        "",
+        "Every follow-up row of `lesions.tsv` with a noise label, matched to a truth lesion or not "
+        "(a lesion found on one scan only is *new* or *resolved*; the per-lesion rows above "
+        "hold only lesions matched in the first session and followed one-to-one). Each is a "
+        "false change when labelled beyond noise.",
+        "",
+        "| source | one-to-one | new | resolved | all | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for source in ("flair", "dwi"):
+        rows = [x for r in no_change for x in r["labelled_rows"] if x["source"] == source]
+        if not rows:
+            continue
+        classes = [
+            [x for x in rows if x["change"] not in ("new", "resolved")],
+            [x for x in rows if x["change"] == "new"],
+            [x for x in rows if x["change"] == "resolved"],
+            rows,
+        ]
+        cells = " | ".join(rate([x["label"] in CHANGE_LABELS for x in group]) for group in classes)
+        lines.append(f"| {source.upper()} | {cells} | <= 5 % |")
+    return [*lines, ""]
 
 
 def lesion_summary(records: list[dict[str, Any]]) -> list[str]:

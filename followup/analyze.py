@@ -25,6 +25,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from numpy.typing import NDArray
 
 from clinical.course import ClinicalCourse, IndexDate, choose_index_date, place_in_time
 from clinical.export import EX_COLUMNS, fhir_bundle, sdtm_ex_rows
@@ -61,9 +62,11 @@ from imaging.track import (
     track_lesions,
 )
 from imaging.uncertainty import (
+    FootprintReading,
     UncertaintyParams,
     change_estimate,
     estimate,
+    footprint_reading,
     hidden_restricted_ml,
     missed_lesions,
 )
@@ -715,6 +718,7 @@ def _lesion_spread(
         return None
     inner, outer = images.bands[source]
     return LesionSpread(
+        read=_footprint_reader(images, source, baseline),
         draws=[
             np.asarray(mask_onto(mask, baseline, np.linalg.inv(matrix)).data) > 0
             for mask, matrix in drawn
@@ -727,6 +731,35 @@ def _lesion_spread(
         volume_relative_sd=settings.volume_relative_sd,
         change_relative_sd=settings.change_relative_sd,
     )
+
+
+def _footprint_reader(
+    images: SessionImages, source: str, baseline: MRImage
+) -> Callable[[NDArray[np.bool_]], FootprintReading] | None:
+    """What the session's own image reads over a lesion footprint on the baseline grid
+    (:func:`imaging.uncertainty.footprint_reading`): its FLAIR for FLAIR lesions, its ADC map (the
+    trace without one) for DWI lesions; ``None`` when the image or its brain mask is missing."""
+    if source == "flair":
+        image, brain, to_baseline, bright = (
+            images.flair,
+            images.flair_brain,
+            images.to_baseline,
+            True,
+        )
+        found = images.flair_result
+    else:
+        bright = images.adc is None
+        image = images.b1000 if bright else images.adc
+        brain, to_baseline, found = images.dwi_brain, images.dwi_to_baseline, images.dwi_result
+    if image is None or brain is None:
+        return None
+    own = found.lesion_mask if found is not None else None
+
+    def read(footprint: NDArray[np.bool_]) -> FootprintReading:
+        share = mask_share_onto(baseline.with_data(footprint.astype(np.uint8)), image, to_baseline)
+        return footprint_reading(image, share, brain, exclude=own, bright=bright)
+
+    return read
 
 
 def _dataset_description(out: Path) -> None:

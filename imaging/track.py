@@ -52,8 +52,11 @@ A closing row's centroid, hemisphere and region are those of the lesion's last e
 
 With ``spreads`` each row also carries its volume's 95 % interval, its change from the previous
 session and that change's interval and noise label (``increase``, ``decrease``, ``within noise``):
-one-to-one lesions from their paired draws; a new lesion's change is its volume (beyond noise when
-its interval excludes 0), a resolved lesion's the loss of its last volume; merged and split rows
+one-to-one lesions from their paired draws, reaching over the change the two sessions' images read
+over the lesion's footprint (:func:`_read_change`); a new lesion's change is its volume, a resolved
+lesion's the loss of its last volume, each reaching over the share of the lesion's tissue the
+other session's image may still hold there (:func:`_held`): a lesion found on one scan only is new
+or gone beyond noise only when the other scan shows its tissue is not there. Merged and split rows
 get no change interval (their volume is shared with other identifiers).
 
 The first session's lesions are **baseline**. The vocabulary and the 30 % threshold follow the
@@ -64,6 +67,7 @@ registered to baseline (lesions that moved by more than their own size are new +
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -74,7 +78,14 @@ from scipy import ndimage as ndi
 from imaging.image import MRImage
 from imaging.quantify import as_cell
 from imaging.regions import Hemisphere, Region
-from imaging.uncertainty import WITHIN, Estimate, change_estimate, estimate, label_volumes_mm3
+from imaging.uncertainty import (
+    Estimate,
+    FootprintReading,
+    change_estimate,
+    change_label,
+    estimate,
+    label_volumes_mm3,
+)
 from imaging.units import mm3_to_ml
 
 __all__ = ["LesionSpread", "TrackedSession", "TrackingParams", "track_lesions"]
@@ -126,6 +137,10 @@ class LesionSpread:
         The lesion mask cut at the two ends of the partial-volume band.
     z : float
         Normal quantile of the intervals.
+    read : callable, optional
+        What the session's own image reads over a footprint on the baseline grid
+        (:func:`imaging.uncertainty.footprint_reading`): a lesion only one of two sessions found
+        is judged by what the other session's image holds there.
     band_weight, volume_relative_sd, change_relative_sd : float
         As in :class:`imaging.uncertainty.UncertaintyParams`.
     """
@@ -133,6 +148,7 @@ class LesionSpread:
     draws: list[NDArray[np.bool_]]
     inner: NDArray[np.bool_]
     outer: NDArray[np.bool_]
+    read: Callable[[NDArray[np.bool_]], FootprintReading] | None = None
     z: float = 1.96
     band_weight: float = 1.0
     volume_relative_sd: float = 0.0
@@ -471,14 +487,24 @@ def track_lesions(
                 volume_ml = mm3_to_ml(volumes[c])
                 found = spread.volume(c, volume_ml)
                 moved: Estimate | None = None
-                if change == "new":  # its change is its volume, beyond noise when that is
-                    label = "increase" if found.low > 0 else WITHIN
-                    moved = replace(found, label=label)
+                if change == "new":  # its change is its volume, less what was there before
+                    other = previous.spread.settings if previous and previous.spread else None
+                    held = _held(where, spread.settings, other)
+                    low = found.low - held * found.value
+                    moved = replace(found, low=low, label=change_label(low, found.high))
                 elif c in match.parent and previous is not None and previous.spread is not None:
                     p = match.parent[c]
-                    moved = spread.change(
-                        c, volume_ml, previous.spread, p, mm3_to_ml(previous.volumes_mm3[p])
+                    before_ml = mm3_to_ml(previous.volumes_mm3[p])
+                    moved = spread.change(c, volume_ml, previous.spread, p, before_ml)
+                    read = _read_change(
+                        where | (previous.components == p),
+                        previous.spread.settings,
+                        spread.settings,
+                        (before_ml + volume_ml) / 2,
                     )
+                    if read is not None:  # the interval reaches over the readings' change
+                        low, high = min(moved.low, read[0]), max(moved.high, read[1])
+                        moved = replace(moved, low=low, high=high, label=change_label(low, high))
                     change = _judged(change, moved.label)
                 cells = _cells(found, moved)
             rows.append(
@@ -508,8 +534,10 @@ def track_lesions(
                 cells = _cells(None, None)
                 if change == "resolved" and previous.spread is not None and spread is not None:
                     was = previous.spread.volume(p, mm3_to_ml(previous.volumes_mm3[p]))
-                    gone_by = Estimate(-was.value, was.sd, -was.high, -was.low)
-                    cells = _cells(None, gone_by, "decrease" if was.low > 0 else WITHIN)
+                    held = _held(before == p, previous.spread.settings, spread.settings)
+                    high = -was.low + held * was.value
+                    gone_by = Estimate(-was.value, was.sd, -was.high, high)
+                    cells = _cells(None, gone_by, change_label(-was.high, high))
                 rows.append(row(session_id, mask, where, number, 0.0, change, related, cells))
                 if change == "resolved":
                     gone[number] = np.flatnonzero(where)
@@ -525,6 +553,47 @@ def track_lesions(
             components=components, volumes_mm3=volumes, ids=match.ids, spread=spread
         )
     return sessions
+
+
+def _held(where: NDArray[np.bool_], seer: LesionSpread, other: LesionSpread | None) -> float:
+    """The share of a lesion that only ``seer``'s session found which the other session's image
+    may still hold there, 0..1: the upper end of its reading over the lesion's footprint (baseline
+    grid) against the finder's own (:meth:`imaging.uncertainty.FootprintReading.share_of`).
+
+    A new lesion's change reaches down, a resolved lesion's loss up, by this share of its volume:
+    a lesion is new or gone beyond noise only when the other scan shows its tissue is not there.
+    0 (the lesion's volume alone decides, as without images) when a session cannot read.
+    """
+    if other is None or seer.read is None or other.read is None:
+        return 0.0
+    return other.read(where).share_of(seer.read(where), seer.z)
+
+
+def _read_change(
+    where: NDArray[np.bool_], before: LesionSpread, after: LesionSpread, mean_ml: float
+) -> tuple[float, float] | None:
+    """The change of a lesion followed one-to-one as the two sessions' images read it over the
+    same footprint (the union of its two extents, baseline grid), mL: its 95 % interval
+    ``(low, high)``, or ``None`` when a session cannot read.
+
+    The draws re-segment one image; a new scan samples a lesion of a few voxels anew, and the
+    engine counts it a voxel or two larger or smaller, more than any draw moves it. Read over one
+    footprint in both images (:func:`imaging.uncertainty.footprint_reading`), the lesion's tissue
+    is compared without either segmentation: the readings' change relative to their mean, times the
+    lesion's mean volume, with its standard error from the two readings'. The change's interval
+    reaches over this one whole, as the FLAIR-lesion rADC's does over its two footprints.
+    """
+    if before.read is None or after.read is None:
+        return None
+    first, second = before.read(where), after.read(where)
+    mean = (first.signal + second.signal) / 2
+    values = (first.signal, second.signal, first.se, second.se)
+    if not (all(np.isfinite(values)) and mean > 0):
+        return None
+    scale = mean_ml / mean
+    change = (second.signal - first.signal) * scale
+    spread = after.z * float(np.hypot(first.se, second.se)) * scale
+    return change - spread, change + spread
 
 
 def _judged(change: str, label: str) -> str:

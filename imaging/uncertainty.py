@@ -28,7 +28,10 @@ module estimates, per measurement, the spread that those sources give, by measur
   (:func:`missed_lesions`, :func:`hidden_restricted_ml`), the change's interval reaches over that
   tissue whole (``change_estimate(reach=...)``); likewise the FLAIR-lesion rADC's change reaches
   over the change read on either session's lesion footprint in both sessions (the two
-  segmentations differ; :mod:`followup.analyze` reads them);
+  segmentations differ; :mod:`followup.analyze` reads them). Per lesion, a lesion found on one
+  scan only is new or resolved beyond noise only when the other scan's image shows its tissue is
+  not there, and a lesion followed from scan to scan changes beyond noise only when both images,
+  read over one footprint, agree (:func:`footprint_reading`, :mod:`imaging.track`);
 * **the engine's response to a change** (changes only): on the development set of synthetic
   test-retest pairs the engine followed only part of some lesion loads' growth (thick slices, small
   lesions), an error no perturbation of one image reproduces; it enters as an SD of
@@ -65,11 +68,13 @@ __all__ = [
     "LEVELS",
     "Draw",
     "Estimate",
+    "FootprintReading",
     "UncertaintyParams",
     "adc_deficit",
     "change_estimate",
     "change_label",
     "estimate",
+    "footprint_reading",
     "grid_motion",
     "hidden_restricted_ml",
     "label_volumes_mm3",
@@ -464,6 +469,114 @@ def hidden_restricted_ml(
     counted = scaled > z * standard_error
     voxel_ml = radc.voxel_volume_mm3 / 1000.0
     return float(np.sum(rho[counted] * s1[counted]) * voxel_ml)
+
+
+@dataclass(frozen=True)
+class FootprintReading:
+    """The lesion signal an image holds over a lesion's footprint (:func:`footprint_reading`).
+
+    Attributes
+    ----------
+    signal : float
+        Least-squares excess over the local background, relative (``I / background - 1`` on a
+        bright sequence, ``1 - I / background`` on a dark one), of tissue filling a whole voxel.
+    se : float
+        Its standard error from the background's voxel-to-voxel spread (nan when unknown).
+    """
+
+    signal: float
+    se: float
+
+    def share_of(self, seer: FootprintReading, z: float) -> float:
+        """How much of ``seer``'s lesion tissue this reading may hold at most, 0..1.
+
+        ``(signal + z se) / seer.signal`` clipped to 0..1; 1 (it may hold all of it) when either
+        reading is unknown or ``seer``'s is not above its background.
+        """
+        if not (math.isfinite(self.signal) and math.isfinite(self.se)):
+            return 1.0
+        if not (math.isfinite(seer.signal) and seer.signal > 0):
+            return 1.0
+        return float(np.clip((self.signal + z * self.se) / seer.signal, 0.0, 1.0))
+
+
+def footprint_reading(
+    image: MRImage,
+    share: MRImage,
+    brain: MRImage,
+    *,
+    exclude: MRImage | None = None,
+    bright: bool = True,
+    shell_mm: tuple[float, float] = (1.5, 5.0),
+    min_shell_voxels: int = 10,
+) -> FootprintReading:
+    """Read the lesion signal an image holds over a footprint given as each voxel's share.
+
+    A lesion found on one scan and not on the other is either gone or missed: on 3-5 mm slices a
+    small lesion falls into voxels differently on every scan, and the engine finds it on one and
+    not the next. The other scan's image tells which: over the lesion's footprint (carried onto its
+    grid as the share ``s`` of each voxel it fills, :func:`imaging.edit.mask_share_onto`) a voxel
+    filled to share ``s`` with lesion tissue of relative signal ``c`` reads ``x = s c`` above its
+    background. The least-squares ``c`` is ``sum s x / sum s^2``, its standard error
+    ``sd(x) / sqrt(sum s^2)``; ``x = I / b - 1`` (or ``1 - I / b`` on a dark sequence, the ADC),
+    with ``b`` the median of the brain voxels in a shell ``shell_mm`` away from the footprint and
+    ``sd(x)`` their robust spread (median absolute deviation). Reading the scan that found the
+    lesion the same way gives the signal the lesion's tissue has; the ratio of the two readings
+    is the share of that tissue the other scan holds (:meth:`FootprintReading.share_of`).
+
+    Parameters
+    ----------
+    image : MRImage
+        The scan, shape (I, J, K) (FLAIR, or the ADC map with ``bright=False``).
+    share : MRImage
+        The footprint's share of each voxel, 0..1, same grid.
+    brain : MRImage
+        Brain mask, same grid.
+    exclude : MRImage, optional
+        Voxels left out of the background (the scan's own lesions), same grid.
+    bright : bool
+        The lesion is brighter than its background (FLAIR) or darker (ADC).
+    shell_mm : (float, float)
+        Inner and outer distance of the background shell from the footprint, mm.
+    min_shell_voxels : int
+        Fewer background voxels than this give an unknown reading (nan).
+
+    Returns
+    -------
+    FootprintReading
+        nan signal and SE when the footprint is empty or the background too small.
+    """
+    s = np.asarray(share.data, np.float64)
+    support = s > 0
+    if not support.any():
+        return FootprintReading(math.nan, math.nan)
+    spacing = np.asarray(image.spacing_mm, np.float64)
+    pad = np.ceil(shell_mm[1] / spacing).astype(int) + 1
+    found = np.argwhere(support)
+    low = np.maximum(found.min(axis=0) - pad, 0)
+    high = np.minimum(found.max(axis=0) + pad + 1, s.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    data = np.asarray(image.data, np.float64)[box]
+    inside = (np.asarray(brain.data)[box] > 0) & np.isfinite(data)
+    if exclude is not None:
+        inside &= ~(np.asarray(exclude.data)[box] > 0)
+    distance = ndi.distance_transform_edt(~support[box], sampling=tuple(spacing))
+    shell = inside & (distance >= shell_mm[0]) & (distance <= shell_mm[1])
+    around = data[shell]
+    if around.size < min_shell_voxels:
+        return FootprintReading(math.nan, math.nan)
+    background = float(np.median(around))
+    if not background > 0:
+        return FootprintReading(math.nan, math.nan)
+    sign = 1.0 if bright else -1.0
+    excess = sign * (data / background - 1.0)
+    spread = 1.4826 * float(np.median(np.abs(excess[shell] - np.median(excess[shell]))))
+    weights = np.where((np.asarray(brain.data)[box] > 0) & np.isfinite(data), s[box], 0.0)
+    s2 = float(np.sum(weights * weights))
+    if not s2 > 0:
+        return FootprintReading(math.nan, math.nan)
+    signal = float(np.sum(weights * np.nan_to_num(excess)) / s2)
+    return FootprintReading(signal, spread / math.sqrt(s2))
 
 
 def missed_lesions(lesion_share: MRImage, found: MRImage, *, min_share: float = 0.3) -> MRImage:

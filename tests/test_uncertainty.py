@@ -3,6 +3,7 @@ voxels and non-cubic grids whose answers are known exactly."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import date
 
@@ -19,10 +20,12 @@ from imaging.track import LesionSpread, track_lesions
 from imaging.uncertainty import (
     WITHIN,
     Draw,
+    FootprintReading,
     UncertaintyParams,
     change_estimate,
     change_label,
     estimate,
+    footprint_reading,
     grid_motion,
     hidden_restricted_ml,
     label_volumes_mm3,
@@ -351,6 +354,118 @@ def test_new_and_resolved_lesions_are_judged_by_their_own_interval() -> None:
     )
     assert rows[1].rows[0]["change_beyond_noise"] == WITHIN
     assert rows[2].rows[0]["change_beyond_noise"] == WITHIN
+
+
+def _scan(fraction: np.ndarray, contrast: float, seed: int, noise: float = 1.0) -> MRImage:
+    """A scan of background 100 with ``fraction`` of lesion tissue of relative signal
+    ``contrast`` (negative: darker, as on the ADC) and white noise of SD ``noise``."""
+    rng = np.random.default_rng(seed)
+    return _image(100.0 * (1.0 + contrast * fraction) + rng.normal(0.0, noise, SHAPE))
+
+
+LESION_CENTRE_MM = (20.0, 21.0, 23.0)
+
+
+@pytest.mark.parametrize(("contrast", "bright"), [(0.4, True), (-0.45, False)])
+def test_footprint_reading_recovers_the_tissue_a_footprint_holds(
+    contrast: float, bright: bool
+) -> None:
+    fraction = _ellipsoid_fraction(SHAPE, LESION_CENTRE_MM, (3.0, 3.5, 5.0))
+    share = _image(fraction.astype(np.float32))
+    brain = _image(np.ones(SHAPE, np.uint8))
+    # noise SD 1 on a background of 100: each voxel's excess has SD 0.01
+    expected_se = 0.01 / math.sqrt(float(np.sum(fraction**2)))
+    found = footprint_reading(_scan(fraction, contrast, 1), share, brain, bright=bright)
+    assert found.signal == pytest.approx(abs(contrast), abs=4 * expected_se)
+    assert found.se == pytest.approx(expected_se, rel=0.25)
+    # the same place on a scan without the lesion reads nothing beyond its noise
+    gone = footprint_reading(_scan(fraction, 0.0, 2), share, brain, bright=bright)
+    assert abs(gone.signal) < 4 * expected_se
+    # the share of the first scan's tissue the second may hold: all of it where the lesion is
+    # still there (half of it filled: half), little beyond the noise where it is gone
+    half = footprint_reading(_scan(fraction, contrast / 2, 3), share, brain, bright=bright)
+    assert found.share_of(found, 1.96) == pytest.approx(1.0)
+    assert half.share_of(found, 1.96) == pytest.approx(0.5, abs=0.06)
+    assert gone.share_of(found, 1.96) < 0.1
+    # an empty footprint or no background to read: unknown, which may hold everything
+    nothing = footprint_reading(_scan(fraction, contrast, 4), share.with_data(0 * fraction), brain)
+    assert math.isnan(nothing.signal)
+    assert nothing.share_of(found, 1.96) == 1.0
+
+
+def _reading_spread(mask: np.ndarray, scan: MRImage) -> LesionSpread:
+    """A session sure of its lesion (six identical draws) that reads ``scan`` over footprints."""
+    brain = _image(np.ones(SHAPE, np.uint8))
+
+    def read(footprint: np.ndarray) -> FootprintReading:
+        return footprint_reading(scan, scan.with_data(footprint.astype(np.float32)), brain)
+
+    return LesionSpread(draws=[mask.copy() for _ in range(6)], inner=mask, outer=mask, read=read)
+
+
+@pytest.mark.parametrize(("still_there", "expected"), [(True, WITHIN), (False, "decrease")])
+def test_a_lesion_one_scan_missed_is_gone_only_when_the_scan_shows_it_gone(
+    still_there: bool, expected: str
+) -> None:
+    fraction = _ellipsoid_fraction(SHAPE, LESION_CENTRE_MM, (3.0, 3.5, 5.0))
+    lesion = fraction >= 0.5
+    empty = np.zeros(SHAPE, bool)
+    labels = _image(np.ones(SHAPE, np.uint8))
+    first = _scan(fraction, 0.4, 5)
+    # the second scan holds the lesion's tissue (its engine missed it) or not (it resolved)
+    second = _scan(fraction, 0.4 if still_there else 0.0, 6)
+    spreads = [_reading_spread(lesion, first), _reading_spread(empty, second)]
+    masks = [("ses-1", _image(lesion.astype(np.uint8))), ("ses-2", _image(empty.astype(np.uint8)))]
+    rows = track_lesions(masks, source="flair", hemispheres=labels, regions=labels, spreads=spreads)
+    gone = rows[1].rows[0]
+    assert gone["change"] == "resolved"
+    assert gone["change_beyond_noise"] == expected
+    assert gone["volume_change_ml"] == pytest.approx(-rows[0].rows[0]["volume_ml"])
+    # the loss reaches up over what the second scan still holds: all of the lesion, or only
+    # what its noise cannot rule out
+    volume = rows[0].rows[0]["volume_ml"]
+    assert gone["volume_change_ml_ci_high"] == pytest.approx(
+        0.0 if still_there else -volume, abs=0.1 * volume
+    )
+    # and the other way round: a lesion found only on the second scan is new beyond noise only
+    # when the first scan shows no tissue there
+    appeared = track_lesions(
+        [("ses-1", masks[1][1]), ("ses-2", masks[0][1])],
+        source="flair",
+        hemispheres=labels,
+        regions=labels,
+        spreads=[_reading_spread(empty, second), _reading_spread(lesion, first)],
+    )[1].rows[0]
+    assert appeared["change"] == "new"
+    assert appeared["change_beyond_noise"] == ("within noise" if still_there else "increase")
+
+
+@pytest.mark.parametrize("grown", [False, True])
+def test_a_followed_lesion_changes_beyond_noise_only_when_both_scans_read_it_changed(
+    grown: bool,
+) -> None:
+    radii = (3.0, 3.5, 5.0)
+    before = _ellipsoid_fraction(SHAPE, LESION_CENTRE_MM, radii)
+    after = _ellipsoid_fraction(
+        SHAPE, LESION_CENTRE_MM, tuple(1.4 * r for r in radii) if grown else radii
+    )
+    # the same tissue (or a lesion grown 1.4-fold across) segmented a little differently:
+    # the second mask cut lower on the same partial-volume edge
+    first, second = before >= 0.6, after >= 0.35
+    labels = _image(np.ones(SHAPE, np.uint8))
+    masks = [("ses-1", _image(first.astype(np.uint8))), ("ses-2", _image(second.astype(np.uint8)))]
+    scans = (_scan(before, 0.4, 7), _scan(after, 0.4, 8))
+    sure = [_reading_spread(first, scans[0]), _reading_spread(second, scans[1])]
+    rows = track_lesions(masks, source="flair", hemispheres=labels, regions=labels, spreads=sure)
+    followed = rows[1].rows[0]
+    assert followed["volume_change_ml"] > 0
+    # the draws alone (identical: each image segmented the same way every time) call it
+    blind = [dataclasses.replace(spread, read=None) for spread in sure]
+    alone = track_lesions(masks, source="flair", hemispheres=labels, regions=labels, spreads=blind)
+    assert alone[1].rows[0]["change_beyond_noise"] == "increase"
+    # the two scans read over one footprint: the same tissue, within noise; grown, an increase
+    assert followed["change_beyond_noise"] == ("increase" if grown else WITHIN)
+    assert followed["change"] == ("enlarging" if grown else "stable")
 
 
 def test_moved_grid_samples_the_tissue_between_the_voxels() -> None:
