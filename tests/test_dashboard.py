@@ -474,3 +474,18 @@ def test_a_reader_erases_a_false_lesion_from_the_viewer_and_undoes_it(own_data):
     )
     (paint,) = [r for r in read_corrections(folder) if r["status"] == "active"]
     assert (paint["action"], float(paint["radius_mm"])) == ("paint", 4.0)
+
+
+def test_the_viewer_caption_says_when_a_resolved_lesion_is_within_noise():
+    """A lesion not found again whose loss is within measurement noise (its image may still hold
+    it) is marked green like the others, and the caption says it is within noise."""
+    from dashboard.views.viewer import resolved_caption
+
+    assert resolved_caption([]) == ""
+    gone = [("D001", "decrease"), ("D002", "decrease")]
+    assert resolved_caption(gone) == " · resolved (D001, D002, green)"
+    assert resolved_caption([*gone, ("D004", "within noise")]) == (
+        " · resolved (D001, D002, D004 within measurement noise, green)"
+    )
+    # outputs without intervals (--uncertainty off): no label, plainly resolved
+    assert resolved_caption([("D001", "")]) == " · resolved (D001, green)"

@@ -34,6 +34,7 @@ from dashboard.views.correct import corrections, take_pick
 from followup.intervals import (
     SESSION_CHANGES,
     WITHIN_NOISE,
+    WITHIN_NOISE_TEXT,
     interval_text,
     label_of,
     value_text,
@@ -379,12 +380,30 @@ def _outline_plane(settings: Settings) -> str | None:
     return settings.plane if settings.outline else None
 
 
-def _resolved(outputs: CaseOutputs, session: str, source: str) -> list[str]:
-    """The lesions of ``source`` that resolved at ``session`` (gone since the session before)."""
+def _resolved(outputs: CaseOutputs, session: str, source: str) -> list[tuple[str, str]]:
+    """The lesions of ``source`` that resolved at ``session`` (gone since the session before), as
+    ``(lesion_id, change_beyond_noise)``."""
     rows = lesions_of(outputs.lesions, session, source)
     if rows.empty:
         return []
-    return [str(v) for v in rows.loc[rows["change"] == "resolved", "lesion_id"]]
+    gone = rows.loc[rows["change"] == "resolved"]
+    labels = gone["change_beyond_noise"] if "change_beyond_noise" in gone else [""] * len(gone)
+    return [
+        (str(name), str(label) if isinstance(label, str) else "")
+        for name, label in zip(gone["lesion_id"], labels, strict=True)
+    ]
+
+
+def resolved_caption(resolved: list[tuple[str, str]]) -> str:
+    """The caption's note of resolved lesions, marked green: ``resolved (D001, D002, green)``; one
+    whose loss is within measurement noise (not found again, though its image may still hold it)
+    says so: ``resolved (D001, D004 within measurement noise, green)``."""
+    if not resolved:
+        return ""
+    names = [
+        f"{name} {WITHIN_NOISE_TEXT}" if label == WITHIN_NOISE else name for name, label in resolved
+    ]
+    return f" · resolved ({', '.join([*names, 'green'])})"
 
 
 def _panel(
@@ -439,8 +458,7 @@ def _panel(
     caption = _dwi_caption(outputs, session) if sequence == "DWI" else sequence
     if marked.get((session, own)):
         caption += " · new/enlarging"
-    if resolved:
-        caption += f" · resolved ({', '.join(resolved)}, green)"
+    caption += resolved_caption(resolved)
     return ViewerPanel(
         id=f"{session}:{sequence}",
         row=place[0],
