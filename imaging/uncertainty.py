@@ -62,6 +62,7 @@ from scipy import ndimage as ndi
 
 from imaging.errors import ImagingError
 from imaging.image import MRImage
+from imaging.normalize import robust_location_scale
 from imaging.register import resample
 
 __all__ = [
@@ -500,6 +501,18 @@ class FootprintReading:
         return float(np.clip((self.signal + z * self.se) / seer.signal, 0.0, 1.0))
 
 
+def _box_around(
+    mask: NDArray[np.bool_], margin_mm: float, spacing_mm: tuple[float, ...]
+) -> tuple[slice, ...]:
+    """The bounding box of a non-empty mask grown by ``margin_mm`` (and one voxel), cut to the
+    grid: distance maps around sparse lesions run on it rather than on the whole grid."""
+    pad = np.ceil(margin_mm / np.asarray(spacing_mm)).astype(int) + 1
+    found = np.argwhere(mask)
+    low = np.maximum(found.min(axis=0) - pad, 0)
+    high = np.minimum(found.max(axis=0) + pad + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+
+
 def footprint_reading(
     image: MRImage,
     share: MRImage,
@@ -550,12 +563,8 @@ def footprint_reading(
     support = s > 0
     if not support.any():
         return FootprintReading(math.nan, math.nan)
-    spacing = np.asarray(image.spacing_mm, np.float64)
-    pad = np.ceil(shell_mm[1] / spacing).astype(int) + 1
-    found = np.argwhere(support)
-    low = np.maximum(found.min(axis=0) - pad, 0)
-    high = np.minimum(found.max(axis=0) + pad + 1, s.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    spacing = tuple(float(v) for v in image.spacing_mm)
+    box = _box_around(support, shell_mm[1], spacing)
     data = np.asarray(image.data, np.float64)[box]
     inside = (np.asarray(brain.data)[box] > 0) & np.isfinite(data)
     if exclude is not None:
@@ -570,7 +579,7 @@ def footprint_reading(
         return FootprintReading(math.nan, math.nan)
     sign = 1.0 if bright else -1.0
     excess = sign * (data / background - 1.0)
-    spread = 1.4826 * float(np.median(np.abs(excess[shell] - np.median(excess[shell]))))
+    _, spread, _ = robust_location_scale(excess[shell], n_trim_iterations=0)
     weights = np.where((np.asarray(brain.data)[box] > 0) & np.isfinite(data), s[box], 0.0)
     s2 = float(np.sum(weights * weights))
     if not s2 > 0:
@@ -766,11 +775,7 @@ def label_volumes_mm3(
         return out
     # only voxels within reach of a lesion count: the distance map runs on the lesions' bounding
     # box grown by the reach (lesions are sparse; the whole grid costs seconds per call)
-    pad = np.ceil(reach_mm / np.asarray(spacing_mm)).astype(int) + 1
-    found = np.argwhere(labels > 0)
-    low = np.maximum(found.min(axis=0) - pad, 0)
-    high = np.minimum(found.max(axis=0) + pad + 1, labels.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    box = _box_around(labels > 0, reach_mm, spacing_mm)
     near = labels[box]
     distance, nearest = ndi.distance_transform_edt(
         near == 0, sampling=spacing_mm, return_indices=True
