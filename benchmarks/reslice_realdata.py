@@ -150,7 +150,7 @@ def run_one(name: str, flair: Path, reslice: Reslice, work: Path, level: str) ->
         case = work / "cases" / name
         build_case(case, name, flair, reslice)
         start = time.perf_counter()
-        sessions, _ = analyse(case, work / "out", level)
+        sessions, lesions = analyse(case, work / "out", level)
         record["seconds"] = time.perf_counter() - start
         by_session = {str(r.get("session_id")): r for r in sessions}
         for session in ("ses-01", "ses-02"):
@@ -172,6 +172,15 @@ def run_one(name: str, flair: Path, reslice: Reslice, work: Path, level: str) ->
                 "contains_zero": None if low is None or high is None else low <= 0.0 <= high,
                 "label": str(second.get("flair_lesion_volume_change_beyond_noise", "")),
                 "uncertainty_level": str(second.get("uncertainty_level", "")),
+                # every FLAIR lesion of the re-slice with a noise label: each beyond noise is a
+                # false change (the same brain, the same image)
+                "lesion_labels": [
+                    str(r.get("change_beyond_noise"))
+                    for r in lesions
+                    if r.get("session_id") == "ses-02"
+                    and r.get("source", "flair") == "flair"
+                    and r.get("change_beyond_noise")
+                ],
             }
         )
     except Exception as error:  # report, do not stop: every image gets its row
@@ -182,6 +191,11 @@ def run_one(name: str, flair: Path, reslice: Reslice, work: Path, level: str) ->
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _beyond(labels: list[str]) -> int:
+    """How many noise labels call a change (``increase`` or ``decrease``)."""
+    return sum(1 for label in labels if label in ("increase", "decrease"))
 
 
 def report(records: list[dict[str, Any]], command: str, level: str) -> str:
@@ -195,8 +209,8 @@ def report(records: list[dict[str, Any]], command: str, level: str) -> str:
         "Truth: no change (the interval should contain 0, the label should be 'within noise').",
         "",
         "| image | re-slice (deg x, y, z; shift vox) | ses-01 mL [95 %] | ses-02 mL [95 %] | "
-        "change mL [95 %] | contains 0 | label | analysis s |",
-        "|---|---|---|---|---|---|---|---|",
+        "change mL [95 %] | contains 0 | label | lesions beyond noise | analysis s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         move = (
@@ -205,7 +219,7 @@ def report(records: list[dict[str, Any]], command: str, level: str) -> str:
             + ", ".join(f"{s:.2f}" for s in r["shift_vox"])
         )
         if "error" in r:
-            lines.append(f"| {r['image']} | {move} | ERROR: {r['error'][:160]} | | | | | |")
+            lines.append(f"| {r['image']} | {move} | ERROR: {r['error'][:160]} | | | | | | |")
             continue
         s1, s2 = r["ses-01"], r["ses-02"]
         zero = {None: "no interval", True: "yes", False: "**no**"}[r["contains_zero"]]
@@ -213,15 +227,19 @@ def report(records: list[dict[str, Any]], command: str, level: str) -> str:
             f"| {r['image']} | {move} | {_fmt(s1['volume_ml'])} [{_fmt(s1['ci_low'])}, "
             f"{_fmt(s1['ci_high'])}] | {_fmt(s2['volume_ml'])} [{_fmt(s2['ci_low'])}, "
             f"{_fmt(s2['ci_high'])}] | {_fmt(r['change_ml'])} [{_fmt(r['change_ci_low'])}, "
-            f"{_fmt(r['change_ci_high'])}] | {zero} | {r['label'] or '-'} | {r['seconds']:.0f} |"
+            f"{_fmt(r['change_ci_high'])}] | {zero} | {r['label'] or '-'} | "
+            f"{_beyond(r['lesion_labels'])}/{len(r['lesion_labels'])} | {r['seconds']:.0f} |"
         )
     done = [r for r in records if "error" not in r]
     hits = sum(1 for r in done if r["contains_zero"])
     within = sum(1 for r in done if r["label"] == "within noise")
+    labels = [x for r in done for x in r["lesion_labels"]]
     lines += [
         "",
         f"{hits}/{len(done)} change intervals contain 0; {within}/{len(done)} labelled 'within "
-        f"noise'; {len(records) - len(done)} failed.",
+        f"noise'; per lesion (every labelled FLAIR lesion row of the re-slice: one-to-one, new "
+        f"and resolved), {_beyond(labels)}/{len(labels)} beyond noise (false changes); "
+        f"{len(records) - len(done)} failed.",
     ]
     return "\n".join(lines)
 
