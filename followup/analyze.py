@@ -445,7 +445,7 @@ def _spread(images: SessionImages, settings: UncertaintyParams) -> _Spread | Non
         # the smallest load (0.18 -> 0.04 mL) to a false "decrease" (README, *Uncertainty*)
         inner, outer = images.dwi_volume_band
         hidden = (
-            _hidden_restricted_ml(images, nawm, filled)
+            _hidden_restricted_ml(images, nawm, filled, settings.z)
             if settings.hidden_restricted and filled is not None
             else 0.0
         )
@@ -480,10 +480,13 @@ def _restricted_ml(
     lesion_share: MRImage,
     reached: MRImage | None,
     pure_deficit: float,
+    *,
+    upper_z: float | None = None,
 ) -> float:
     """The restricted tissue the session's ADC reads where ``lesion_share`` (a lesion seen
-    elsewhere, as its share of each ADC voxel) lies beyond ``reached``, mL
-    (:func:`imaging.uncertainty.hidden_restricted_ml`; 0 when a part is missing)."""
+    elsewhere, as its share of each ADC voxel) lies beyond ``reached``, mL; with ``upper_z`` the
+    upper end of its ``upper_z`` interval (:func:`imaging.uncertainty.hidden_restricted_ml`; 0
+    when a part is missing)."""
     if (
         images.adc is None
         or images.dwi_result is None
@@ -507,17 +510,20 @@ def _restricted_ml(
         images.dwi_brain,
         pure_deficit=pure_deficit,
         deficit_sd=deficit_sd,
+        z=upper_z if upper_z is not None else 2.0,
+        upper=upper_z is not None,
     )
 
 
 def _hidden_restricted_ml(
-    images: SessionImages, nawm_adc_um2s: float, flair_share: MRImage
+    images: SessionImages, nawm_adc_um2s: float, flair_share: MRImage, z: float
 ) -> float:
-    """The restricted tissue the FLAIR lesions may hold beyond the DWI volume band's reach, mL
-    (``flair_share``: the FLAIR lesion's share of each ADC voxel)."""
+    """The most restricted tissue the FLAIR lesions may hold beyond the DWI volume band's reach,
+    mL: the upper end of its ``z`` interval (``flair_share``: the FLAIR lesion's share of each ADC
+    voxel). The band's outer end holds what the ADC cannot rule out."""
     reached = images.dwi_volume_band[1] if images.dwi_volume_band is not None else None
     pure = _pure_deficit(images, nawm_adc_um2s)
-    return _restricted_ml(images, nawm_adc_um2s, flair_share, reached, pure)
+    return _restricted_ml(images, nawm_adc_um2s, flair_share, reached, pure, upper_z=z)
 
 
 def _dwi_unseen(before: SessionImages, after: SessionImages) -> tuple[float, float]:

@@ -20,7 +20,8 @@ module estimates, per measurement, the spread that those sources give, by measur
   0.3 and 0.7 could be counted either way; the volume is taken as uniformly uncertain between the
   volume with only the voxels above 0.7 and that with every voxel above 0.3 (SD = width / sqrt(12));
   the DWI lesion's fraction is read on the ADC deficit (:func:`adc_deficit`), and its band also
-  holds the restricted tissue of FLAIR lesions the DWI lesion misses (:func:`hidden_restricted_ml`);
+  holds the restricted tissue the FLAIR lesions the DWI lesion misses may hold (the upper end of
+  its interval, :func:`hidden_restricted_ml` with ``upper``);
 * **the engine's own probability**, when it gives one: SD = sqrt(sum p (1 - p)) voxels;
 * **lesions seen in one session only** (DWI volume changes): a lesion of a few DWI voxels is
   found on one scan and missed on the next, and no re-segmentation of one image reproduces that.
@@ -135,8 +136,9 @@ class UncertaintyParams:
         whose value sits at the band's low end, because the engine thresholds the ADC of mixed
         voxels (see :func:`estimate`).
     hidden_restricted : bool
-        Extend the DWI lesion volume's band by the restricted tissue the FLAIR lesions hold where
-        the DWI lesion's band does not reach (:func:`hidden_restricted_ml`).
+        Extend the DWI lesion volume's band by the most restricted tissue the FLAIR lesions may
+        hold where the DWI lesion's band does not reach (the upper end of its ``z`` interval,
+        :func:`hidden_restricted_ml`).
     z : float
         Normal quantile of the intervals (1.96: 95 %).
     seed : int
@@ -415,9 +417,10 @@ def hidden_restricted_ml(
     deficit_sd: float,
     min_share: float = 0.3,
     z: float = 2.0,
+    upper: bool = False,
 ) -> float:
     """Restricted tissue that lesions seen elsewhere hold where the DWI lesion's band does not
-    reach, mL.
+    reach, mL: what the ADC shows beyond noise, or with ``upper`` the most it may hold.
 
     On 4-5 mm DWI slices a small or mildly restricted lesion never reads restricted: its voxels mix
     it with normal tissue, and the engine finds nothing there. A lesion seen elsewhere says where
@@ -429,6 +432,13 @@ def hidden_restricted_ml(
     ``rho`` over the lesion's voxels (``sum s d / sum s^2 / pure_deficit``, clipped to 0..1)
     times the lesion's volume ``sum s`` counts when its deficit is beyond noise (``z`` standard
     errors, from the voxels' deficit SD ``deficit_sd``).
+
+    With ``upper`` every such lesion counts, and the result is the upper end of the ``z`` interval
+    of their summed restricted tissue (the estimates summed, their standard errors in quadrature,
+    at most the lesions' volume): the outer end of a band must hold what the ADC cannot rule out.
+    A lesion of a few voxels on 4-5 mm slices reads a deficit too noisy to be beyond noise, and
+    the estimate counts none of it; the bound counts it up to what its noise leaves open, while a
+    lesion whose ADC reads normal tissue to within a small error adds almost nothing.
 
     Parameters
     ----------
@@ -447,6 +457,8 @@ def hidden_restricted_ml(
         SD of one voxel's deficit in normal tissue (the ADC map's noise over its median).
     min_share, z : float
         See above.
+    upper : bool
+        Return the upper end of the hidden tissue's interval rather than the tissue beyond noise.
 
     Returns
     -------
@@ -467,8 +479,12 @@ def hidden_restricted_ml(
     scaled = sd / s2  # rho x pure deficit
     standard_error = deficit_sd / np.sqrt(s2)
     rho = np.clip(scaled / pure_deficit, 0.0, 1.0)
-    counted = scaled > z * standard_error
     voxel_ml = radc.voxel_volume_mm3 / 1000.0
+    if upper:
+        tissue_se = s1 * standard_error / pure_deficit
+        bound = float(np.sum(rho * s1) + z * math.sqrt(float(np.sum(tissue_se**2))))
+        return min(bound, float(np.sum(s1))) * voxel_ml
+    counted = scaled > z * standard_error
     return float(np.sum(rho[counted] * s1[counted]) * voxel_ml)
 
 

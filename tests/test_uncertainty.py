@@ -194,6 +194,48 @@ def test_hidden_restricted_volume_of_flair_lesions_the_dwi_lesion_misses() -> No
     assert none == 0.0
 
 
+def test_hidden_restricted_upper_end_counts_what_the_adc_cannot_rule_out() -> None:
+    """On a noiseless 2 x 2 x 5 mm rADC grid (the voxels' deficit SD given as 0.2): a lesion of two
+    voxels filled to half, 40 % restricted (pure deficit 0.5), reads a deficit of 0.2 with a
+    standard error of 0.28, not beyond noise, so the estimate counts nothing; its upper end is its
+    whole volume (0.4 + 1.96 x 0.57 voxels, capped at its 1.0). A lesion of 60 whole voxels reading
+    normal tissue adds only 1.96 x 3.10 voxels; the two together: 0.4 + 1.96 x sqrt(0.32 + 9.60)
+    voxels (standard errors in quadrature, not bounds summed). A lesion inside the band adds
+    nothing."""
+    shape, spacing = (30, 24, 10), (2.0, 2.0, 5.0)
+    affine = np.diag([*spacing, 1.0])
+    share = np.zeros(shape)
+    share[3, 4, 2:4] = 0.5  # tiny lesion: two voxels filled to half
+    share[10:16, 10:15, 5:7] = 1.0  # large lesion, normal ADC
+    share[20:23, 3:6, 1:3] = 1.0  # inside the DWI band: already counted
+    radc = 1.0 - share * 0.4 * 0.5 * (np.arange(shape[0]) < 5)[:, None, None]
+    radc[20:23, 3:6, 1:3] = 0.5
+    reached = np.zeros(shape, np.uint8)
+    reached[20:23, 3:6, 1:3] = 1
+    brain = MRImage(np.ones(shape, np.uint8), affine)
+    voxel_ml = 20.0 / 1000.0
+
+    def hidden(lesions: np.ndarray, *, upper: bool) -> float:
+        return hidden_restricted_ml(
+            MRImage(radc.astype(np.float32), affine),
+            MRImage(lesions.astype(np.float32), affine),
+            MRImage(reached, affine),
+            brain,
+            pure_deficit=0.5,
+            deficit_sd=0.2,
+            z=1.96,
+            upper=upper,
+        )
+
+    tiny = np.where(np.arange(shape[0])[:, None, None] < 5, share, 0.0)
+    assert hidden(share, upper=False) == 0.0
+    assert hidden(tiny, upper=True) == pytest.approx(1.0 * voxel_ml, rel=1e-5)
+    tiny_se, large_se = 1.0 * 0.2 / np.sqrt(0.5) / 0.5, 60 * 0.2 / np.sqrt(60) / 0.5
+    both = 0.4 + 1.96 * np.hypot(tiny_se, large_se)
+    assert hidden(share, upper=True) == pytest.approx(both * voxel_ml, rel=1e-5)
+    assert hidden(share, upper=True) < 0.15 * 61 * voxel_ml
+
+
 def test_missed_lesions_keeps_only_the_lesions_this_session_did_not_touch() -> None:
     shape = (12, 9, 7)  # non-cubic, anisotropic voxels
     affine = np.diag([2.0, 2.0, 5.0, 1.0])
