@@ -72,8 +72,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from flair_cohort import COHORT, VALIDATION, realdata_root  # noqa: E402
 
-from synthetic.test_retest import make_pair, make_truth, write_pair  # noqa: E402
-from synthetic.test_retest_dwi import write_dwi  # noqa: E402
+from synthetic.test_retest import (  # noqa: E402
+    RetestTruth,
+    changed_fraction,
+    lesion_owner,
+    make_pair,
+    make_truth,
+    write_pair,
+)
+from synthetic.test_retest_dwi import add_lesion_dwi_truth, true_dwi, write_dwi  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 #: A truth lesion and a tracked lesion are the same when their centroids are this close (mm).
@@ -199,9 +206,15 @@ def covered(truth: float, low: float | None, high: float | None, tol: float = 1e
 
 
 def match_lesions(
-    truth_lesions: list[dict[str, Any]], rows: list[dict[str, Any]]
+    truth_lesions: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    *,
+    source: str = "flair",
+    volume_key: str = "volume_ml",
 ) -> tuple[dict[int, tuple[str, float]], set[int]]:
-    """Match truth lesions to tracked first-session FLAIR lesions by centroid (first-session world).
+    """Match truth lesions to tracked first-session lesions of ``source`` by centroid
+    (first-session world); a truth lesion's size is its ``volume_key`` in the first scan, and a
+    truth lesion without any there (a DWI truth lesion with no restricted tissue) claims nothing.
 
     Each truth lesion claims its nearest tracked lesion within ``MATCH_MM``. A tracked lesion
     claimed by one truth lesion, or by several of which all but the nearest hold less than
@@ -219,7 +232,7 @@ def match_lesions(
         r
         for r in rows
         if r.get("session_id") == "ses-01"
-        and r.get("source", "flair") == "flair"
+        and r.get("source", "flair") == source
         and (number(r.get("volume_ml")) or 0.0) > 0
     ]
     if not first:
@@ -230,11 +243,11 @@ def match_lesions(
     claims: dict[str, list[tuple[float, int, float]]] = {}
     for lesion in truth_lesions:
         distance = np.linalg.norm(centres - np.asarray(lesion["centroid_ses01_mm"]), axis=1)
-        if not np.isfinite(distance).any():
+        if not np.isfinite(distance).any() or not float(lesion[volume_key][0]) > 0:
             continue
         best = int(np.nanargmin(distance))
         if distance[best] <= MATCH_MM:
-            claim = (float(distance[best]), int(lesion["lesion"]), float(lesion["volume_ml"][0]))
+            claim = (float(distance[best]), int(lesion["lesion"]), float(lesion[volume_key][0]))
             claims.setdefault(str(first[best]["lesion_id"]), []).append(claim)
     matches: dict[int, tuple[str, float]] = {}
     ambiguous: set[int] = set()
@@ -257,6 +270,68 @@ def true_volumes(record: dict[str, Any]) -> list[float]:
     if TRUTH["kind"] == "binary" and "binary_volume_ml" in record:
         return [float(v) for v in record["binary_volume_ml"]]
     return [float(v) for v in record["volume_ml"]]
+
+
+def per_lesion_scores(
+    truth_lesions: list[dict[str, Any]], lesions: list[dict[str, Any]], *, source: str
+) -> list[dict[str, Any]]:
+    """Each truth lesion beside the tracked lesion of ``source`` it matches (lesions.tsv rows).
+
+    The truth of a FLAIR lesion is its volume (:func:`true_volumes`), of a DWI lesion its
+    restricted volume (``dwi_volume_ml``, :func:`synthetic.test_retest_dwi.lesion_dwi_volume_ml`).
+    """
+    rows = [r for r in lesions if r.get("source", "flair") == source]
+    volume_key = "dwi_volume_ml" if source == "dwi" else "volume_ml"
+
+    def truth_of(lesion: dict[str, Any]) -> list[float]:
+        if source == "dwi":
+            return [float(v) for v in lesion["dwi_volume_ml"]]
+        return true_volumes(lesion)
+
+    matches, ambiguous = match_lesions(truth_lesions, rows, source=source, volume_key=volume_key)
+    by_id: dict[tuple[str, str], dict[str, Any]] = {
+        (str(r.get("lesion_id")), str(r.get("session_id"))): r for r in rows
+    }
+    per_lesion = []
+    for lesion in truth_lesions:
+        k = int(lesion["lesion"])
+        true = truth_of(lesion)
+        entry: dict[str, Any] = {
+            "lesion": k,
+            "true_ml": true,
+            "true_change_ml": true[1] - true[0],
+            "merged_in_ses02": lesion["merged_in_ses02"],
+            "matched": k in matches,
+            "ambiguous": k in ambiguous,
+        }
+        if k in matches:
+            lesion_id, distance = matches[k]
+            entry["lesion_id"], entry["distance_mm"] = lesion_id, distance
+            for s, session in enumerate(("ses-01", "ses-02")):
+                row = by_id.get((lesion_id, session), {})
+                volume = number(row.get("volume_ml"))
+                lo, hi = number(row.get("volume_ml_ci_low")), number(row.get("volume_ml_ci_high"))
+                entry[f"ses0{s + 1}"] = {
+                    "volume_ml": volume,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "covered": covered(true[s], lo, hi),
+                }
+            row = by_id.get((lesion_id, "ses-02"), {})
+            lo = number(row.get("volume_change_ml_ci_low"))
+            hi = number(row.get("volume_change_ml_ci_high"))
+            entry.update(
+                {
+                    "change_ml": number(row.get("volume_change_ml")),
+                    "change_ci_low": lo,
+                    "change_ci_high": hi,
+                    "change_covered": covered(true[1] - true[0], lo, hi),
+                    "label": str(row.get("change_beyond_noise", "")),
+                    "change": str(row.get("change", "")),
+                }
+            )
+        per_lesion.append(entry)
+    return per_lesion
 
 
 def score_pair(
@@ -299,53 +374,9 @@ def score_pair(
             "uncertainty_level": str(second.get("uncertainty_level", "")),
         }
     )
-    # per lesion
-    flair = [r for r in lesions if r.get("source", "flair") == "flair"]
-    matches, ambiguous = match_lesions(record["lesions"], flair)
-    by_id: dict[tuple[str, str], dict[str, Any]] = {
-        (str(r.get("lesion_id")), str(r.get("session_id"))): r for r in flair
-    }
-    per_lesion = []
-    for lesion in record["lesions"]:
-        k = int(lesion["lesion"])
-        entry: dict[str, Any] = {
-            "lesion": k,
-            "true_ml": true_volumes(lesion),
-            "true_change_ml": true_volumes(lesion)[1] - true_volumes(lesion)[0],
-            "merged_in_ses02": lesion["merged_in_ses02"],
-            "matched": k in matches,
-            "ambiguous": k in ambiguous,
-        }
-        if k in matches:
-            lesion_id, distance = matches[k]
-            entry["lesion_id"], entry["distance_mm"] = lesion_id, distance
-            for s, session in enumerate(("ses-01", "ses-02")):
-                row = by_id.get((lesion_id, session), {})
-                volume = number(row.get("volume_ml"))
-                lo, hi = number(row.get("volume_ml_ci_low")), number(row.get("volume_ml_ci_high"))
-                entry[f"ses0{s + 1}"] = {
-                    "volume_ml": volume,
-                    "ci_low": lo,
-                    "ci_high": hi,
-                    "covered": covered(true_volumes(lesion)[s], lo, hi),
-                }
-            row = by_id.get((lesion_id, "ses-02"), {})
-            lo = number(row.get("volume_change_ml_ci_low"))
-            hi = number(row.get("volume_change_ml_ci_high"))
-            entry.update(
-                {
-                    "change_ml": number(row.get("volume_change_ml")),
-                    "change_ci_low": lo,
-                    "change_ci_high": hi,
-                    "change_covered": covered(
-                        true_volumes(lesion)[1] - true_volumes(lesion)[0], lo, hi
-                    ),
-                    "label": str(row.get("change_beyond_noise", "")),
-                    "change": str(row.get("change", "")),
-                }
-            )
-        per_lesion.append(entry)
-    out["lesions"] = per_lesion
+    out["lesions"] = per_lesion_scores(record["lesions"], lesions, source="flair")
+    if record["lesions"] and "dwi_volume_ml" in record["lesions"][0]:
+        out["dwi_lesions"] = per_lesion_scores(record["lesions"], lesions, source="dwi")
     # every labelled follow-up row of both sources, matched to a truth lesion or not: a lesion
     # found on one scan only is "new" or "resolved", which the matched rows above leave out
     out["labelled_rows"] = [
@@ -426,6 +457,61 @@ def rescore(folder: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _truth_of(mask_name: str | None, truth_seed: int) -> RetestTruth:
+    """The synthetic truth of an expert mask of ``open_ms_masks_mni`` (None: lesion-free)."""
+    if mask_name is None:
+        mask, affine = None, _mni_affine()
+    else:
+        path = realdata_root() / "open_ms_masks_mni" / f"{mask_name}_lesions_mni.nii.gz"
+        image = nib.load(path)
+        assert isinstance(image, nib.Nifti1Image)
+        mask, affine = np.asarray(image.dataobj) > 0, np.asarray(image.affine, dtype=np.float64)
+    return make_truth(mask, affine, truth_seed=truth_seed)
+
+
+def add_dwi_lesion_truths(folder: Path) -> int:
+    """Give the kept cases of an earlier ``--keep --dwi`` run each lesion's restricted volume
+    (``dwi_volume_ml`` in ``truth.json``; :func:`synthetic.test_retest_dwi.add_lesion_dwi_truth`),
+    when they lack it: their truths are built again from mask and seed and checked against what
+    the run recorded (every lesion's FLAIR volume, the whole DWI truth). Returns the cases given it.
+
+    Raises
+    ------
+    ValueError
+        When a truth built again differs from the recorded one.
+    """
+    done = 0
+    for truth_dir in sorted(p for p in folder.glob("truth*") if (p / "cases").is_dir()):
+        paths = sorted(truth_dir.glob("cases/*/truth.json"))
+        records = [(path, json.loads(path.read_text())) for path in paths]
+        records = [
+            (path, r)
+            for path, r in records
+            if "dwi" in r and r["lesions"] and "dwi_volume_ml" not in r["lesions"][0]
+        ]
+        if not records:
+            continue
+        first = records[0][1]
+        truth = _truth_of(first.get("mask"), int(first["truth_seed"]))
+        _, owner = lesion_owner(truth)
+        for path, record in records:
+            fraction2, _ = changed_fraction(truth, float(record["change"]))
+            fractions = (truth.fraction, fraction2)
+            for s, fraction in enumerate(fractions):
+                binary = np.bincount(owner[fraction >= 0.5], minlength=len(record["lesions"]) + 1)
+                recorded = [lesion["binary_volume_ml"][s] for lesion in record["lesions"]]
+                again = true_dwi(truth, fraction, record["dwi"])["volume_ml"]
+                if not (
+                    np.allclose(binary[1:] * truth.voxel_ml, recorded, rtol=0, atol=1e-9)
+                    and math.isclose(again, record["dwi"]["volume_ml"][s], abs_tol=1e-9)
+                ):
+                    raise ValueError(f"{path}: the truth built again differs from the recorded one")
+            add_lesion_dwi_truth(record, truth, fractions, record["dwi"])
+            path.write_text(json.dumps(record, indent=1) + "\n")
+            done += 1
+    return done
+
+
 def run_task(
     task: TruthTask, work: str, level: str, keep: bool, dwi: bool = False
 ) -> list[dict[str, Any]]:
@@ -436,14 +522,7 @@ def run_task(
     root = Path(work)
     results = []
     start = time.perf_counter()
-    if task.mask is None:
-        mask, affine = None, _mni_affine()
-    else:
-        path = realdata_root() / "open_ms_masks_mni" / f"{task.mask}_lesions_mni.nii.gz"
-        image = nib.load(path)
-        assert isinstance(image, nib.Nifti1Image)
-        mask, affine = np.asarray(image.dataobj) > 0, np.asarray(image.affine, dtype=np.float64)
-    truth = make_truth(mask, affine, truth_seed=task.truth_seed)
+    truth = _truth_of(task.mask, task.truth_seed)
     truth_s = time.perf_counter() - start
     for pair_plan in task.pairs:
         record: dict[str, Any] = {
@@ -638,7 +717,7 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
         f"({len(lesional)} lesional), {len(failed)} failed.",
         "",
     ]
-    lines += lesion_summary(ok)
+    lines += lesion_summary(ok) + lesion_summary(ok, source="dwi")
     lines += labelled_row_summary(ok)
     return lines
 
@@ -675,9 +754,13 @@ def labelled_row_summary(records: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def lesion_summary(records: list[dict[str, Any]]) -> list[str]:
-    """Per-lesion scores (matched truth lesions; merged-in-ses02 lesions out of the change rows)."""
-    entries = [(r, e) for r in records for e in r.get("lesions", [])]
+def lesion_summary(records: list[dict[str, Any]], *, source: str = "flair") -> list[str]:
+    """Per-lesion scores (matched truth lesions; merged-in-ses02 lesions out of the change rows)
+    of FLAIR lesions, or of DWI lesions (truth: each lesion's restricted volume)."""
+    key = "dwi_lesions" if source == "dwi" else "lesions"
+    entries = [(r, e) for r in records for e in r.get(key, [])]
+    if not entries:
+        return []
     matched = [(r, e) for r, e in entries if e["matched"]]
     volume_flags = [e[f"ses0{s}"]["covered"] for _, e in matched for s in (1, 2)]
     tracked = [
@@ -692,16 +775,23 @@ def lesion_summary(records: list[dict[str, Any]]) -> list[str]:
     bins = ((0.0, 0.01), (0.01, 0.05), (0.05, 0.2), (0.2, math.inf))
     found = []
     for lo, hi in bins:
-        group = [e for _, e in entries if lo <= e["true_ml"][0] < hi]
+        group = [e for _, e in entries if lo <= e["true_ml"][0] < hi and e["true_ml"][0] > 0]
         found.append(
             f"{lo:g}-{hi:g} mL: {sum(e['matched'] for e in group)}/{len(group)}".replace(
                 "-inf", "+"
             )
         )
+    what = (
+        "truth lesions with restricted tissue in the first scan (each lesion's voxels mostly "
+        "lesion with apparent rADC below 0.75)"
+        if source == "dwi"
+        else "truth lesions (components of lesion fraction >= 0.5)"
+    )
+    counted = [e for _, e in entries if source != "dwi" or e["true_ml"][0] > 0]
     return [
-        "## Per lesion (FLAIR)",
+        f"## Per lesion ({'DWI' if source == 'dwi' else 'FLAIR'})",
         "",
-        f"{len(matched)} of {len(entries)} truth lesions (components of lesion fraction >= 0.5) "
+        f"{len(matched)} of {len(counted)} {what} "
         f"matched to a tracked lesion within {MATCH_MM:g} mm (median matched size "
         f"{_fmt(median_or_none(sizes), 3)} mL; {ambiguous} left out as ambiguous: several truth "
         f"lesions on one tracked lesion); {len(tracked)} followed to the second session without "
@@ -817,6 +907,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only score again what an earlier --keep run left in this folder",
     )
     parser.add_argument(
+        "--dwi-lesion-truth",
+        action="store_true",
+        help="with --rescore or --reanalyse: first give kept cases that lack it each lesion's "
+        "restricted volume (truths built again from mask and seed, checked against the record)",
+    )
+    parser.add_argument(
         "--reanalyse",
         type=Path,
         help="analyse again (at --uncertainty) what an earlier --keep run left in this folder, "
@@ -838,6 +934,9 @@ def main(argv: list[str] | None = None) -> int:
             list(pool.map(reanalyse_truth, truths, [args.uncertainty] * len(truths)))
         args.rescore = args.reanalyse
     if args.rescore:
+        if args.dwi_lesion_truth:
+            given = add_dwi_lesion_truths(args.rescore)
+            print(f"{given} kept cases given their DWI lesions' truth", file=sys.stderr)
         kept = rescore(args.rescore)
         if not kept:
             print(

@@ -64,6 +64,7 @@ __all__ = [
     "RetestScan",
     "RetestTruth",
     "changed_fraction",
+    "lesion_owner",
     "lesion_truth",
     "make_pair",
     "make_truth",
@@ -519,6 +520,34 @@ def render_scan(
 
 
 # ----------------------------------------------------------------------------- per-lesion truth
+def lesion_owner(truth: RetestTruth) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The truth's lesions on its 1 mm grid, numbered as :func:`lesion_truth` numbers them.
+
+    Returns
+    -------
+    components : ndarray of int, shape (I, J, K)
+        The 26-connected components of the first scan's ``f >= 0.5``, numbered 1, 2, ... by
+        decreasing continuous volume (0 elsewhere).
+    owner : ndarray of int, shape (I, J, K)
+        For every voxel within ``ASSIGN_MM`` of a component, the number of the nearest one (0
+        elsewhere): the voxels whose lesion tissue counts as that lesion's in either scan.
+    """
+    f1 = truth.fraction
+    components, n = ndi.label(f1 >= 0.5, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return components.astype(np.int64), components.astype(np.int64)
+    spacing = tuple(float(s) for s in np.linalg.norm(truth.grid_affine[:3, :3], axis=0))
+    distance, nearest = ndi.distance_transform_edt(
+        components == 0, sampling=spacing, return_indices=True
+    )
+    owner = components[tuple(nearest)]
+    owner[distance > ASSIGN_MM] = 0
+    volume = ndi.sum_labels(f1, owner, np.arange(1, n + 1))
+    number = np.zeros(n + 1, np.int64)
+    number[np.argsort(-volume, kind="stable") + 1] = np.arange(1, n + 1)
+    return number[components], number[owner]
+
+
 def lesion_truth(
     truth: RetestTruth,
     fraction2: NDArray[np.float32],
@@ -537,10 +566,10 @@ def lesion_truth(
     Returns
     -------
     lesions : list of dict
-        One per 26-connected component of the first scan's ``f >= 0.5``, largest first: ``lesion``
-        (1, 2, ...), ``volume_ml`` [scan 1, scan 2] (continuous), ``change_ml``,
-        ``binary_volume_ml`` [scan 1, scan 2] (its voxels with ``f >= 0.5``, 1 mm),
-        ``voxels_1mm`` (component size),
+        One per 26-connected component of the first scan's ``f >= 0.5``, largest first
+        (:func:`lesion_owner`): ``lesion`` (1, 2, ...), ``volume_ml`` [scan 1, scan 2]
+        (continuous), ``change_ml``, ``binary_volume_ml`` [scan 1, scan 2] (its voxels with
+        ``f >= 0.5``, 1 mm), ``voxels_1mm`` (component size),
         ``centroid_patient_mm``, ``centroid_ses01_mm``, ``centroid_ses02_mm`` (x, y, z),
         ``merged_in_ses02`` (its scan-2 component holds another lesion) and ``gone_in_ses02`` (no
         voxel >= 0.5 left).
@@ -548,15 +577,10 @@ def lesion_truth(
         Continuous volume of each scan that is no lesion's (mL).
     """
     f1 = truth.fraction
-    components, n = ndi.label(f1 >= 0.5, structure=np.ones((3, 3, 3)))
+    components, owner = lesion_owner(truth)
+    n = int(components.max())
     if n == 0:
         return [], (truth.volume_ml(f1), truth.volume_ml(fraction2))
-    spacing = tuple(float(s) for s in np.linalg.norm(truth.grid_affine[:3, :3], axis=0))
-    distance, nearest = ndi.distance_transform_edt(
-        components == 0, sampling=spacing, return_indices=True
-    )
-    owner = components[tuple(nearest)]
-    owner[distance > ASSIGN_MM] = 0
     index = np.arange(1, n + 1)
     vol1 = ndi.sum_labels(f1, owner, index) * truth.voxel_ml
     vol2 = ndi.sum_labels(fraction2, owner, index) * truth.voxel_ml
@@ -578,25 +602,21 @@ def lesion_truth(
             if mine.any():
                 home[k] = keys[1][mine][np.argmax(counts[mine])]
     shared = np.bincount(home[1:], minlength=int(home.max()) + 1)
-    lesions = []
-    for k in range(n):
-        lesions.append(
-            {
-                "lesion": 0,
-                "volume_ml": [float(vol1[k]), float(vol2[k])],
-                "change_ml": float(vol2[k] - vol1[k]),
-                "binary_volume_ml": [float(binary1[k]), float(binary2[k])],
-                "voxels_1mm": int(size[k]),
-                "centroid_patient_mm": patient[k].tolist(),
-                "centroid_ses01_mm": worlds[0][k].tolist(),
-                "centroid_ses02_mm": worlds[1][k].tolist(),
-                "merged_in_ses02": bool(home[k + 1] > 0 and shared[home[k + 1]] > 1),
-                "gone_in_ses02": bool(home[k + 1] == 0),
-            }
-        )
-    lesions.sort(key=lambda row: -row["volume_ml"][0])
-    for i, row in enumerate(lesions):
-        row["lesion"] = i + 1
+    lesions = [
+        {
+            "lesion": k + 1,
+            "volume_ml": [float(vol1[k]), float(vol2[k])],
+            "change_ml": float(vol2[k] - vol1[k]),
+            "binary_volume_ml": [float(binary1[k]), float(binary2[k])],
+            "voxels_1mm": int(size[k]),
+            "centroid_patient_mm": patient[k].tolist(),
+            "centroid_ses01_mm": worlds[0][k].tolist(),
+            "centroid_ses02_mm": worlds[1][k].tolist(),
+            "merged_in_ses02": bool(home[k + 1] > 0 and shared[home[k + 1]] > 1),
+            "gone_in_ses02": bool(home[k + 1] == 0),
+        }
+        for k in range(n)
+    ]
     total = (truth.volume_ml(f1), truth.volume_ml(fraction2))
     assigned = (float(vol1.sum()), float(vol2.sum()))
     return lesions, (total[0] - assigned[0], total[1] - assigned[1])

@@ -49,15 +49,24 @@ from imaging.image import MRImage
 from imaging.sequence import SequenceClass
 from synthetic.fields import rng_for, smooth_noise
 from synthetic.ms_flair import rotation_xyz
-from synthetic.test_retest import RetestPair, RetestTruth, _points, _sample, changed_fraction
+from synthetic.test_retest import (
+    RetestPair,
+    RetestTruth,
+    _points,
+    _sample,
+    changed_fraction,
+    lesion_owner,
+)
 
 __all__ = [
     "B_VALUE_S_MM2",
     "RADC_RESTRICTED",
     "DwiContrast",
     "DwiScan",
+    "add_lesion_dwi_truth",
     "dwi_contrast",
     "dwi_settings",
+    "lesion_dwi_volume_ml",
     "render_dwi",
     "true_dwi",
     "write_dwi",
@@ -180,6 +189,43 @@ def _signals(
     )
 
 
+def _apparent_radc(
+    truth: RetestTruth, fraction: NDArray[np.float32], dwi: dict[str, Any], contrast: DwiContrast
+) -> NDArray[np.float32]:
+    """The noiseless apparent ADC over normal white matter's, ``ln(S0 / Sb) / b``, on the truth's
+    1 mm grid, shape (I, J, K) (nan outside the brain)."""
+    s0, sb = _signals(truth, fraction, contrast, float(dwi["b_value_s_mm2"]))
+    b = float(dwi["b_value_s_mm2"]) * 1e-6
+    with np.errstate(divide="ignore", invalid="ignore"):
+        apparent: NDArray[np.float32] = np.log(s0 / sb) / b / float(dwi["wm_adc_um2s"])
+    return apparent
+
+
+def lesion_dwi_volume_ml(
+    truth: RetestTruth,
+    fraction: NDArray[np.float32],
+    dwi: dict[str, Any],
+    *,
+    contrast: DwiContrast | None = None,
+) -> list[float]:
+    """Each truth lesion's restricted volume in one scan, mL, by lesion number (1, 2, ...).
+
+    The restricted voxels of :func:`true_dwi` (1 mm voxels with ``fraction >= 0.5`` whose apparent
+    ADC is below ``RADC_RESTRICTED`` times white matter's), each counted for the lesion that owns
+    it (:func:`synthetic.test_retest.lesion_owner`, as the FLAIR per-lesion truth counts them).
+    """
+    _, owner = lesion_owner(truth)
+    n = int(owner.max())
+    lesion = (fraction >= 0.5) & (owner > 0)
+    if n == 0 or not lesion.any():
+        return [0.0] * n
+    contrast = contrast or dwi_contrast(truth, dwi)
+    restricted = np.zeros(fraction.shape, bool)
+    restricted[lesion] = _apparent_radc(truth, fraction, dwi, contrast)[lesion] < RADC_RESTRICTED
+    counts = np.bincount(owner[restricted], minlength=n + 1)[1:]
+    return [float(c) * truth.voxel_ml for c in counts]
+
+
 def true_dwi(
     truth: RetestTruth,
     fraction: NDArray[np.float32],
@@ -206,12 +252,9 @@ def true_dwi(
         nan = float("nan")
         return {"volume_ml": 0.0, "radc": nan, "flair_radc": nan, "lesion_tissue_radc": nan}
     contrast = contrast or dwi_contrast(truth, dwi)
-    s0, sb = _signals(truth, fraction, contrast, float(dwi["b_value_s_mm2"]))
-    b = float(dwi["b_value_s_mm2"]) * 1e-6
-    wm_adc = float(dwi["wm_adc_um2s"])
-    apparent = np.log(s0[lesion] / sb[lesion]) / b / wm_adc
+    apparent = _apparent_radc(truth, fraction, dwi, contrast)[lesion]
     restricted = apparent < RADC_RESTRICTED
-    own = contrast.lesion_adc_um2s[lesion] / wm_adc
+    own = contrast.lesion_adc_um2s[lesion] / float(dwi["wm_adc_um2s"])
     return {
         "volume_ml": float(np.count_nonzero(restricted)) * voxel_ml,
         "radc": float(apparent[restricted].mean()) if restricted.any() else float("nan"),
@@ -392,5 +435,27 @@ def write_dwi(
     truth_path = case_dir / "truth.json"
     record = json.loads(truth_path.read_text())
     record["dwi"] = entry
+    add_lesion_dwi_truth(record, pair.truth, fractions, dwi, contrast=contrast)
     truth_path.write_text(json.dumps(record, indent=1) + "\n")
     return entry
+
+
+def add_lesion_dwi_truth(
+    record: dict[str, Any],
+    truth: RetestTruth,
+    fractions: tuple[NDArray[np.float32], NDArray[np.float32]],
+    dwi: dict[str, Any],
+    *,
+    contrast: DwiContrast | None = None,
+) -> None:
+    """Give each lesion of a ``truth.json`` record its restricted volume in both scans:
+    ``dwi_volume_ml`` [scan 1, scan 2] (:func:`lesion_dwi_volume_ml`), in place."""
+    contrast = contrast or dwi_contrast(truth, dwi)
+    volumes = [lesion_dwi_volume_ml(truth, f, dwi, contrast=contrast) for f in fractions]
+    if len(volumes[0]) != len(record["lesions"]):
+        raise ValueError(
+            f"{len(record['lesions'])} lesions in the record, {len(volumes[0])} in the truth"
+        )
+    for lesion in record["lesions"]:
+        k = int(lesion["lesion"]) - 1
+        lesion["dwi_volume_ml"] = [volumes[0][k], volumes[1][k]]

@@ -12,8 +12,15 @@ from scipy import ndimage as ndi
 
 from imaging.case import scan_case
 from imaging.sequence import SequenceClass
-from synthetic.test_retest import RetestTruth, make_pair, make_truth, write_pair
-from synthetic.test_retest_dwi import RADC_RESTRICTED, dwi_settings, render_dwi, true_dwi, write_dwi
+from synthetic.test_retest import RetestTruth, changed_fraction, make_pair, make_truth, write_pair
+from synthetic.test_retest_dwi import (
+    RADC_RESTRICTED,
+    dwi_settings,
+    lesion_dwi_volume_ml,
+    render_dwi,
+    true_dwi,
+    write_dwi,
+)
 from tests.test_test_retest import AFFINE, ELLIPSOIDS, SHAPE
 
 SEED = 11
@@ -73,6 +80,32 @@ def test_the_diffusion_truth_is_the_restricted_part_of_the_lesion(truth: RetestT
     assert weak["volume_ml"] < found["volume_ml"]
     empty = true_dwi(truth, np.zeros_like(truth.fraction), dwi)
     assert empty["volume_ml"] == 0.0 and np.isnan(empty["radc"]) and np.isnan(empty["flair_radc"])
+
+
+def test_each_lesion_gets_its_restricted_volume_and_they_sum_to_the_whole(
+    truth: RetestTruth, tmp_path: Path
+) -> None:
+    """The per-lesion DWI truth: one value per truth lesion of truth.json, in both scans, each at
+    most the lesion's FLAIR truth; summed, the whole DWI truth (every restricted voxel mostly
+    lesion lies within ASSIGN_MM of a first-scan lesion here, also after +25 % growth). A weakly
+    restricted lesion holds less restricted tissue in every lesion."""
+    dwi = dwi_settings(SEED)
+    pair = make_pair(truth, 0.25, scan_seeds=(8, 9))
+    case = write_pair(pair, tmp_path / "lesionpair", extra={"truth_seed": SEED})
+    entry = write_dwi(pair, case, truth_seed=SEED)
+    lesions = json.loads((case / "truth.json").read_text())["lesions"]
+    assert len(lesions) >= 2
+    for s in range(2):
+        per_lesion = [lesion["dwi_volume_ml"][s] for lesion in lesions]
+        assert sum(per_lesion) == pytest.approx(entry["volume_ml"][s], abs=1e-9)
+        for lesion, volume in zip(lesions, per_lesion, strict=True):
+            assert 0.0 < volume <= lesion["binary_volume_ml"][s] + 1e-9
+    grown, _ = changed_fraction(truth, 0.25)
+    assert sum(lesion["dwi_volume_ml"][1] for lesion in lesions) > sum(
+        lesion["dwi_volume_ml"][0] for lesion in lesions
+    )
+    weak = lesion_dwi_volume_ml(truth, grown, {**dwi, "lesion_radc": 0.72})
+    assert all(w < lesion["dwi_volume_ml"][1] for w, lesion in zip(weak, lesions, strict=True))
 
 
 def test_the_same_seeds_give_the_same_series_and_new_seeds_a_new_one(truth: RetestTruth) -> None:
