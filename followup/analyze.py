@@ -723,8 +723,17 @@ def _lesion_spread(
     if not drawn or source not in images.bands or any(mask is None for mask, _ in drawn):
         return None
     inner, outer = images.bands[source]
+    # a DWI lesion's own volume: its band on the ADC deficit, as the session's DWI volume's (its
+    # changes keep the trace's band, as the session's do)
+    volume_band = None
+    if source == "dwi" and images.dwi_volume_band is not None:
+        low, high = (
+            np.asarray(mask_onto(m, baseline, inverse).data) > 0 for m in images.dwi_volume_band
+        )
+        volume_band = (low, high)
     return LesionSpread(
         read=_footprint_reader(images, source, baseline),
+        volume_band=volume_band,
         draws=[
             np.asarray(mask_onto(mask, baseline, np.linalg.inv(matrix)).data) > 0
             for mask, matrix in drawn

@@ -135,6 +135,11 @@ class LesionSpread:
         One mask per draw (draw ``d`` of every session shares its template jitter).
     inner, outer : ndarray of bool, shape (I, J, K)
         The lesion mask cut at the two ends of the partial-volume band.
+    volume_band : (ndarray of bool, ndarray of bool), optional
+        The band of a lesion's own volume when it is not the change's (the DWI lesion's, cut on
+        the ADC deficit: :func:`imaging.uncertainty.adc_deficit`); its interval is then also
+        centred on the band's midpoint (``estimate(band_centred=True)``), as the session's DWI
+        volume's is: the engine's value sits at the band's low end.
     z : float
         Normal quantile of the intervals.
     read : callable, optional
@@ -149,6 +154,7 @@ class LesionSpread:
     inner: NDArray[np.bool_]
     outer: NDArray[np.bool_]
     read: Callable[[NDArray[np.bool_]], FootprintReading] | None = None
+    volume_band: tuple[NDArray[np.bool_], NDArray[np.bool_]] | None = None
     z: float = 1.96
     band_weight: float = 1.0
     volume_relative_sd: float = 0.0
@@ -163,23 +169,28 @@ class _Spread:
     inner_ml: NDArray[np.float64]
     outer_ml: NDArray[np.float64]
     settings: LesionSpread
+    volume_band_ml: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     @classmethod
     def of(cls, spread: LesionSpread, components: NDArray[np.int32], spacing: Any) -> _Spread:
-        volumes = label_volumes_mm3(
-            components, [*spread.draws, spread.inner, spread.outer], tuple(spacing)
-        )
-        volumes_ml = volumes / 1000.0
-        return cls(volumes_ml[:-2], volumes_ml[-2], volumes_ml[-1], spread)
+        cuts = [spread.inner, spread.outer, *(spread.volume_band or ())]
+        volumes_ml = label_volumes_mm3(components, [*spread.draws, *cuts], tuple(spacing)) / 1000.0
+        draws = len(spread.draws)
+        own = (volumes_ml[draws + 2], volumes_ml[draws + 3]) if spread.volume_band else None
+        return cls(volumes_ml[:draws], volumes_ml[draws], volumes_ml[draws + 1], spread, own)
 
     def volume(self, c: int, volume_ml: float) -> Estimate:
+        band = (float(self.inner_ml[c]), float(self.outer_ml[c]))
+        if self.volume_band_ml is not None:
+            band = (float(self.volume_band_ml[0][c]), float(self.volume_band_ml[1][c]))
         return estimate(
             volume_ml,
             list(self.draws_ml[:, c]),
-            band=(float(self.inner_ml[c]), float(self.outer_ml[c])),
+            band=band,
             band_weight=self.settings.band_weight,
             other_sd=self.settings.volume_relative_sd * volume_ml,
             z=self.settings.z,
+            band_centred=self.volume_band_ml is not None,
         )
 
     def change(

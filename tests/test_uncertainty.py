@@ -398,6 +398,49 @@ def test_new_and_resolved_lesions_are_judged_by_their_own_interval() -> None:
     assert rows[2].rows[0]["change_beyond_noise"] == WITHIN
 
 
+def test_a_dwi_lesion_volume_interval_holds_its_deficit_band_and_its_change_keeps_the_trace_band() -> (
+    None
+):
+    """A DWI lesion of 10 x 8 x 4 voxels (0.9 x 1.1 x 3.3 mm) whose band on the ADC deficit runs
+    from itself to 14 x 12 x 4 voxels, the draws all alike: its volume's interval is the band's SD
+    ((672 - 320) voxels / sqrt(12)) about the value and about the band's midpoint, exactly; its
+    change keeps the (trace) band the change is judged by, so it is what it is without the
+    deficit band."""
+    before = _box((10, 10, 4), (20, 18, 8))
+    after = _box((10, 10, 4), (22, 20, 8))
+    wide = [_box((8, 8, 4), (22, 20, 8)), _box((8, 8, 4), (24, 22, 8))]
+    masks = [("ses-1", _image(before.astype(np.uint8))), ("ses-2", _image(after.astype(np.uint8)))]
+    labels = _image(np.ones(SHAPE, np.uint8))
+
+    def spreads(deficit_band: bool) -> list[LesionSpread]:
+        return [
+            LesionSpread(
+                draws=[m.copy() for _ in range(4)],
+                inner=m,
+                outer=m,
+                volume_band=(m, w) if deficit_band else None,
+            )
+            for m, w in zip((before, after), wide, strict=True)
+        ]
+
+    with_band, without = (
+        track_lesions(masks, source="dwi", hemispheres=labels, regions=labels, spreads=spreads(b))
+        for b in (True, False)
+    )
+    voxel_ml = float(np.prod(SPACING)) / 1000
+    value, high = 320 * voxel_ml, 672 * voxel_ml
+    sd = (high - value) / np.sqrt(12.0)
+    first = with_band[0].rows[0]
+    assert first["volume_ml_ci_low"] == pytest.approx(round(value - 1.96 * sd, 4))
+    assert first["volume_ml_ci_high"] == pytest.approx(round((value + high) / 2 + 1.96 * sd, 4))
+    plain = without[0].rows[0]
+    assert plain["volume_ml_ci_low"] == plain["volume_ml_ci_high"] == pytest.approx(round(value, 4))
+    change_cells = ("volume_change_ml", "volume_change_ml_ci_low", "volume_change_ml_ci_high")
+    assert {c: with_band[1].rows[0][c] for c in change_cells} == {
+        c: without[1].rows[0][c] for c in change_cells
+    }
+
+
 def _scan(fraction: np.ndarray, contrast: float, seed: int, noise: float = 1.0) -> MRImage:
     """A scan of background 100 with ``fraction`` of lesion tissue of relative signal
     ``contrast`` (negative: darker, as on the ADC) and white noise of SD ``noise``."""
