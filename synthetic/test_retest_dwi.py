@@ -31,7 +31,9 @@ are mostly lesion (``f >= 0.5``, the FLAIR truth) and whose apparent ADC, the on
 scan would give (``ln(S0 / S_b) / b`` of the render voxel's own signals), is below 0.75 of the
 true normal white-matter ADC. The true rADC is their mean apparent ADC over the white-matter ADC;
 the true FLAIR-lesion rADC the same over every voxel with ``f >= 0.5``. The lesion tissue's own
-rADC (without partial volume) is recorded beside them.
+rADC (without partial volume) is recorded beside them. Per lesion (:func:`lesion_dwi_volume_ml`),
+each truth lesion of ``truth.json`` gets the restricted voxels it owns, as its FLAIR truth counts
+them (``dwi_volume_ml``, both scans).
 """
 
 from __future__ import annotations
@@ -378,7 +380,8 @@ def write_dwi(
     as the patient's ``input_kind`` says) with its ``.bval``, and ``..._ADC.nii.gz`` (int16, sform =
     qform = the DWI grid). ``truth.json`` (written by :func:`synthetic.test_retest.write_pair`) gets
     a ``"dwi"`` entry: the settings, each scan's series settings and its truth (:func:`true_dwi`:
-    ``volume_ml``, ``radc``, ``flair_radc``, ``lesion_tissue_radc``, one value per scan).
+    ``volume_ml``, ``radc``, ``flair_radc``, ``lesion_tissue_radc``, one value per scan), and each
+    of its lesions its restricted volume (``dwi_volume_ml``, :func:`add_lesion_dwi_truth`).
 
     ``input_kind`` (``"b0+trace+adc"`` or ``"trace+adc"``) overrides the drawn one.
 
