@@ -38,11 +38,15 @@ from all masks but patient07, so both sets have their lesions in the prior.
 
 With ``--dwi`` every session also gets a diffusion series (b = 0 and trace or the trace alone, and
 the scanner's ADC; :mod:`synthetic.test_retest_dwi`) and the DWI lesion volume, rADC and
-FLAIR-lesion rADC are scored too (:mod:`calibrate_dwi`; results in ``..._dwi.md``).
+FLAIR-lesion rADC are scored too (:mod:`calibrate_dwi`; results in ``..._dwi.md``), and per
+DWI lesion the same as per FLAIR lesion, against each truth lesion's restricted volume
+(:func:`synthetic.test_retest_dwi.lesion_dwi_volume_ml`). Cases kept by a run made before that
+truth existed get it with ``--dwi-lesion-truth`` (their truths built again from mask and seed,
+checked against what the run recorded).
 
 Usage: ``python benchmarks/calibrate_uncertainty.py [--set dev|report] [--truths N]
 [--controls N] [--changes 0,5,10,25] [--first I] [--pairs N] [--uncertainty LEVEL] [--workers N]
-[--dwi] [--keep DIR] [--reanalyse DIR | --rescore DIR] [--out FILE.md]``
+[--dwi] [--keep DIR] [--reanalyse DIR | --rescore DIR] [--dwi-lesion-truth] [--out FILE.md]``
 """
 
 from __future__ import annotations
