@@ -286,12 +286,6 @@ def per_lesion_scores(
     """
     rows = [r for r in lesions if r.get("source", "flair") == source]
     volume_key = "dwi_volume_ml" if source == "dwi" else "volume_ml"
-
-    def truth_of(lesion: dict[str, Any]) -> list[float]:
-        if source == "dwi":
-            return [float(v) for v in lesion["dwi_volume_ml"]]
-        return true_volumes(lesion)
-
     matches, ambiguous = match_lesions(truth_lesions, rows, source=source, volume_key=volume_key)
     by_id: dict[tuple[str, str], dict[str, Any]] = {
         (str(r.get("lesion_id")), str(r.get("session_id"))): r for r in rows
@@ -299,7 +293,7 @@ def per_lesion_scores(
     per_lesion = []
     for lesion in truth_lesions:
         k = int(lesion["lesion"])
-        true = truth_of(lesion)
+        true = [float(v) for v in lesion[volume_key]] if source == "dwi" else true_volumes(lesion)
         entry: dict[str, Any] = {
             "lesion": k,
             "true_ml": true,
@@ -510,7 +504,7 @@ def add_dwi_lesion_truths(folder: Path) -> int:
                     and math.isclose(again, record["dwi"]["volume_ml"][s], abs_tol=1e-9)
                 ):
                     raise ValueError(f"{path}: the truth built again differs from the recorded one")
-            add_lesion_dwi_truth(record, truth, fractions, record["dwi"])
+            add_lesion_dwi_truth(record, truth, fractions, record["dwi"], owner=owner)
             path.write_text(json.dumps(record, indent=1) + "\n")
             done += 1
     return done

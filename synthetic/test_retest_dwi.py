@@ -209,14 +209,17 @@ def lesion_dwi_volume_ml(
     dwi: dict[str, Any],
     *,
     contrast: DwiContrast | None = None,
+    owner: NDArray[np.int64] | None = None,
 ) -> list[float]:
     """Each truth lesion's restricted volume in one scan, mL, by lesion number (1, 2, ...).
 
     The restricted voxels of :func:`true_dwi` (1 mm voxels with ``fraction >= 0.5`` whose apparent
     ADC is below ``RADC_RESTRICTED`` times white matter's), each counted for the lesion that owns
-    it (:func:`synthetic.test_retest.lesion_owner`, as the FLAIR per-lesion truth counts them).
+    it (:func:`synthetic.test_retest.lesion_owner`, as the FLAIR per-lesion truth counts them;
+    ``owner`` when the caller has it already: it costs a distance map of the whole grid).
     """
-    _, owner = lesion_owner(truth)
+    if owner is None:
+        _, owner = lesion_owner(truth)
     n = int(owner.max())
     lesion = (fraction >= 0.5) & (owner > 0)
     if n == 0 or not lesion.any():
@@ -450,11 +453,17 @@ def add_lesion_dwi_truth(
     dwi: dict[str, Any],
     *,
     contrast: DwiContrast | None = None,
+    owner: NDArray[np.int64] | None = None,
 ) -> None:
     """Give each lesion of a ``truth.json`` record its restricted volume in both scans:
-    ``dwi_volume_ml`` [scan 1, scan 2] (:func:`lesion_dwi_volume_ml`), in place."""
+    ``dwi_volume_ml`` [scan 1, scan 2] (:func:`lesion_dwi_volume_ml`; ``owner`` as there), in
+    place."""
     contrast = contrast or dwi_contrast(truth, dwi)
-    volumes = [lesion_dwi_volume_ml(truth, f, dwi, contrast=contrast) for f in fractions]
+    if owner is None:
+        _, owner = lesion_owner(truth)
+    volumes = [
+        lesion_dwi_volume_ml(truth, f, dwi, contrast=contrast, owner=owner) for f in fractions
+    ]
     if len(volumes[0]) != len(record["lesions"]):
         raise ValueError(
             f"{len(record['lesions'])} lesions in the record, {len(volumes[0])} in the truth"
