@@ -68,7 +68,9 @@ from imaging.uncertainty import (
     estimate,
     footprint_reading,
     hidden_restricted_ml,
+    hidden_restricted_share,
     missed_lesions,
+    rim_share,
 )
 from imaging.units import mm3_to_ml
 from imaging.walk import walk_files
@@ -487,22 +489,10 @@ def _restricted_ml(
     elsewhere, as its share of each ADC voxel) lies beyond ``reached``, mL; with ``upper_z`` the
     upper end of its ``upper_z`` interval (:func:`imaging.uncertainty.hidden_restricted_ml`; 0
     when a part is missing)."""
-    if (
-        images.adc is None
-        or images.dwi_result is None
-        or images.dwi_brain is None
-        or images.dwi_nawm_mask is None
-        or reached is None
-        or not nawm_adc_um2s > 0
-    ):
+    adc_noise = _radc_and_noise(images, nawm_adc_um2s)
+    if adc_noise is None or reached is None or images.dwi_brain is None:
         return 0.0
-    adc = np.asarray(images.adc.data, np.float64)
-    radc = images.adc.with_data((adc / nawm_adc_um2s).astype(np.float32), sequence="OTHER")
-    nawm = np.asarray(images.dwi_nawm_mask.data) > 0
-    normal = adc[nawm & (adc > 0)] / nawm_adc_um2s
-    if normal.size < 10:
-        return 0.0
-    _, deficit_sd, _ = robust_location_scale(normal, n_trim_iterations=0)
+    radc, deficit_sd = adc_noise
     return hidden_restricted_ml(
         radc,
         lesion_share,
@@ -512,6 +502,60 @@ def _restricted_ml(
         deficit_sd=deficit_sd,
         z=upper_z if upper_z is not None else 2.0,
         upper=upper_z is not None,
+    )
+
+
+def _radc_and_noise(images: SessionImages, nawm_adc_um2s: float) -> tuple[MRImage, float] | None:
+    """The session's rADC map and the SD of one voxel's deficit in normal white matter (None when
+    the DWI, its brain or its normal white matter is missing)."""
+    if (
+        images.adc is None
+        or images.dwi_result is None
+        or images.dwi_brain is None
+        or images.dwi_nawm_mask is None
+        or not nawm_adc_um2s > 0
+    ):
+        return None
+    adc = np.asarray(images.adc.data, np.float64)
+    radc = images.adc.with_data((adc / nawm_adc_um2s).astype(np.float32), sequence="OTHER")
+    nawm = np.asarray(images.dwi_nawm_mask.data) > 0
+    normal = adc[nawm & (adc > 0)] / nawm_adc_um2s
+    if normal.size < 10:
+        return None
+    _, deficit_sd, _ = robust_location_scale(normal, n_trim_iterations=0)
+    return radc, deficit_sd
+
+
+def _hidden_restricted_share(images: SessionImages, z: float) -> MRImage | None:
+    """The most restricted tissue each ADC voxel of the session's FLAIR lesions may hold next to a
+    DWI lesion, beyond its volume band's reach (:func:`imaging.uncertainty.hidden_restricted_share`;
+    None when a part is missing)."""
+    nawm = _nawm_adc(images)
+    adc_noise = _radc_and_noise(images, nawm)
+    if (
+        adc_noise is None
+        or images.dwi_volume_band is None
+        or images.adc is None
+        or images.dwi_brain is None
+    ):
+        return None
+    radc, deficit_sd = adc_noise
+    reached = images.dwi_volume_band[1]
+    # the voxels right around the band, and the FLAIR lesion beyond it
+    share = np.asarray(rim_share(radc, reached, images.dwi_brain, deficit_sd=deficit_sd).data)
+    if images.flair_result is not None:
+        filled = mask_share_onto(
+            images.flair_result.lesion_mask, images.adc, images.dwi_to_reference
+        )
+        share = np.maximum(share, np.asarray(filled.data))
+    return hidden_restricted_share(
+        radc,
+        radc.with_data(share.astype(np.float32), sequence="OTHER"),
+        reached,
+        images.dwi_brain,
+        pure_deficit=_pure_deficit(images, nawm),
+        deficit_sd=deficit_sd,
+        z=z,
     )
 
 
@@ -726,14 +770,26 @@ def _lesion_spread(
     # a DWI lesion's own volume: its band on the ADC deficit, as the session's DWI volume's (its
     # changes keep the trace's band, as the session's do)
     volume_band = None
+    reach_mm = 3.0
     if source == "dwi" and images.dwi_volume_band is not None:
+        reach_mm += max(images.dwi_volume_band[1].spacing_mm)
         low, high = (
             np.asarray(mask_onto(m, baseline, inverse).data) > 0 for m in images.dwi_volume_band
         )
-        volume_band = (low, high)
+        # its outer end also holds the restricted tissue the voxels around it and its FLAIR
+        # lesion may hold beyond the band's reach, as the session's volume's does
+        hidden = (
+            _hidden_restricted_share(images, settings.z) if settings.hidden_restricted else None
+        )
+        if hidden is not None:
+            rim = np.asarray(mask_onto(hidden, baseline, inverse, as_fraction=True).data)
+            volume_band = (low, np.minimum(high + rim, 1.0))
+        else:
+            volume_band = (low, high)
     return LesionSpread(
         read=_footprint_reader(images, source, baseline),
         volume_band=volume_band,
+        volume_band_reach_mm=reach_mm,
         draws=[
             np.asarray(mask_onto(mask, baseline, np.linalg.inv(matrix)).data) > 0
             for mask, matrix in drawn

@@ -135,11 +135,17 @@ class LesionSpread:
         One mask per draw (draw ``d`` of every session shares its template jitter).
     inner, outer : ndarray of bool, shape (I, J, K)
         The lesion mask cut at the two ends of the partial-volume band.
-    volume_band : (ndarray of bool, ndarray of bool), optional
+    volume_band : (ndarray of bool, ndarray of bool or float), optional
         The band of a lesion's own volume when it is not the change's (the DWI lesion's, cut on
-        the ADC deficit: :func:`imaging.uncertainty.adc_deficit`); its interval is then also
+        the ADC deficit: :func:`imaging.uncertainty.adc_deficit`; its outer end may be a share of
+        each voxel, 0..1, with the rim its FLAIR lesion may hold restricted:
+        :func:`imaging.uncertainty.hidden_restricted_share`); its interval is then also
         centred on the band's midpoint (``estimate(band_centred=True)``), as the session's DWI
         volume's is: the engine's value sits at the band's low end.
+    volume_band_reach_mm : float
+        How far from a lesion the voxels of ``volume_band`` count for it (nearest lesion first,
+        :func:`imaging.uncertainty.label_volumes_mm3`): the rim of a DWI lesion's band lies one
+        DWI voxel beyond it, up to 4-5 mm through the slices.
     z : float
         Normal quantile of the intervals.
     read : callable, optional
@@ -154,7 +160,8 @@ class LesionSpread:
     inner: NDArray[np.bool_]
     outer: NDArray[np.bool_]
     read: Callable[[NDArray[np.bool_]], FootprintReading] | None = None
-    volume_band: tuple[NDArray[np.bool_], NDArray[np.bool_]] | None = None
+    volume_band: tuple[NDArray[np.bool_], NDArray[np.bool_ | np.floating[Any]]] | None = None
+    volume_band_reach_mm: float = 3.0
     z: float = 1.96
     band_weight: float = 1.0
     volume_relative_sd: float = 0.0
@@ -173,10 +180,18 @@ class _Spread:
 
     @classmethod
     def of(cls, spread: LesionSpread, components: NDArray[np.int32], spacing: Any) -> _Spread:
-        cuts = [spread.inner, spread.outer, *(spread.volume_band or ())]
+        cuts = [spread.inner, spread.outer]
         volumes_ml = label_volumes_mm3(components, [*spread.draws, *cuts], tuple(spacing)) / 1000.0
         draws = len(spread.draws)
-        own = (volumes_ml[draws + 2], volumes_ml[draws + 3]) if spread.volume_band else None
+        own = None
+        if spread.volume_band is not None:
+            band_ml = label_volumes_mm3(
+                components,
+                list(spread.volume_band),
+                tuple(spacing),
+                reach_mm=spread.volume_band_reach_mm,
+            )
+            own = (band_ml[0] / 1000.0, band_ml[1] / 1000.0)
         return cls(volumes_ml[:draws], volumes_ml[draws], volumes_ml[draws + 1], spread, own)
 
     def volume(self, c: int, volume_ml: float) -> Estimate:

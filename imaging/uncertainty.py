@@ -79,6 +79,7 @@ __all__ = [
     "footprint_reading",
     "grid_motion",
     "hidden_restricted_ml",
+    "hidden_restricted_share",
     "label_volumes_mm3",
     "lesion_fraction",
     "missed_lesions",
@@ -88,6 +89,7 @@ __all__ = [
     "perturbed_image",
     "probability_sd_voxels",
     "rigid_jitter",
+    "rim_share",
     "with_noise",
 ]
 
@@ -465,18 +467,10 @@ def hidden_restricted_ml(
     float
         The volume, mL (0 when no such lesion holds restricted tissue beyond noise).
     """
-    share = np.asarray(lesion_share.data, np.float64)
-    inside = (np.asarray(brain.data) > 0) & (np.asarray(radc.data) > 0)
-    candidates = (share >= min_share) & inside & ~(np.asarray(reached.data) > 0)
-    if not candidates.any() or pure_deficit <= 0:
+    parts = _hidden_parts(radc, lesion_share, reached, brain, min_share=min_share)
+    if parts is None or pure_deficit <= 0:
         return 0.0
-    deficit = 1.0 - np.asarray(radc.data, np.float64)
-    labels, count = ndi.label(candidates, structure=_FULL)
-    index = np.arange(1, count + 1)
-    s1 = ndi.sum(share, labels, index)
-    s2 = ndi.sum(share * share, labels, index)
-    sd = ndi.sum(share * deficit, labels, index)
-    scaled = sd / s2  # rho x pure deficit
+    _, s1, s2, scaled = parts
     standard_error = deficit_sd / np.sqrt(s2)
     rho = np.clip(scaled / pure_deficit, 0.0, 1.0)
     voxel_ml = radc.voxel_volume_mm3 / 1000.0
@@ -486,6 +480,105 @@ def hidden_restricted_ml(
         return min(bound, float(np.sum(s1))) * voxel_ml
     counted = scaled > z * standard_error
     return float(np.sum(rho[counted] * s1[counted]) * voxel_ml)
+
+
+def hidden_restricted_share(
+    radc: MRImage,
+    lesion_share: MRImage,
+    reached: MRImage,
+    brain: MRImage,
+    *,
+    pure_deficit: float,
+    deficit_sd: float,
+    min_share: float = 0.3,
+    z: float = 2.0,
+) -> MRImage:
+    """The most restricted tissue each voxel may hold next to a DWI lesion, as a share of the voxel.
+
+    The per-lesion form of :func:`hidden_restricted_ml` with ``upper``: a DWI lesion found on
+    4-5 mm slices is the most restricted core of a lesion whose rim the engine misses. Each part
+    of a lesion seen elsewhere that lies outside ``reached`` and touches it (26-connected) may hold
+    restricted tissue up to the upper end of its ``z`` interval, ``rho_upper = min(rho + z se /
+    pure_deficit, 1)`` of its volume; each of its voxels gets ``rho_upper`` times the share the
+    lesion fills, so that the part's voxels sum to its bound. Parts that touch no DWI lesion get 0:
+    they belong to no DWI lesion's volume (the session's volume counts them,
+    :func:`hidden_restricted_ml`).
+
+    Parameters
+    ----------
+    radc, lesion_share, reached, brain : MRImage
+        As in :func:`hidden_restricted_ml`, shape (I, J, K) (the ADC grid).
+    pure_deficit, deficit_sd, min_share, z : float
+        As in :func:`hidden_restricted_ml`.
+
+    Returns
+    -------
+    MRImage
+        float32 share of each voxel, 0..1, on the ADC grid (0 outside the parts).
+    """
+    out = np.zeros(radc.shape, np.float32)
+    parts = _hidden_parts(radc, lesion_share, reached, brain, min_share=min_share)
+    if parts is not None and pure_deficit > 0:
+        labels, _, s2, scaled = parts
+        rho = np.clip(scaled / pure_deficit, 0.0, 1.0)
+        upper = np.minimum(rho + z * deficit_sd / np.sqrt(s2) / pure_deficit, 1.0)
+        touching = np.unique(labels[ndi.binary_dilation(np.asarray(reached.data) > 0, _FULL)])
+        weight = np.zeros(upper.size + 1)
+        weight[touching] = 1.0
+        weight[1:] *= upper
+        weight[0] = 0.0
+        out = (weight[labels] * np.asarray(lesion_share.data, np.float64)).astype(np.float32)
+    return radc.with_data(out, sequence="OTHER")
+
+
+def rim_share(radc: MRImage, reached: MRImage, brain: MRImage, *, deficit_sd: float) -> MRImage:
+    """The voxels right around each DWI lesion's band (26-neighbourhood), as a share of 1.
+
+    The band's outer cut takes the voxels a lesion fills to at least 0.3 *of its own core*; a
+    lesion of a few 4-5 mm voxels has no pure core, and its restricted tissue spread thin over the
+    voxels around it is cut away, even where no FLAIR lesion says it is there. These voxels, given
+    to :func:`hidden_restricted_share` as a lesion filling them whole, let its least-squares fit say
+    how much restricted tissue they may hold. Voxels reading far above normal white matter's ADC
+    (a deficit below ``-3 deficit_sd``: cerebrospinal fluid) hold none and are left out, so
+    their ADC does not pull the rim's fit down.
+
+    Parameters
+    ----------
+    radc, reached, brain : MRImage
+        As in :func:`hidden_restricted_ml`, shape (I, J, K).
+    deficit_sd : float
+        SD of one voxel's deficit in normal tissue.
+
+    Returns
+    -------
+    MRImage
+        float32, 1 on the rim, 0 elsewhere.
+    """
+    band = np.asarray(reached.data) > 0
+    values = np.asarray(radc.data, np.float64)
+    rim = ndi.binary_dilation(band, _FULL) & ~band & (np.asarray(brain.data) > 0)
+    rim &= (values > 0) & (1.0 - values >= -3.0 * deficit_sd)
+    return radc.with_data(rim.astype(np.float32), sequence="OTHER")
+
+
+def _hidden_parts(
+    radc: MRImage, lesion_share: MRImage, reached: MRImage, brain: MRImage, *, min_share: float
+) -> tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
+    """The parts of a lesion seen elsewhere outside ``reached`` (:func:`hidden_restricted_ml`):
+    their label map, and per part (index ``label - 1``) ``sum s``, ``sum s^2`` and the
+    least-squares deficit of its tissue, ``sum s d / sum s^2``; None without any."""
+    share = np.asarray(lesion_share.data, np.float64)
+    inside = (np.asarray(brain.data) > 0) & (np.asarray(radc.data) > 0)
+    candidates = (share >= min_share) & inside & ~(np.asarray(reached.data) > 0)
+    if not candidates.any():
+        return None
+    deficit = 1.0 - np.asarray(radc.data, np.float64)
+    labels, count = ndi.label(candidates, structure=_FULL)
+    index = np.arange(1, count + 1)
+    s1 = np.asarray(ndi.sum(share, labels, index), np.float64)
+    s2 = np.asarray(ndi.sum(share * share, labels, index), np.float64)
+    sd = np.asarray(ndi.sum(share * deficit, labels, index), np.float64)
+    return labels.astype(np.int32), s1, s2, sd / s2
 
 
 @dataclass(frozen=True)

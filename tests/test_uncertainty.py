@@ -28,6 +28,7 @@ from imaging.uncertainty import (
     footprint_reading,
     grid_motion,
     hidden_restricted_ml,
+    hidden_restricted_share,
     label_volumes_mm3,
     lesion_fraction,
     missed_lesions,
@@ -37,6 +38,7 @@ from imaging.uncertainty import (
     perturbed_image,
     probability_sd_voxels,
     rigid_jitter,
+    rim_share,
     with_noise,
 )
 
@@ -234,6 +236,103 @@ def test_hidden_restricted_upper_end_counts_what_the_adc_cannot_rule_out() -> No
     both = 0.4 + 1.96 * np.hypot(tiny_se, large_se)
     assert hidden(share, upper=True) == pytest.approx(both * voxel_ml, rel=1e-5)
     assert hidden(share, upper=True) < 0.15 * 61 * voxel_ml
+
+
+def test_hidden_restricted_share_gives_a_dwi_lesion_the_rim_it_may_hold() -> None:
+    """On a noiseless 2 x 2 x 5 mm rADC grid (deficit SD 0.2, pure deficit 0.5): a DWI lesion's
+    band ``reached`` (2 x 2 voxels); around it a FLAIR rim of 12 whole voxels, 25 % restricted
+    (deficit 0.125), and joined to the rim across a corner (26-neighbourhood) two half-filled
+    voxels of normal ADC. The part (sum s 13, sum s^2 12.5) reads rho = 1.5 / 12.5 / 0.5 = 0.24;
+    its upper end 0.24 + 1.96 x 0.2 / sqrt(12.5) / 0.5 = 0.4618 of each voxel's share. A FLAIR
+    lesion touching no DWI lesion gets 0, as do the band's own voxels. The part's voxels sum to
+    :func:`hidden_restricted_ml`'s upper end for that part alone."""
+    shape, spacing = (20, 16, 9), (2.0, 2.0, 5.0)
+    affine = np.diag([*spacing, 1.0])
+    reached = np.zeros(shape, np.uint8)
+    reached[5:7, 5:7, 4] = 1
+    share = np.zeros(shape)
+    share[4:8, 4:8, 4] = 1.0  # the ring around the band's 2 x 2 voxels: 12 voxels
+    share[5:7, 5:7, 4] = 1.0  # the band itself (excluded from every part)
+    share[8, 8, 5] = share[9, 9, 5] = 0.5  # joined to the ring across its corner (7, 7, 4)
+    share[15:18, 12:14, 1:3] = 1.0  # far from every DWI lesion
+    radc = np.ones(shape)
+    radc[4:8, 4:8, 4] = 1.0 - 0.25 * 0.5
+    radc[5:7, 5:7, 4] = 0.5
+    brain = MRImage(np.ones(shape, np.uint8), affine)
+    out = hidden_restricted_share(
+        MRImage(radc.astype(np.float32), affine),
+        MRImage(share.astype(np.float32), affine),
+        MRImage(reached, affine),
+        brain,
+        pure_deficit=0.5,
+        deficit_sd=0.2,
+        z=1.96,
+    )
+    got = np.asarray(out.data, np.float64)
+    assert got.shape == shape and np.allclose(out.affine, affine)
+    ring = np.zeros(shape, bool)
+    ring[4:8, 4:8, 4] = True
+    ring[5:7, 5:7, 4] = False
+    assert got[5:7, 5:7, 4].max() == 0.0  # the band's voxels are counted by the band
+    assert got[15:18, 12:14, 1:3].max() == 0.0  # touches no DWI lesion
+    joined = np.zeros(shape, bool)
+    joined[8, 8, 5] = joined[9, 9, 5] = True
+    s1, s2 = 12 + 1.0, 12 + 0.5
+    rho = (12 * 0.125) / s2 / 0.5
+    part_upper = min(rho + 1.96 * 0.2 / np.sqrt(s2) / 0.5, 1.0)
+    assert part_upper == pytest.approx(0.4618, abs=1e-4)
+    assert np.allclose(got[ring], part_upper, atol=1e-6)
+    assert np.allclose(got[joined], 0.5 * part_upper, atol=1e-6)
+    whole = hidden_restricted_ml(
+        MRImage(radc.astype(np.float32), affine),
+        MRImage(np.where(ring | joined, share, 0.0).astype(np.float32), affine),
+        MRImage(reached, affine),
+        brain,
+        pure_deficit=0.5,
+        deficit_sd=0.2,
+        z=1.96,
+        upper=True,
+    )
+    assert got.sum() * 20.0 / 1000.0 == pytest.approx(whole, rel=1e-5)
+    assert got.sum() == pytest.approx(s1 * part_upper, rel=1e-6)
+
+
+def test_rim_share_is_the_band_s_26_neighbourhood_without_fluid() -> None:
+    """A band of 2 x 2 x 1 voxels on a 2 x 2 x 5 mm grid: its rim is the 4 x 4 x 3 box around it
+    less the band (44 voxels); a rim voxel reading cerebrospinal fluid (rADC 4, a deficit of -3,
+    beyond -3 x 0.1) and one outside the brain are left out; a voxel two voxels away is not rim.
+    Its fit then reads a rim of normal ADC as holding no restricted tissue beyond its noise."""
+    shape, affine = (10, 9, 6), np.diag([2.0, 2.0, 5.0, 1.0])
+    reached = np.zeros(shape, np.uint8)
+    reached[4:6, 3:5, 2] = 1
+    radc = np.ones(shape, np.float32)
+    radc[3, 2, 1] = 4.0  # fluid in a corner of the rim
+    brain = np.ones(shape, np.uint8)
+    brain[6, 5, 3] = 0  # the opposite corner lies outside the brain
+    rim = rim_share(
+        MRImage(radc, affine),
+        MRImage(reached, affine),
+        MRImage(brain, affine),
+        deficit_sd=0.1,
+    )
+    got = np.asarray(rim.data)
+    expected = np.zeros(shape, bool)
+    expected[3:7, 2:6, 1:4] = True
+    expected[4:6, 3:5, 2] = False
+    expected[3, 2, 1] = expected[6, 5, 3] = False
+    assert got.dtype == np.float32 and np.array_equal(got > 0, expected)
+    assert set(np.unique(got)) == {0.0, 1.0} and int(got.sum()) == 42
+    share = hidden_restricted_share(
+        MRImage(radc, affine),
+        rim,
+        MRImage(reached, affine),
+        MRImage(brain, affine),
+        pure_deficit=0.5,
+        deficit_sd=0.1,
+        z=1.96,
+    )
+    # normal ADC: rho 0, the upper end 1.96 x 0.1 / sqrt(42) / 0.5 of each voxel
+    assert np.allclose(np.asarray(share.data)[expected], 1.96 * 0.1 / np.sqrt(42) / 0.5)
 
 
 def test_missed_lesions_keeps_only_the_lesions_this_session_did_not_touch() -> None:
@@ -439,6 +538,33 @@ def test_a_dwi_lesion_volume_interval_holds_its_deficit_band_and_its_change_keep
     assert {c: with_band[1].rows[0][c] for c in change_cells} == {
         c: without[1].rows[0][c] for c in change_cells
     }
+
+
+def test_a_dwi_lesion_volume_band_counts_its_rim_as_shares_within_its_own_reach() -> None:
+    """A DWI lesion of 10 x 8 x 4 voxels (0.9 x 1.1 x 3.3 mm) whose band's outer end also holds,
+    two slices (6.6 mm) above it, a rim of 10 x 8 voxels each given a share of 0.5 (the restricted
+    tissue it may hold, :func:`imaging.uncertainty.hidden_restricted_share`): with a reach of
+    8 mm the band's outer end is 320 + 40 voxels, exactly; with the 3 mm the draws use, 320."""
+    lesion = _box((10, 10, 4), (20, 18, 8))
+    outer = lesion.astype(np.float32)
+    outer[10:20, 10:18, 9] = 0.5
+    masks = [("ses-1", _image(lesion.astype(np.uint8)))]
+    labels = _image(np.ones(SHAPE, np.uint8))
+    voxel_ml = float(np.prod(SPACING)) / 1000
+    value = 320 * voxel_ml
+    for reach_mm, high in ((8.0, 360 * voxel_ml), (3.0, value)):
+        spread = LesionSpread(
+            draws=[lesion.copy() for _ in range(4)],
+            inner=lesion,
+            outer=lesion,
+            volume_band=(lesion, outer),
+            volume_band_reach_mm=reach_mm,
+        )
+        row = track_lesions(
+            masks, source="dwi", hemispheres=labels, regions=labels, spreads=[spread]
+        )[0].rows[0]
+        sd = (high - value) / np.sqrt(12.0)
+        assert row["volume_ml_ci_high"] == pytest.approx(round((value + high) / 2 + 1.96 * sd, 4))
 
 
 def _scan(fraction: np.ndarray, contrast: float, seed: int, noise: float = 1.0) -> MRImage:
