@@ -528,7 +528,9 @@ def export(
     key: Annotated[
         Path | None,
         typer.Option(
-            "--key", help="With --deidentify: where to keep the pseudonym key (outside --to)."
+            "--key",
+            help="With --deidentify: where to keep the pseudonym key (outside --to); without it "
+            "no key is kept and the pseudonyms cannot be traced back.",
         ),
     ] = None,
 ) -> None:
@@ -542,6 +544,14 @@ def export(
         f"{summary.dicom} DICOM SEG objects to {to}" + (" (de-identified)" if deidentify else ""),
         markup=False,
     )
+    if deidentify:
+        console.print(
+            f"pseudonym key kept in {key}: keep it apart from the export"
+            if key is not None
+            else "no pseudonym key kept (--key): the pseudonyms cannot be traced back to the "
+            "cases, now or later",
+            markup=False,
+        )
 
 
 CaseFolder = Annotated[Path, typer.Argument(help="An analysed case folder, OUT_DIR/sub-<case>.")]

@@ -128,6 +128,7 @@ def test_deidentified_export_has_no_identifiers_and_no_dates(analyzed_samples, t
         ],
     )
     assert result.exit_code == 0, result.output
+    assert f"pseudonym key kept in {key}" in result.output.replace("\n", "")
     folder = tmp_path / "deid"
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["sub-P001", "sub-P002"]
     assert key.read_text().splitlines()[1:] == ["cnsmyeloma\tP001", "indexcase\tP002"]
@@ -185,6 +186,18 @@ def test_export_refuses_to_overwrite_and_to_keep_the_key_inside(analyzed_samples
     empty = runner.invoke(app, ["export", str(tmp_path / "taken"), "--to", str(tmp_path / "x")])
     assert empty.exit_code == 1 and "no analysed case" in empty.output
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no partial folder
+
+
+def test_deidentified_export_without_a_key_says_it_kept_none(analyzed_samples, tmp_path):
+    result = runner.invoke(
+        app, ["export", str(analyzed_samples), "--to", str(tmp_path / "d"), "--deidentify"]
+    )
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "no pseudonym key kept (--key)" in said and "cannot be traced back" in said
+    assert not [p for p in tmp_path.rglob("*.tsv") if "key" in p.name or "pseudonym" in p.name]
+    plain = runner.invoke(app, ["export", str(analyzed_samples), "--to", str(tmp_path / "p")])
+    assert plain.exit_code == 0 and "pseudonym" not in plain.output
 
 
 def _pdf_text(path: Path) -> str:
