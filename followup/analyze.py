@@ -770,9 +770,9 @@ def _lesion_spread(
     # a DWI lesion's own volume: its band on the ADC deficit, as the session's DWI volume's (its
     # changes keep the trace's band, as the session's do)
     volume_band = None
-    reach_mm = 3.0
+    reach_mm = LesionSpread.volume_band_reach_mm
     if source == "dwi" and images.dwi_volume_band is not None:
-        reach_mm += max(images.dwi_volume_band[1].spacing_mm)
+        reach_mm += max(images.dwi_volume_band[1].spacing_mm)  # its rim: one DWI voxel further
         low, high = (
             np.asarray(mask_onto(m, baseline, inverse).data) > 0 for m in images.dwi_volume_band
         )

@@ -523,10 +523,9 @@ def hidden_restricted_share(
         rho = np.clip(scaled / pure_deficit, 0.0, 1.0)
         upper = np.minimum(rho + z * deficit_sd / np.sqrt(s2) / pure_deficit, 1.0)
         touching = np.unique(labels[ndi.binary_dilation(np.asarray(reached.data) > 0, _FULL)])
-        weight = np.zeros(upper.size + 1)
-        weight[touching] = 1.0
-        weight[1:] *= upper
-        weight[0] = 0.0
+        touching = touching[touching > 0]
+        weight = np.zeros(upper.size + 1)  # by label; 0 for the background and untouched parts
+        weight[touching] = upper[touching - 1]
         out = (weight[labels] * np.asarray(lesion_share.data, np.float64)).astype(np.float32)
     return radc.with_data(out, sequence="OTHER")
 
