@@ -702,6 +702,7 @@ def _change_cells(
                     ),
                     z=settings.z,
                     reach=reach,
+                    draws_centred=measure in settings.draws_centred,
                 )
                 row[change] = found.value
                 row[f"{change}_ci_low"], row[f"{change}_ci_high"] = found.low, found.high

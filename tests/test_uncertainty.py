@@ -390,6 +390,71 @@ def test_change_estimate_pairs_the_draws() -> None:
     assert change_label(math.nan, 1.0) == ""
 
 
+def test_a_draws_centred_change_also_holds_the_draws_mean_change() -> None:
+    """rADC 0.60 -> 0.61 on the images; the draws (each a resampled image) read both sessions
+    higher, the first by more: their paired changes 0.005, 0.002, 0.002, 0.007 (mean 0.004, SD
+    sqrt(6) / 1000). About the value alone the change is an increase; the draws' mean change,
+    0.004 - 2 SD, lies below 0, so with both the change is within noise."""
+    before, after = [0.62, 0.63, 0.61, 0.62], [0.625, 0.632, 0.612, 0.627]
+    sd = math.sqrt(6.0) / 1000.0
+    plain = change_estimate(0.60, 0.61, before, after, z=2.0)
+    assert plain.sd == pytest.approx(sd)
+    assert (plain.low, plain.high) == pytest.approx((0.01 - 2 * sd, 0.01 + 2 * sd))
+    assert plain.label == "increase"
+    centred = change_estimate(0.60, 0.61, before, after, z=2.0, draws_centred=True)
+    assert centred.value == pytest.approx(0.01) and centred.sd == pytest.approx(sd)
+    assert (centred.low, centred.high) == pytest.approx((0.004 - 2 * sd, 0.01 + 2 * sd))
+    assert centred.label == WITHIN
+    # draws whose mean change is the value's change: the same interval; the reach still adds
+    level = [b + 0.01 + d for b, d in zip(before, [0.001, -0.002, 0.002, -0.001], strict=True)]
+    assert change_estimate(0.60, 0.61, before, level, draws_centred=True) == change_estimate(
+        0.60, 0.61, before, level
+    )
+    reached = change_estimate(0.60, 0.61, before, after, z=2.0, draws_centred=True, reach=(0.1, 0))
+    assert reached.low == pytest.approx(centred.low - 0.1) and reached.high == centred.high
+
+
+def test_only_the_dwi_radc_change_holds_the_draws_mean_change() -> None:
+    """Two sessions whose rADC, FLAIR-lesion rADC and FLAIR volume draws stand off their values
+    alike (scaled): the DWI lesion's rADC change holds the draws' mean change and is within noise,
+    the others are not widened and are increases (``UncertaintyParams.draws_centred``)."""
+    from followup.analyze import _change_cells, _Spread
+
+    offsets = [[0.020, 0.030, 0.010, 0.020], [0.015, 0.022, 0.002, 0.017]]
+    values = [0.60, 0.61]
+    rows: list[dict[str, object]] = []
+    spreads = []
+    for value, offset in zip(values, offsets, strict=True):
+        radc = [value + o for o in offset]
+        volume = [100 * r for r in radc]
+        rows.append(
+            {"radc": value, "flair_lesion_radc": value, "flair_lesion_volume_ml": 100 * value}
+        )
+        spreads.append(
+            _Spread(
+                draws={
+                    "radc": radc,
+                    "flair_lesion_volume_ml": volume,
+                    "dwi_lesion_volume_ml": [math.nan] * 4,
+                    "flair_lesion_radc": radc,
+                },
+                bands={},
+                other_sd={},
+            )
+        )
+    settings = dataclasses.replace(UncertaintyParams(), change_relative_sd=0.0)
+    assert settings.draws_centred == ("radc",)
+    _change_cells(rows, spreads, settings)
+    second = rows[1]
+    sd = float(np.std([0.005, 0.002, 0.002, 0.007], ddof=1))
+    assert second["radc_change_ci_low"] == pytest.approx(0.004 - 1.96 * sd)
+    assert second["radc_change_beyond_noise"] == WITHIN
+    assert second["flair_lesion_radc_change_ci_low"] == pytest.approx(0.01 - 1.96 * sd)
+    assert second["flair_lesion_radc_change_beyond_noise"] == "increase"
+    assert second["flair_lesion_volume_change_ml_ci_low"] == pytest.approx(100 * (0.01 - 1.96 * sd))
+    assert second["flair_lesion_volume_change_beyond_noise"] == "increase"
+
+
 def test_probability_sd() -> None:
     p = np.zeros(SHAPE, np.float32)
     p[:4, 0, 0] = 0.5
