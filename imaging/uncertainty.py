@@ -44,10 +44,11 @@ interval about the band's midpoint too (``UncertaintyParams.band_centred``). A s
 change gets the same from the paired draws (draw ``d`` of both sessions shares its template
 jitter) and from the partial-volume band of the change (the change measured with the 0.7 cut
 against the change with the 0.3 cut). The DWI lesion's rADC change also holds the draws' own
-mean change (``UncertaintyParams.draws_centred``): every draw resamples its image, and where that alone moves
-the reading (the blur of a resampled 5 mm grid mixes a lesion's edge with normal tissue) the
-draws' mean stands off the value; when the two sessions stand off by different amounts, part of
-the change is the images' sampling, not the tissue. A change is **beyond measurement noise**
+mean change (``UncertaintyParams.draws_centred``): every draw resamples its image, and where
+that alone moves the reading (the blur of a resampled 5 mm grid mixes a lesion's edge with
+normal tissue) the draws' mean stands off the value; when the two sessions stand off by
+different amounts, part of the change is the images' sampling, not the tissue. A change is
+**beyond measurement noise**
 (``increase`` or ``decrease``) when its interval excludes 0, else **within noise**.
 
 Everything here is image maths on :class:`~imaging.image.MRImage`; the pipeline draws
