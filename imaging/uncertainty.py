@@ -48,8 +48,8 @@ mean change (``UncertaintyParams.draws_centred``): every draw resamples its imag
 that alone moves the reading (the blur of a resampled 5 mm grid mixes a lesion's edge with
 normal tissue) the draws' mean stands off the value; when the two sessions stand off by
 different amounts, part of the change is the images' sampling, not the tissue. A change is
-**beyond measurement noise**
-(``increase`` or ``decrease``) when its interval excludes 0, else **within noise**.
+**beyond measurement noise** (``increase`` or ``decrease``) when its interval excludes 0, else
+**within noise**.
 
 Everything here is image maths on :class:`~imaging.image.MRImage`; the pipeline draws
 (:mod:`imaging.pipeline`) and the tables are written in :mod:`followup.analyze`.
