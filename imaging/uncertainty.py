@@ -780,6 +780,7 @@ def estimate(
     z: float = 1.96,
     non_negative: bool = True,
     band_centred: bool = False,
+    also_about: Sequence[float] = (),
 ) -> Estimate:
     """A value's interval from its perturbed draws, its partial-volume band and other SDs.
 
@@ -805,6 +806,9 @@ def estimate(
         value sits near one end of it (the DWI engine's threshold on the ADC of mixed voxels keeps
         mostly the voxels above the band's centre), an interval about the value alone leaves
         out the other end.
+    also_about : sequence of float
+        Further centres whose intervals (``+- z sd``) the interval also takes in, the same union
+        as ``band_centred`` (:func:`change_estimate` with ``draws_centred``).
 
     Returns
     -------
@@ -816,7 +820,9 @@ def estimate(
         return Estimate(value, math.nan, math.nan, math.nan)
     band_sd = band_weight * abs(band[1] - band[0]) / math.sqrt(12.0) if band is not None else 0.0
     sd = math.sqrt(spread**2 + band_sd**2 + other_sd**2)
-    centres = (value, (band[0] + band[1]) / 2.0) if band_centred and band is not None else (value,)
+    centres = [value, *also_about]
+    if band_centred and band is not None:
+        centres.append((band[0] + band[1]) / 2.0)
     low, high = min(centres) - z * sd, max(centres) + z * sd
     if non_negative:
         low, high = max(low, 0.0), max(high, 0.0)
@@ -885,12 +891,9 @@ def change_estimate(
         other_sd=other_sd,
         z=z,
         non_negative=False,
+        also_about=(float(np.mean(paired)),) if draws_centred and paired else (),
     )
-    low, high = found.low, found.high
-    if draws_centred and math.isfinite(found.sd) and paired:
-        mean = float(np.mean(paired))
-        low, high = min(low, mean - z * found.sd), max(high, mean + z * found.sd)
-    low, high = low - max(reach[0], 0.0), high + max(reach[1], 0.0)
+    low, high = found.low - max(reach[0], 0.0), found.high + max(reach[1], 0.0)
     return replace(found, low=low, high=high, label=change_label(low, high))
 
 
