@@ -133,19 +133,24 @@ def plan(
     truths: int,
     controls: int,
     changes_percent: Iterable[float],
+    seed_offset: int = 0,
 ) -> list[TruthTask]:
-    """The truths of a set and their pairs, deterministic."""
+    """The truths of a set and their pairs, deterministic.
+
+    ``seed_offset`` renders the same masks again as new truths (seeds ``base + seed_offset + i``:
+    another deformation, contrast, noise and scans; pair names ``dev11s100c25``)."""
     base, free_base = SEEDS[set_name]
     changes = list(changes_percent)
+    tag = f"s{seed_offset}" if seed_offset else ""
     tasks = []
     for i, mask in enumerate(masks[:truths]):
-        seed = base + i
+        seed = base + seed_offset + i
         task = TruthTask(mask, seed)
         for c_index, percent in enumerate(changes):
             sign = "m" if percent < 0 else ""
             task.pairs.append(
                 PairPlan(
-                    name=f"{set_name}{i:02d}c{sign}{abs(percent):g}".replace(".", "p"),
+                    name=f"{set_name}{i:02d}{tag}c{sign}{abs(percent):g}".replace(".", "p"),
                     mask=mask,
                     truth_seed=seed,
                     change=percent / 100.0,
@@ -884,6 +889,13 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="start at this lesional truth (the truths before it are not run; default 0)",
     )
+    parser.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="render the set's masks again as new truths with seeds shifted by this (default 0: "
+        "the set's own truths)",
+    )
     parser.add_argument("--uncertainty", default="standard", help="level (default standard)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
@@ -960,8 +972,10 @@ def main(argv: list[str] | None = None) -> int:
         truths=args.truths,
         controls=args.controls,
         changes_percent=changes,
+        seed_offset=args.seed_offset,
     )
-    tasks = [t for t in tasks if t.mask is None or t.truth_seed - SEEDS[args.set][0] >= args.first]
+    first_seed = SEEDS[args.set][0] + args.seed_offset + args.first
+    tasks = [t for t in tasks if t.mask is None or t.truth_seed >= first_seed]
     if args.pairs is not None:
         left = args.pairs
         for task in tasks:
