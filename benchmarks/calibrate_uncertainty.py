@@ -137,8 +137,9 @@ def plan(
 ) -> list[TruthTask]:
     """The truths of a set and their pairs, deterministic.
 
-    ``seed_offset`` renders the same masks again as new truths (seeds ``base + seed_offset + i``:
-    another deformation, contrast, noise and scans; pair names ``dev11s100c25``)."""
+    ``seed_offset`` renders the set again as new truths (seeds ``base + seed_offset + i``, the
+    lesion-free ones ``free_base + seed_offset + j``: another deformation, contrast, noise and
+    scans; pair names ``dev11s100c25``, ``devfree00s100``)."""
     base, free_base = SEEDS[set_name]
     changes = list(changes_percent)
     tag = f"s{seed_offset}" if seed_offset else ""
@@ -159,10 +160,12 @@ def plan(
             )
         tasks.append(task)
     for j in range(controls):
-        seed = free_base + j
+        seed = free_base + seed_offset + j
         task = TruthTask(None, seed)
         task.pairs.append(
-            PairPlan(f"{set_name}free{j:02d}", None, seed, 0.0, (seed * 100 + 1, seed * 100 + 2))
+            PairPlan(
+                f"{set_name}free{j:02d}{tag}", None, seed, 0.0, (seed * 100 + 1, seed * 100 + 2)
+            )
         )
         tasks.append(task)
     return tasks

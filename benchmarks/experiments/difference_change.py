@@ -33,13 +33,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from compare_changes import SMALL_ML, rms  # the sibling script's small-load cut and RMS
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from imaging.errors import ImagingError
 from imaging.image import MRImage
 from imaging.nifti import load_nifti
 from imaging.register import resample
@@ -51,9 +54,6 @@ from imaging.uncertainty import (
     perturbed_image,
     rigid_jitter,
 )
-
-#: Truths whose first-session volume is under this (mL) count as small lesion loads.
-SMALL_ML = 3.0
 
 
 def integral_draws(
@@ -204,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         volumes = [float(r["flair_lesion_volume_ml"] or 0.0) for r in rows]
         load = float(truth["binary_volume_ml"][0])
         true_change = float(truth["binary_volume_ml"][1]) - load
-        images, masks = _pair_images(out, name)
+        try:
+            images, masks = _pair_images(out, name)
+        except (ImagingError, OSError) as error:
+            print(f"skipped {name}: {error}", file=sys.stderr)
+            continue
         integral, voxel_test = difference_changes(
             images, masks, args.dilate_mm, args.sigma_mm, args.z
         )
@@ -246,13 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             call = "increase" if integral > reach else "decrease" if integral < -reach else "within"
             call += "" if abs(integral - true_change) <= reach else " (misses the truth)"
         print(f"| {name} | {load:.2f} | {true_change:+.3f} | {cells} | {call} |", flush=True)
+    if not errors:
+        print(f"no analysed pair under {args.folder} (sessions.tsv and space-baseline images)")
+        return 2
     print()
     for reading, group in errors.items():
-        rms_all = float(np.sqrt(np.mean(np.square(group["all"]))))
-        rms_small = float(np.sqrt(np.mean(np.square(group["small"])))) if group["small"] else np.nan
         print(
-            f"- {reading}: RMS change error {rms_all:.3f} mL over {len(group['all'])} pairs, "
-            f"{rms_small:.3f} on the {len(group['small'])} of loads under {SMALL_ML:g} mL; "
+            f"- {reading}: RMS change error {rms(group['all']):.3f} mL over {len(group['all'])} "
+            f"pairs, {rms(group['small']):.3f} on the {len(group['small'])} of loads under {SMALL_ML:g} mL; "
             f"growing pairs' mean relative error {100 * np.mean(group['growing']):+.0f} %"
         )
     return 0
